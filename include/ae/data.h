@@ -1,0 +1,81 @@
+/* data.h - IDX files (raw or gzip), datasets, validation split, batches.
+ *
+ * A dataset keeps its images once, as uint8 (or as float features for
+ * derived data such as codes), and converts a batch to float on demand. */
+#ifndef AE_DATA_H
+#define AE_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ae/status.h"
+
+#define AE_IDX_MAX_DIMS 4
+
+/* One IDX file as read: element type uint8 only (MNIST family). */
+typedef struct ae_idx {
+    int ndims;
+    uint32_t dims[AE_IDX_MAX_DIMS];
+    size_t count; /* product of dims */
+    uint8_t *data; /* count bytes, owned */
+} ae_idx;
+
+/* Read an IDX file of unsigned bytes (type code 0x08), raw or gzip (detected
+ * by content, not by name). Checks the magic, dimension count (1..4), that
+ * no dimension is 0, and that the file holds exactly the bytes the header
+ * promises (truncated or trailing bytes are errors). Errors name the path. */
+ae_status ae_data_read_idx(const char *path, ae_idx *out, ae_error *err);
+void ae_data_idx_free(ae_idx *idx); /* accepts NULL */
+
+typedef struct ae_dataset {
+    size_t n;        /* samples */
+    int c, h, w;     /* per-sample shape (channels, height, width) */
+    size_t d;        /* c*h*w */
+    uint8_t *x8;     /* n*d bytes (pixel / 255 is the float value), or NULL */
+    float *xf;       /* n*d floats, or NULL; exactly one of x8/xf is set */
+    uint8_t *y;      /* n labels, or NULL when unlabelled */
+    int nclass;      /* 1 + max label (0 when unlabelled) */
+    char name[64];   /* e.g. "mnist/train" */
+} ae_dataset;
+
+/* Load an images file (IDX3, n x h x w) and, when labels_path != NULL, a
+ * labels file (IDX1, n). Count mismatch, a label >= 256 classes etc. are
+ * errors naming both files. */
+ae_status ae_data_load_pair(const char *images_path, const char *labels_path, ae_dataset *out,
+                            ae_error *err);
+
+/* Resolve a dataset name to its four files and load train or test split.
+ *   name = "mnist"          -> <data_dir>/mnist/
+ *   name = "fashion-mnist"  -> <data_dir>/fashion-mnist/, else
+ *                              /usr/share/datasets/fashion-mnist/
+ *   anything else           -> taken as a directory path
+ * In that directory the files are {train,t10k}-{images-idx3,labels-idx1}-ubyte
+ * with or without ".gz" (the first that exists). */
+ae_status ae_data_load_named(const char *name, const char *data_dir, int test_split, ae_dataset *out,
+                             ae_error *err);
+
+/* Split src into train (src minus nval samples) and val (nval samples); the
+ * validation samples are chosen by a permutation keyed by (seed,
+ * AE_RNG_SPLIT); both keep their samples in src order. Copies the data.
+ * nval = 0 gives an empty val. */
+ae_status ae_data_split(const ae_dataset *src, size_t nval, uint64_t seed, ae_dataset *train,
+                        ae_dataset *val, ae_error *err);
+
+/* Keep only the first n samples (n <= ds->n), in place. */
+void ae_data_truncate(ae_dataset *ds, size_t n);
+
+/* Make a float dataset of n samples of dimension d, zeroed, with labels
+ * copied from labels (may be NULL). */
+ae_status ae_data_create_float(size_t n, size_t d, const uint8_t *labels, int nclass,
+                               ae_dataset *out, ae_error *err);
+
+/* Gather rows idx[0..n) into out (n x d floats, [0,1] for uint8 data). */
+void ae_data_gather_x(const ae_dataset *ds, const uint32_t *idx, size_t n, float *out);
+/* Gather labels idx[0..n) into out. */
+void ae_data_gather_y(const ae_dataset *ds, const uint32_t *idx, size_t n, uint8_t *out);
+/* Same as gather for the contiguous range [start, start+n). */
+void ae_data_range_x(const ae_dataset *ds, size_t start, size_t n, float *out);
+
+void ae_data_free(ae_dataset *ds); /* accepts NULL; leaves *ds zeroed */
+
+#endif

@@ -1,0 +1,46 @@
+/* dist.h - the only module that speaks MPI. Rank/size, the gradient
+ * allreduce, broadcasts, and error agreement, so that a failure on one rank
+ * ends every rank with the same message instead of a hang. Works with one
+ * process, with or without mpirun (MPI singleton init). */
+#ifndef AE_DIST_H
+#define AE_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ae/status.h"
+
+/* Initialize MPI (once). Errors from MPI calls afterwards are returned as
+ * AE_ERR_MPI, not fatal. */
+ae_status ae_dist_init(int *argc, char ***argv, ae_error *err);
+/* Finalize MPI if ae_dist_init initialized it. */
+void ae_dist_finalize(void);
+int ae_dist_rank(void);
+int ae_dist_size(void);
+/* Ranks sharing this rank's node, and this rank's index among them. */
+int ae_dist_local_size(void);
+int ae_dist_local_rank(void);
+/* Comma-separated distinct host names of all ranks (collective). */
+ae_status ae_dist_hostnames(char *buf, size_t cap, ae_error *err);
+
+/* In-place sum over ranks of n floats (chunked above INT_MAX). */
+ae_status ae_dist_allreduce_sum(float *buf, size_t n, ae_error *err);
+ae_status ae_dist_allreduce_sum_f64(double *buf, size_t n, ae_error *err);
+ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err);
+/* Broadcast bytes from root. */
+ae_status ae_dist_bcast(void *buf, size_t bytes, int root, ae_error *err);
+ae_status ae_dist_barrier(ae_error *err);
+
+/* Collective: every rank passes its local status (and err with its
+ * message). If any rank failed, every rank gets the failure of the lowest
+ * failing rank, its message prefixed with "rank R: " when R != this rank,
+ * and returns that status; otherwise AE_OK. */
+ae_status ae_dist_agree(ae_status local, ae_error *err);
+
+/* Abort the whole job (MPI_Abort) with an exit code. */
+void ae_dist_abort(int code) __attribute__((noreturn));
+
+/* Wall-clock seconds (MPI_Wtime, or a monotonic clock before init). */
+double ae_dist_time(void);
+
+#endif

@@ -1,0 +1,29 @@
+/* eval.h - evaluation of a model on a dataset, sharded over the ranks and
+ * reduced (every sample counted once): reconstruction error per element in
+ * MSE and BCE, classification loss and accuracy; and encoding a dataset. */
+#ifndef AE_EVAL_H
+#define AE_EVAL_H
+
+#include "ae/data.h"
+#include "ae/model.h"
+#include "ae/status.h"
+
+typedef struct ae_eval_out {
+    double loss;     /* the model's training loss (per element, or per sample for ce) */
+    double mse;      /* autoencoder: mean squared error per element */
+    double bce;      /* autoencoder: binary cross-entropy per element (outputs clamped to [1e-7, 1-1e-7]
+                        unless the model has a fused sigmoid output) */
+    double accuracy; /* classifier: fraction correct */
+    double penalty;  /* activity penalty per sample */
+    size_t n;        /* samples evaluated (all ranks) */
+} ae_eval_out;
+
+/* Collective: evaluate m (eval mode) on ds, each rank taking a contiguous
+ * share, in chunks of m->max_batch. xbuf holds m->max_batch x ds->d floats. */
+ae_status ae_eval_dataset(ae_model *m, const ae_dataset *ds, float *xbuf, ae_eval_out *out, ae_error *err);
+
+/* Not collective: encode all of ds through layers [0, upto) into a new float
+ * dataset (labels copied). */
+ae_status ae_eval_encode(ae_model *m, const ae_dataset *ds, int upto, ae_dataset *codes, ae_error *err);
+
+#endif

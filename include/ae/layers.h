@@ -1,0 +1,94 @@
+/* layers.h - layer kinds: shape rule, parameter count, init, forward and
+ * backward. One table row per kind; the model walks a list of layers.
+ *
+ * Conventions (llm.c style): activations are row-major (n samples x size),
+ * forward writes its output, backward ACCUMULATES (+=) into the parameter
+ * gradients and WRITES din. backward may overwrite dout (it is the model's
+ * scratch). A layer's trainable tensors are views into the model's one
+ * params buffer (and the same offsets into the grads buffer); non-trainable
+ * state (running statistics) views into the model's state buffer. */
+#ifndef AE_LAYERS_H
+#define AE_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ae/config.h"
+#include "ae/rng.h"
+#include "ae/status.h"
+
+typedef struct ae_shape {
+    int c, h, w; /* a flat vector of n features is (n, 1, 1) */
+} ae_shape;
+
+static inline size_t ae_shape_size(const ae_shape *s) { return (size_t)s->c * s->h * s->w; }
+
+typedef enum { AE_ACT_LINEAR = 0, AE_ACT_SIGMOID, AE_ACT_TANH, AE_ACT_RELU, AE_ACT_ELU, AE_ACT_SOFTMAX } ae_act;
+typedef enum {
+    AE_INIT_GLOROT_UNIFORM = 0, AE_INIT_GLOROT_NORMAL, AE_INIT_HE_UNIFORM, AE_INIT_HE_NORMAL
+} ae_init;
+
+const char *ae_act_name(ae_act a);
+/* Parse "relu" etc.; returns -1 if unknown. */
+int ae_act_parse(const char *s);
+int ae_init_parse(const char *s);
+const char *ae_init_name(ae_init i);
+
+/* In-place activation of n rows of width w (softmax is per row). */
+void ae_act_forward(ae_act act, float *x, size_t n, size_t w);
+/* d[i] *= act'(at y[i]), in place; y is the activation's output. */
+void ae_act_backward(ae_act act, const float *y, float *d, size_t n, size_t w);
+
+/* Per-call context: mode and the keys of any randomness (noise, dropout)
+ * so that a sample's draws depend on (seed, epoch, step, global sample index)
+ * only, never on the rank that computes it. */
+typedef struct ae_ctx {
+    int training;
+    uint64_t seed;
+    int64_t epoch;
+    int64_t step;
+    int64_t sample0; /* index in the global batch of this call's first sample */
+} ae_ctx;
+
+typedef struct ae_layer ae_layer;
+
+typedef struct ae_layer_kind {
+    const char *name;
+    /* Parse args, set out shape, n_params, n_state, flops; errors name ls->origin. */
+    ae_status (*setup)(ae_layer *l, const ae_layer_spec *ls, ae_error *err);
+    /* Initialize the layer's parameter views (rng keyed per layer). */
+    void (*init)(ae_layer *l, ae_rng *rng);
+    void (*forward)(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n);
+    /* din may be NULL (first layer: no input gradient needed). */
+    void (*backward)(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
+                     float *din, int n);
+} ae_layer_kind;
+
+struct ae_layer {
+    const ae_layer_kind *kind;
+    char name[32];
+    int index;
+    ae_shape in, out;
+    size_t in_size, out_size;
+    ae_act act;
+    ae_init init;
+    int units;            /* dense: output features */
+    int use_bias;
+    char tie_name[32];    /* dense: name of the layer whose weight it uses transposed */
+    ae_layer *tied;       /* resolved tie (NULL when untied) */
+    int fused_out;        /* set by the model: loss gives d/dz directly, skip act backward */
+    float *z;             /* set by the model for the last layer: pre-activation (n x out) */
+    double flops;         /* forward multiply-adds x 2 per sample */
+    size_t n_params, p_off; /* trainable floats and offset in params/grads */
+    size_t n_state, s_off;  /* non-trainable floats and offset in state */
+    float *W, *b;         /* views into params (W: in x units, row-major) */
+    float *dW, *db;       /* views into grads */
+    float *state;
+};
+
+/* Find a layer kind by name; NULL if none. */
+const ae_layer_kind *ae_layers_find(const char *name);
+/* Comma-separated names of all kinds, for messages. */
+const char *ae_layers_names(void);
+
+#endif

@@ -1,0 +1,87 @@
+/* model.h - a model: the layer list, its shapes, and the contiguous buffers
+ * (parameters, gradients, non-trainable state; the optimizer state lives
+ * with the trainer and has the params' layout) plus forward/backward over
+ * the list. The activations of one local batch are kept for backward. */
+#ifndef AE_MODEL_H
+#define AE_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ae/config.h"
+#include "ae/layers.h"
+#include "ae/status.h"
+
+/* The gradient buffer carries AE_GRAD_EXTRA floats after the gradients, so
+ * that one allreduce per step also sums the step's scalars (loss, penalty,
+ * stop requests, correct count): see train.c. */
+#define AE_GRAD_EXTRA 4
+
+typedef struct ae_model {
+    ae_model_type type;
+    int n_layers;
+    int n_encoder;        /* layers [0, n_encoder) are the encoder; the code is layer n_encoder-1's output */
+    ae_layer *layers;
+    ae_shape in;
+    size_t in_size, out_size, code_size;
+    size_t n_params, n_state;
+    float *params;        /* (n_params) all trainable tensors */
+    float *grads;         /* (n_params + AE_GRAD_EXTRA) same layout, then the step's scalars */
+    float *state;         /* (n_state) non-trainable (running statistics) */
+    int max_batch;        /* activations are sized for this many samples */
+    float **act;          /* act[i]: output of layer i, (max_batch x out_size_i) */
+    float *z_last;        /* pre-activation of the last layer (max_batch x out_size) */
+    float *scratch[2];    /* gradient ping-pong, (max_batch x max layer size) */
+    ae_loss_kind loss;
+    int fused;            /* loss computed from the last layer's logits */
+    int l1_layer;         /* layer index of the L1 activity penalty, -1 if none */
+    float l1;
+    float l2;
+    uint64_t arch_hash;
+    double flops;         /* forward FLOPs per sample (2 x multiply-adds) */
+} ae_model;
+
+/* Build a model from a spec for inputs of shape in, with activations for up
+ * to max_batch samples. Shapes, layer args and loss/output pairing are
+ * checked; errors name the config file:line of the offending layer. */
+ae_status ae_model_create(const ae_spec *spec, const ae_shape *in, int max_batch, ae_model **out,
+                          ae_error *err);
+void ae_model_free(ae_model *m); /* accepts NULL */
+
+/* Initialize all parameters from (seed, AE_RNG_INIT, layer index). */
+void ae_model_init_params(ae_model *m, uint64_t seed);
+
+/* Forward n <= max_batch samples through layers [0, upto); upto = n_layers
+ * for the whole model. Returns the output of layer upto-1 (owned by m), or x
+ * when upto == 0. */
+const float *ae_model_forward(ae_model *m, const ae_ctx *ctx, const float *x, int n, int upto);
+
+typedef struct ae_loss_out {
+    double loss;     /* sum over the n samples of the data loss (per element for mse/bce, per sample for ce) */
+    double penalty;  /* L1 activity penalty (lambda * sum|a|) over the n samples */
+    size_t correct;  /* classifier: samples whose argmax is the label */
+} ae_loss_out;
+
+/* After ae_model_forward(..., n_layers): the loss of the output against
+ * target (autoencoder: n x out_size floats) or labels (classifier). When
+ * backward != 0, also back-propagates scale * d(loss + penalty) into
+ * m->grads (accumulating). Typical scale: 1 / (global batch x out_size) for
+ * reconstruction, 1 / global batch for ce. */
+void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *target, const uint8_t *labels,
+                   int n, float scale, int backward, ae_loss_out *out);
+
+/* Add the L2 penalty gradient l2 * W to grads (weights, not biases); returns
+ * l2/2 * sum W^2. */
+double ae_model_add_l2(ae_model *m);
+
+/* Index of the layer named name ("code" = the last encoder layer), -1 if none. */
+int ae_model_find_layer(const ae_model *m, const char *name);
+
+/* Print the layer table (shapes, params, FLOPs) and totals. */
+void ae_model_print(const ae_model *m, FILE *f);
+
+/* Bytes of activations + scratch per sample (for memory estimates). */
+size_t ae_model_act_bytes_per_sample(const ae_model *m);
+
+#endif

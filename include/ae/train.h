@@ -1,0 +1,44 @@
+/* train.h - the data-parallel training loop and the commands built on it:
+ * train (with run folder, checkpoints, resume, early stopping, probe),
+ * evaluate a checkpoint, and check a config without training. */
+#ifndef AE_TRAIN_H
+#define AE_TRAIN_H
+
+#include <stdint.h>
+
+#include "ae/config.h"
+#include "ae/status.h"
+
+typedef struct ae_train_opts {
+    const char *config_path; /* for the default run name (its file stem) */
+    const char *resume;      /* NULL, "auto", or a checkpoint path */
+    int quiet;
+    const char *command;     /* command line, for the run record */
+} ae_train_opts;
+
+typedef struct ae_train_result {
+    double test_loss, test_mse, test_bce, test_acc; /* test_acc: classifier, else NAN */
+    double probe_acc;                                /* autoencoder probe, NAN when not run */
+    double samples_per_s;                            /* mean training throughput */
+    int64_t steps;
+    char run_dir[4096];
+} ae_train_result;
+
+/* Collective: train as the spec says. Rank 0 writes the run folder. On
+ * SIGUSR1/SIGUSR2/SIGTERM every rank stops after the same step, rank 0
+ * checkpoints, and AE_ERR_INTERRUPTED is returned. */
+ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result *res, ae_error *err);
+
+/* Collective: evaluate a checkpoint on its config's test set (and the probe
+ * when probe != 0 for autoencoders). Prints results on rank 0. */
+ae_status ae_train_eval_ckpt(const char *path, int probe, int quiet, ae_error *err);
+
+/* Print layer shapes, parameter count, FLOPs per sample and memory per rank
+ * for a P-rank run, without loading data or training. */
+ae_status ae_train_check(ae_spec *spec, int nranks, ae_error *err);
+
+/* OpenBLAS threads for this rank: requested > 0, or the usable cores of
+ * this rank (its CPU affinity) divided by the ranks sharing the node. */
+int ae_train_threads(int requested);
+
+#endif

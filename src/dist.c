@@ -1,0 +1,182 @@
+/* dist.c - MPI wrapper: init, collectives with checked return codes, error
+ * agreement across ranks. */
+#define _GNU_SOURCE
+#include "ae/dist.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HOST_MAX 256
+#define CHUNK ((size_t)1 << 30)
+
+static struct {
+    int inited_here;
+    int active;
+    int rank, size;
+    int local_rank, local_size;
+    MPI_Comm comm;
+} g = {0, 0, 0, 1, 0, 1, MPI_COMM_NULL};
+
+static ae_status mpi_fail(int rc, const char *what, ae_error *err)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return ae_error_set(err, AE_ERR_MPI, "%s failed: %s", what, msg);
+}
+
+ae_status ae_dist_init(int *argc, char ***argv, ae_error *err)
+{
+    if (g.active) return AE_OK;
+    int flag = 0;
+    MPI_Initialized(&flag);
+    if (!flag) {
+        int provided;
+        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        if (rc != MPI_SUCCESS) return ae_error_set(err, AE_ERR_MPI, "MPI_Init failed (code %d)", rc);
+        g.inited_here = 1;
+    }
+    MPI_Comm_dup(MPI_COMM_WORLD, &g.comm);
+    MPI_Comm_set_errhandler(g.comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(g.comm, &g.rank);
+    MPI_Comm_size(g.comm, &g.size);
+    MPI_Comm local;
+    MPI_Comm_split_type(g.comm, MPI_COMM_TYPE_SHARED, g.rank, MPI_INFO_NULL, &local);
+    MPI_Comm_rank(local, &g.local_rank);
+    MPI_Comm_size(local, &g.local_size);
+    MPI_Comm_free(&local);
+    g.active = 1;
+    return AE_OK;
+}
+
+void ae_dist_finalize(void)
+{
+    if (!g.active) return;
+    MPI_Comm_free(&g.comm);
+    g.active = 0;
+    if (g.inited_here) MPI_Finalize();
+}
+
+int ae_dist_rank(void) { return g.rank; }
+int ae_dist_size(void) { return g.size; }
+int ae_dist_local_size(void) { return g.local_size; }
+int ae_dist_local_rank(void) { return g.local_rank; }
+
+ae_status ae_dist_hostnames(char *buf, size_t cap, ae_error *err)
+{
+    char host[HOST_MAX] = {0};
+    gethostname(host, sizeof host - 1);
+    if (!g.active) {
+        snprintf(buf, cap, "%s", host);
+        return AE_OK;
+    }
+    char *all = ae_malloc((size_t)g.size * HOST_MAX, err);
+    if (!all) return AE_ERR_NOMEM;
+    int rc = MPI_Allgather(host, HOST_MAX, MPI_CHAR, all, HOST_MAX, MPI_CHAR, g.comm);
+    if (rc != MPI_SUCCESS) {
+        free(all);
+        return mpi_fail(rc, "MPI_Allgather(hostnames)", err);
+    }
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int r = 0; r < g.size; r++) {
+        const char *h = all + (size_t)r * HOST_MAX;
+        int seen = 0;
+        for (int q = 0; q < r && !seen; q++) seen = strcmp(h, all + (size_t)q * HOST_MAX) == 0;
+        if (seen) continue;
+        int w = snprintf(buf + len, len < cap ? cap - len : 0, "%s%s", len ? "," : "", h);
+        if (w > 0) len += (size_t)w;
+    }
+    free(all);
+    return AE_OK;
+}
+
+static ae_status allreduce(void *buf, size_t n, MPI_Datatype type, size_t elem, MPI_Op op, const char *what,
+                           ae_error *err)
+{
+    if (!g.active || g.size == 1) return AE_OK;
+    char *p = buf;
+    for (size_t off = 0; off < n; off += CHUNK) {
+        size_t cnt = n - off < CHUNK ? n - off : CHUNK;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, p + off * elem, (int)cnt, type, op, g.comm);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, what, err);
+    }
+    return AE_OK;
+}
+
+ae_status ae_dist_allreduce_sum(float *buf, size_t n, ae_error *err)
+{
+    return allreduce(buf, n, MPI_FLOAT, sizeof(float), MPI_SUM, "MPI_Allreduce(sum)", err);
+}
+
+ae_status ae_dist_allreduce_sum_f64(double *buf, size_t n, ae_error *err)
+{
+    return allreduce(buf, n, MPI_DOUBLE, sizeof(double), MPI_SUM, "MPI_Allreduce(sum)", err);
+}
+
+ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err)
+{
+    return allreduce(buf, n, MPI_DOUBLE, sizeof(double), MPI_MAX, "MPI_Allreduce(max)", err);
+}
+
+ae_status ae_dist_bcast(void *buf, size_t bytes, int root, ae_error *err)
+{
+    if (!g.active || g.size == 1) return AE_OK;
+    char *p = buf;
+    for (size_t off = 0; off < bytes; off += CHUNK) {
+        size_t cnt = bytes - off < CHUNK ? bytes - off : CHUNK;
+        int rc = MPI_Bcast(p + off, (int)cnt, MPI_BYTE, root, g.comm);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast", err);
+    }
+    return AE_OK;
+}
+
+ae_status ae_dist_barrier(ae_error *err)
+{
+    if (!g.active || g.size == 1) return AE_OK;
+    int rc = MPI_Barrier(g.comm);
+    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Barrier", err);
+}
+
+ae_status ae_dist_agree(ae_status local, ae_error *err)
+{
+    if (!g.active || g.size == 1) return local;
+    /* lowest failing rank wins: minimize (failed ? rank : size) */
+    int mine = local != AE_OK ? g.rank : g.size, first = g.size;
+    int rc = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, g.comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce(agree)", err);
+    if (first == g.size) return AE_OK;
+    struct {
+        int code;
+        char msg[AE_ERROR_MSG_MAX];
+    } pkt;
+    memset(&pkt, 0, sizeof pkt);
+    if (g.rank == first) {
+        pkt.code = (int)local;
+        if (err) memcpy(pkt.msg, err->msg, sizeof pkt.msg);
+    }
+    rc = MPI_Bcast(&pkt, (int)sizeof pkt, MPI_BYTE, first, g.comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast(agree)", err);
+    pkt.msg[sizeof pkt.msg - 1] = '\0';
+    if (g.rank == first) return local;
+    return ae_error_set(err, (ae_status)pkt.code, "rank %d: %s", first, pkt.msg);
+}
+
+void ae_dist_abort(int code)
+{
+    if (g.active) MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+double ae_dist_time(void)
+{
+    if (g.active) return MPI_Wtime();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,72 @@
+/* eval.c - sharded evaluation and dataset encoding. */
+#include "ae/eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ae/dist.h"
+#include "ae/loss.h"
+
+enum { SUM_LOSS, SUM_MSE, SUM_BCE, SUM_CORRECT, SUM_PEN, SUM_N, SUM_COUNT };
+
+ae_status ae_eval_dataset(ae_model *m, const ae_dataset *ds, float *xbuf, ae_eval_out *out, ae_error *err)
+{
+    int P = ae_dist_size(), r = ae_dist_rank();
+    size_t lo = ds->n * (size_t)r / (size_t)P, hi = ds->n * (size_t)(r + 1) / (size_t)P;
+    double sums[SUM_COUNT] = {0};
+    ae_ctx ctx = {0};
+    size_t w = m->out_size;
+    int is_ae = m->type == AE_MODEL_AUTOENCODER;
+    for (size_t s = lo; s < hi; s += (size_t)m->max_batch) {
+        int n = (int)(hi - s < (size_t)m->max_batch ? hi - s : (size_t)m->max_batch);
+        ae_data_range_x(ds, s, (size_t)n, xbuf);
+        const float *y = ae_model_forward(m, &ctx, xbuf, n, m->n_layers);
+        ae_loss_out lo_;
+        ae_model_loss(m, &ctx, xbuf, xbuf, ds->y ? ds->y + s : NULL, n, 0.0f, 0, &lo_);
+        sums[SUM_LOSS] += lo_.loss;
+        sums[SUM_PEN] += lo_.penalty;
+        sums[SUM_CORRECT] += (double)lo_.correct;
+        if (is_ae) {
+            sums[SUM_MSE] += m->loss == AE_LOSS_MSE ? lo_.loss : ae_loss_mse(y, xbuf, (size_t)n, w, 0.0f, NULL);
+            sums[SUM_BCE] += m->loss == AE_LOSS_BCE ? lo_.loss : ae_loss_bce(y, xbuf, (size_t)n, w, 0.0f, NULL);
+        }
+        sums[SUM_N] += n;
+    }
+    ae_status st = ae_dist_allreduce_sum_f64(sums, SUM_COUNT, err);
+    if (st) return st;
+    memset(out, 0, sizeof *out);
+    double n = sums[SUM_N] > 0 ? sums[SUM_N] : 1.0;
+    double per = is_ae ? n * (double)w : n;
+    out->n = (size_t)sums[SUM_N];
+    out->loss = sums[SUM_LOSS] / per;
+    out->penalty = sums[SUM_PEN] / n;
+    if (is_ae) {
+        out->mse = sums[SUM_MSE] / per;
+        out->bce = sums[SUM_BCE] / per;
+    } else {
+        out->accuracy = sums[SUM_CORRECT] / n;
+    }
+    return AE_OK;
+}
+
+ae_status ae_eval_encode(ae_model *m, const ae_dataset *ds, int upto, ae_dataset *codes, ae_error *err)
+{
+    size_t cw = upto > 0 ? m->layers[upto - 1].out_size : m->in_size;
+    ae_status st = ae_data_create_float(ds->n, cw, ds->y, ds->nclass, codes, err);
+    if (st) return st;
+    float *xbuf = ae_alloc_floats((size_t)m->max_batch * ds->d, err);
+    if (!xbuf) {
+        ae_data_free(codes);
+        return AE_ERR_NOMEM;
+    }
+    ae_ctx ctx = {0};
+    for (size_t s = 0; s < ds->n; s += (size_t)m->max_batch) {
+        int n = (int)(ds->n - s < (size_t)m->max_batch ? ds->n - s : (size_t)m->max_batch);
+        ae_data_range_x(ds, s, (size_t)n, xbuf);
+        const float *c = ae_model_forward(m, &ctx, xbuf, n, upto);
+        memcpy(codes->xf + s * cw, c, sizeof(float) * (size_t)n * cw);
+    }
+    free(xbuf);
+    return AE_OK;
+}

@@ -1,0 +1,341 @@
+/* layers.c - the layer table and the dense, activation and flatten kinds.
+ * Dense runs on OpenBLAS sgemm over the whole local batch, with bias and
+ * activation fused into one pass over the output. */
+#include "ae/layers.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- activations ------------------------------------------------------ */
+
+static const char *const act_names[] = {"linear", "sigmoid", "tanh", "relu", "elu", "softmax"};
+static const char *const init_names[] = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal"};
+#define N_ACTS (sizeof act_names / sizeof act_names[0])
+#define N_INITS (sizeof init_names / sizeof init_names[0])
+
+const char *ae_act_name(ae_act a) { return (unsigned)a < N_ACTS ? act_names[a] : "?"; }
+const char *ae_init_name(ae_init i) { return (unsigned)i < N_INITS ? init_names[i] : "?"; }
+
+int ae_act_parse(const char *s)
+{
+    for (size_t i = 0; i < N_ACTS; i++)
+        if (strcmp(s, act_names[i]) == 0) return (int)i;
+    return -1;
+}
+
+int ae_init_parse(const char *s)
+{
+    for (size_t i = 0; i < N_INITS; i++)
+        if (strcmp(s, init_names[i]) == 0) return (int)i;
+    return -1;
+}
+
+static void softmax_rows(float *x, size_t n, size_t w)
+{
+    for (size_t r = 0; r < n; r++) {
+        float *row = x + r * w;
+        float mx = row[0];
+        for (size_t j = 1; j < w; j++) mx = row[j] > mx ? row[j] : mx;
+        float s = 0.0f;
+        for (size_t j = 0; j < w; j++) {
+            row[j] = expf(row[j] - mx);
+            s += row[j];
+        }
+        float inv = 1.0f / s;
+        for (size_t j = 0; j < w; j++) row[j] *= inv;
+    }
+}
+
+void ae_act_forward(ae_act act, float *x, size_t n, size_t w)
+{
+    size_t len = n * w;
+    switch (act) {
+    case AE_ACT_LINEAR: break;
+    case AE_ACT_SIGMOID:
+        for (size_t i = 0; i < len; i++) x[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    case AE_ACT_TANH:
+        for (size_t i = 0; i < len; i++) x[i] = tanhf(x[i]);
+        break;
+    case AE_ACT_RELU:
+        for (size_t i = 0; i < len; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case AE_ACT_ELU:
+        for (size_t i = 0; i < len; i++) x[i] = x[i] > 0.0f ? x[i] : expm1f(x[i]);
+        break;
+    case AE_ACT_SOFTMAX: softmax_rows(x, n, w); break;
+    }
+}
+
+void ae_act_backward(ae_act act, const float *y, float *d, size_t n, size_t w)
+{
+    size_t len = n * w;
+    switch (act) {
+    case AE_ACT_LINEAR: break;
+    case AE_ACT_SIGMOID:
+        for (size_t i = 0; i < len; i++) d[i] *= y[i] * (1.0f - y[i]);
+        break;
+    case AE_ACT_TANH:
+        for (size_t i = 0; i < len; i++) d[i] *= 1.0f - y[i] * y[i];
+        break;
+    case AE_ACT_RELU:
+        for (size_t i = 0; i < len; i++) d[i] = y[i] > 0.0f ? d[i] : 0.0f;
+        break;
+    case AE_ACT_ELU:
+        for (size_t i = 0; i < len; i++) d[i] = y[i] > 0.0f ? d[i] : d[i] * (y[i] + 1.0f);
+        break;
+    case AE_ACT_SOFTMAX:
+        for (size_t r = 0; r < n; r++) {
+            const float *yr = y + r * w;
+            float *dr = d + r * w;
+            float dot = 0.0f;
+            for (size_t j = 0; j < w; j++) dot += dr[j] * yr[j];
+            for (size_t j = 0; j < w; j++) dr[j] = yr[j] * (dr[j] - dot);
+        }
+        break;
+    }
+}
+
+/* ---- argument helpers --------------------------------------------------- */
+
+static ae_status arg_int(const ae_layer_spec *ls, int pos, const char *key, int def, int lo, int hi,
+                         int *out, ae_error *err)
+{
+    const char *v = ae_layer_spec_arg(ls, pos, key);
+    if (!v) {
+        if (def < lo) return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: missing argument '%s'", ls->origin,
+                                          ls->kind, key);
+        *out = def;
+        return AE_OK;
+    }
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || x < lo || x > hi)
+        return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: %s = '%s' is not an integer in [%d, %d]", ls->origin,
+                            ls->kind, key, v, lo, hi);
+    *out = (int)x;
+    return AE_OK;
+}
+
+static ae_status arg_act(const ae_layer_spec *ls, int pos, ae_act def, ae_act *out, ae_error *err)
+{
+    const char *v = ae_layer_spec_arg(ls, pos, "act");
+    if (!v) {
+        *out = def;
+        return AE_OK;
+    }
+    int a = ae_act_parse(v);
+    if (a < 0)
+        return ae_error_set(err, AE_ERR_CONFIG,
+                            "%s: %s: unknown activation '%s' (allowed: linear, sigmoid, tanh, relu, elu, softmax)",
+                            ls->origin, ls->kind, v);
+    *out = (ae_act)a;
+    return AE_OK;
+}
+
+/* Reject keyed arguments the kind does not know and surplus positional ones. */
+static ae_status check_args(const ae_layer_spec *ls, int max_pos, const char *const *keys, ae_error *err)
+{
+    int pos = 0;
+    for (int i = 0; i < ls->nargs; i++) {
+        const char *k = ls->args[i].key;
+        if (!*k) {
+            if (++pos > max_pos)
+                return ae_error_set(err, AE_ERR_CONFIG, "%s: %s takes at most %d positional argument%s",
+                                    ls->origin, ls->kind, max_pos, max_pos == 1 ? "" : "s");
+            continue;
+        }
+        int known = 0;
+        for (const char *const *p = keys; *p; p++) known |= strcmp(*p, k) == 0;
+        if (!known)
+            return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: unknown argument '%s'", ls->origin, ls->kind, k);
+    }
+    return AE_OK;
+}
+
+/* ---- dense ------------------------------------------------------------- */
+
+static const char *const dense_keys[] = {"units", "act", "init", "name", "bias", "tied", NULL};
+
+static ae_status dense_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
+{
+    ae_status st;
+    if ((st = check_args(ls, 2, dense_keys, err))) return st;
+    if ((st = arg_int(ls, 0, "units", -1, 1, 1 << 24, &l->units, err))) return st;
+    if ((st = arg_act(ls, 1, AE_ACT_LINEAR, &l->act, err))) return st;
+    if ((st = arg_int(ls, -1, "bias", 1, 0, 1, &l->use_bias, err))) return st;
+    const char *init = ae_layer_spec_arg(ls, -1, "init");
+    if (init) {
+        int i = ae_init_parse(init);
+        if (i < 0)
+            return ae_error_set(err, AE_ERR_CONFIG,
+                                "%s: dense: unknown init '%s' (allowed: glorot_uniform, glorot_normal, "
+                                "he_uniform, he_normal)", ls->origin, init);
+        l->init = (ae_init)i;
+    }
+    const char *tied = ae_layer_spec_arg(ls, -1, "tied");
+    if (tied) snprintf(l->tie_name, sizeof l->tie_name, "%s", tied);
+    l->out = (ae_shape){l->units, 1, 1};
+    l->out_size = (size_t)l->units;
+    size_t nw = tied ? 0 : l->in_size * (size_t)l->units;
+    l->n_params = nw + (l->use_bias ? (size_t)l->units : 0);
+    l->flops = 2.0 * (double)l->in_size * l->units;
+    return AE_OK;
+}
+
+static void dense_init(ae_layer *l, ae_rng *rng)
+{
+    if (l->use_bias) memset(l->b, 0, sizeof(float) * l->units);
+    if (l->tie_name[0]) return;
+    double fan_in = (double)l->in_size, fan_out = (double)l->units;
+    size_t nw = l->in_size * (size_t)l->units;
+    double scale;
+    int normal;
+    switch (l->init) {
+    case AE_INIT_GLOROT_NORMAL: scale = sqrt(2.0 / (fan_in + fan_out)); normal = 1; break;
+    case AE_INIT_HE_UNIFORM: scale = sqrt(6.0 / fan_in); normal = 0; break;
+    case AE_INIT_HE_NORMAL: scale = sqrt(2.0 / fan_in); normal = 1; break;
+    case AE_INIT_GLOROT_UNIFORM:
+    default: scale = sqrt(6.0 / (fan_in + fan_out)); normal = 0; break;
+    }
+    for (size_t i = 0; i < nw; i++)
+        l->W[i] = normal ? (float)scale * ae_rng_normal(rng)
+                         : (float)scale * (2.0f * ae_rng_uniform(rng) - 1.0f);
+}
+
+/* Bias add and activation in one pass; keeps the pre-activation when asked. */
+static void bias_act(ae_layer *l, float *out, int n)
+{
+    size_t u = (size_t)l->units;
+    if (l->use_bias) {
+        for (int r = 0; r < n; r++) {
+            float *row = out + (size_t)r * u;
+            for (size_t j = 0; j < u; j++) row[j] += l->b[j];
+        }
+    }
+    if (l->z) memcpy(l->z, out, sizeof(float) * (size_t)n * u);
+    ae_act_forward(l->act, out, (size_t)n, u);
+}
+
+static void dense_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
+{
+    (void)ctx;
+    if (n <= 0) return;
+    int in_sz = (int)l->in_size, u = l->units;
+    if (l->tied) /* out = in . Wsrc^T, Wsrc is (u x in_sz) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, u, in_sz, 1.0f, in, in_sz, l->tied->W, in_sz,
+                    0.0f, out, u);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, u, in_sz, 1.0f, in, in_sz, l->W, u, 0.0f,
+                    out, u);
+    bias_act(l, out, n);
+}
+
+static void dense_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
+                           float *din, int n)
+{
+    (void)ctx;
+    if (n <= 0) return;
+    int in_sz = (int)l->in_size, u = l->units;
+    if (!l->fused_out) ae_act_backward(l->act, out, dout, (size_t)n, (size_t)u);
+    if (l->use_bias) {
+        for (int r = 0; r < n; r++) {
+            const float *row = dout + (size_t)r * u;
+            for (int j = 0; j < u; j++) l->db[j] += row[j];
+        }
+    }
+    if (l->tied) {
+        /* dWsrc (u x in_sz) += dout^T . in */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, u, in_sz, n, 1.0f, dout, u, in, in_sz, 1.0f,
+                    l->tied->dW, in_sz);
+        if (din)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in_sz, u, 1.0f, dout, u, l->tied->W, in_sz,
+                        0.0f, din, in_sz);
+    } else {
+        /* dW (in_sz x u) += in^T . dout */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in_sz, u, n, 1.0f, in, in_sz, dout, u, 1.0f, l->dW,
+                    u);
+        if (din)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, in_sz, u, 1.0f, dout, u, l->W, u, 0.0f, din,
+                        in_sz);
+    }
+}
+
+/* ---- standalone activation ---------------------------------------------- */
+
+static const char *const act_keys[] = {"act", "name", NULL};
+
+static ae_status act_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
+{
+    ae_status st;
+    if ((st = check_args(ls, 1, act_keys, err))) return st;
+    if (!ae_layer_spec_arg(ls, 0, "act"))
+        return ae_error_set(err, AE_ERR_CONFIG, "%s: act: missing the activation, e.g. act(relu)", ls->origin);
+    if ((st = arg_act(ls, 0, AE_ACT_LINEAR, &l->act, err))) return st;
+    l->out = l->in;
+    l->out_size = l->in_size;
+    return AE_OK;
+}
+
+static void act_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
+{
+    (void)ctx;
+    size_t len = (size_t)n * l->out_size;
+    if (out != in) memcpy(out, in, sizeof(float) * len);
+    if (l->z) memcpy(l->z, in, sizeof(float) * len);
+    size_t w = l->act == AE_ACT_SOFTMAX ? l->out_size : len;
+    ae_act_forward(l->act, out, l->act == AE_ACT_SOFTMAX ? (size_t)n : 1, w);
+}
+
+static void act_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
+                         float *din, int n)
+{
+    (void)ctx; (void)in;
+    if (!l->fused_out) ae_act_backward(l->act, out, dout, (size_t)n, l->out_size);
+    if (din) memcpy(din, dout, sizeof(float) * (size_t)n * l->out_size);
+}
+
+/* ---- flatten (a reshape: data layout is unchanged) ----------------------- */
+
+static const char *const flatten_keys[] = {"name", NULL};
+
+static ae_status flatten_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
+{
+    ae_status st;
+    if ((st = check_args(ls, 0, flatten_keys, err))) return st;
+    l->out = (ae_shape){(int)l->in_size, 1, 1};
+    l->out_size = l->in_size;
+    return AE_OK;
+}
+
+static void copy_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
+{
+    (void)ctx;
+    memcpy(out, in, sizeof(float) * (size_t)n * l->out_size);
+}
+
+static void copy_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
+                          float *din, int n)
+{
+    (void)ctx; (void)in; (void)out;
+    if (din) memcpy(din, dout, sizeof(float) * (size_t)n * l->out_size);
+}
+
+/* ---- the table ------------------------------------------------------------ */
+
+static const ae_layer_kind layer_kinds[] = {
+    {"dense", dense_setup, dense_init, dense_forward, dense_backward},
+    {"act", act_setup, NULL, act_forward, act_backward},
+    {"flatten", flatten_setup, NULL, copy_forward, copy_backward},
+};
+
+const ae_layer_kind *ae_layers_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof layer_kinds / sizeof layer_kinds[0]; i++)
+        if (strcmp(layer_kinds[i].name, name) == 0) return &layer_kinds[i];
+    return NULL;
+}
+
+const char *ae_layers_names(void) { return "dense, act, flatten"; }

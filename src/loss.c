@@ -1,0 +1,94 @@
+/* loss.c - MSE, BCE (from logits, or clamped), softmax cross-entropy, L1
+ * activity and L2 weight penalties. Sums accumulate in double. */
+#include "ae/loss.h"
+
+#include <math.h>
+
+double ae_loss_mse(const float *y, const float *t, size_t n, size_t w, float scale, float *d)
+{
+    double s = 0.0;
+    size_t len = n * w;
+    for (size_t i = 0; i < len; i++) {
+        float e = y[i] - t[i];
+        s += (double)e * e;
+        if (d) d[i] = 2.0f * scale * e;
+    }
+    return s;
+}
+
+double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, float scale, float *d)
+{
+    double s = 0.0;
+    size_t len = n * w;
+    for (size_t i = 0; i < len; i++) {
+        float zi = z[i];
+        float l = fmaxf(zi, 0.0f) - zi * t[i] + log1pf(expf(-fabsf(zi)));
+        s += l;
+        if (d) {
+            float sig = 1.0f / (1.0f + expf(-zi));
+            d[i] = scale * (sig - t[i]);
+        }
+    }
+    return s;
+}
+
+double ae_loss_bce(const float *y, const float *t, size_t n, size_t w, float scale, float *d)
+{
+    double s = 0.0;
+    size_t len = n * w;
+    for (size_t i = 0; i < len; i++) {
+        float p = fminf(fmaxf(y[i], AE_BCE_EPS), 1.0f - AE_BCE_EPS);
+        s -= (double)t[i] * log(p) + (1.0 - (double)t[i]) * log1p(-(double)p);
+        if (d) {
+            int clamped = y[i] <= AE_BCE_EPS || y[i] >= 1.0f - AE_BCE_EPS;
+            d[i] = clamped ? 0.0f : scale * (p - t[i]) / (p * (1.0f - p));
+        }
+    }
+    return s;
+}
+
+double ae_loss_ce_logits(const float *z, const uint8_t *labels, size_t n, size_t w, float scale, float *d,
+                         size_t *correct)
+{
+    double s = 0.0;
+    for (size_t r = 0; r < n; r++) {
+        const float *zr = z + r * w;
+        size_t am = 0;
+        float mx = zr[0];
+        for (size_t j = 1; j < w; j++)
+            if (zr[j] > mx) { mx = zr[j]; am = j; }
+        double se = 0.0;
+        for (size_t j = 0; j < w; j++) se += exp((double)(zr[j] - mx));
+        double lse = (double)mx + log(se);
+        size_t lab = labels[r] < w ? labels[r] : 0;
+        s += lse - zr[lab];
+        if (correct && am == lab) (*correct)++;
+        if (d) {
+            float *dr = d + r * w;
+            for (size_t j = 0; j < w; j++) dr[j] = scale * (float)exp((double)zr[j] - lse);
+            dr[lab] -= scale;
+        }
+    }
+    return s;
+}
+
+double ae_loss_l1(const float *a, size_t len, float lambda, float scale, float *d)
+{
+    double s = 0.0;
+    float g = scale * lambda;
+    for (size_t i = 0; i < len; i++) {
+        s += fabsf(a[i]);
+        if (d) d[i] += a[i] > 0.0f ? g : (a[i] < 0.0f ? -g : 0.0f);
+    }
+    return lambda * s;
+}
+
+double ae_loss_l2(const float *wt, size_t len, float lambda, float *g)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < len; i++) {
+        s += (double)wt[i] * wt[i];
+        if (g) g[i] += lambda * wt[i];
+    }
+    return 0.5 * lambda * s;
+}

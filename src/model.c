@@ -1,0 +1,321 @@
+/* model.c - build a layer list from a spec, lay out the contiguous buffers,
+ * and run forward, loss and backward over the list. */
+#include "ae/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ae/loss.h"
+#include "ae/rng.h"
+
+#define FNV_OFFSET 1469598103934665603ULL
+#define FNV_PRIME 1099511628211ULL
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+
+/* The architecture hash covers what the parameter layout and the maths
+ * depend on: kinds, shapes, counts, activations, ties. */
+static uint64_t arch_hash(const ae_model *m)
+{
+    uint64_t h = FNV_OFFSET;
+    char buf[256];
+    int len = snprintf(buf, sizeof buf, "type=%d in=%d,%d,%d", (int)m->type, m->in.c, m->in.h, m->in.w);
+    h = fnv1a(h, buf, (size_t)len);
+    for (int i = 0; i < m->n_layers; i++) {
+        const ae_layer *l = &m->layers[i];
+        len = snprintf(buf, sizeof buf, "|%s out=%d,%d,%d p=%zu s=%zu act=%d bias=%d tie=%s enc=%d", l->kind->name,
+                       l->out.c, l->out.h, l->out.w, l->n_params, l->n_state, (int)l->act, l->use_bias,
+                       l->tie_name, i < m->n_encoder);
+        h = fnv1a(h, buf, (size_t)len);
+    }
+    return h;
+}
+
+int ae_model_find_layer(const ae_model *m, const char *name)
+{
+    if (strcmp(name, "code") == 0) return m->n_encoder > 0 ? m->n_encoder - 1 : -1;
+    for (int i = 0; i < m->n_layers; i++)
+        if (strcmp(m->layers[i].name, name) == 0) return i;
+    return -1;
+}
+
+void ae_model_free(ae_model *m)
+{
+    if (!m) return;
+    if (m->act)
+        for (int i = 0; i < m->n_layers; i++) free(m->act[i]);
+    free(m->act);
+    free(m->layers);
+    free(m->params);
+    free(m->grads);
+    free(m->state);
+    free(m->z_last);
+    free(m->scratch[0]);
+    free(m->scratch[1]);
+    free(m);
+}
+
+static ae_status setup_layers(ae_model *m, const ae_spec *spec, ae_error *err)
+{
+    const ae_layer_spec *lists[2];
+    int counts[2];
+    const char *prefix[2];
+    lists[0] = spec->encoder;
+    counts[0] = spec->n_encoder;
+    prefix[0] = "enc";
+    if (spec->type == AE_MODEL_CLASSIFIER) {
+        lists[1] = spec->head;
+        counts[1] = spec->n_head;
+        prefix[1] = "head";
+    } else {
+        lists[1] = spec->decoder;
+        counts[1] = spec->n_decoder;
+        prefix[1] = "dec";
+    }
+    m->n_encoder = counts[0];
+    m->n_layers = counts[0] + counts[1];
+    if (m->n_layers == 0) return ae_error_set(err, AE_ERR_CONFIG, "%s: the model has no layers", spec->source);
+    m->layers = ae_calloc((size_t)m->n_layers, sizeof(ae_layer), err);
+    if (!m->layers) return AE_ERR_NOMEM;
+    ae_shape cur = m->in;
+    int idx = 0;
+    for (int part = 0; part < 2; part++) {
+        for (int j = 0; j < counts[part]; j++, idx++) {
+            const ae_layer_spec *ls = &lists[part][j];
+            ae_layer *l = &m->layers[idx];
+            l->kind = ae_layers_find(ls->kind);
+            if (!l->kind)
+                return ae_error_set(err, AE_ERR_CONFIG, "%s: unknown layer kind '%s' (known: %s)", ls->origin,
+                                    ls->kind, ae_layers_names());
+            l->index = idx;
+            l->in = cur;
+            l->in_size = ae_shape_size(&cur);
+            l->init = (ae_init)ae_init_parse(spec->init);
+            if ((int)l->init < 0) l->init = AE_INIT_GLOROT_UNIFORM;
+            const char *nm = ae_layer_spec_arg(ls, -1, "name");
+            if (nm) snprintf(l->name, sizeof l->name, "%s", nm);
+            else snprintf(l->name, sizeof l->name, "%s%d", prefix[part], j + 1);
+            ae_status st = l->kind->setup(l, ls, err);
+            if (st) return st;
+            if (ae_shape_size(&l->out) == 0)
+                return ae_error_set(err, AE_ERR_SHAPE, "%s: %s gives an empty output from input %dx%dx%d",
+                                    ls->origin, ls->kind, cur.c, cur.h, cur.w);
+            for (int k = 0; k < idx; k++)
+                if (strcmp(m->layers[k].name, l->name) == 0)
+                    return ae_error_set(err, AE_ERR_CONFIG, "%s: layer name '%s' is used twice", ls->origin,
+                                        l->name);
+            if (l->tie_name[0]) {
+                int t = ae_model_find_layer(m, l->tie_name);
+                ae_layer *src = t >= 0 && t < idx ? &m->layers[t] : NULL;
+                if (!src || strcmp(src->kind->name, "dense") != 0 || src->tied)
+                    return ae_error_set(err, AE_ERR_CONFIG, "%s: tied = '%s' names no earlier untied dense layer",
+                                        ls->origin, l->tie_name);
+                if (src->in_size != l->out_size || src->out_size != l->in_size)
+                    return ae_error_set(err, AE_ERR_SHAPE,
+                                        "%s: cannot tie to '%s': its weight is %zux%zu, this layer needs %zux%zu",
+                                        ls->origin, l->tie_name, src->in_size, src->out_size, l->out_size,
+                                        l->in_size);
+                l->tied = src;
+            }
+            cur = l->out;
+        }
+    }
+    m->out_size = ae_shape_size(&cur);
+    m->code_size = m->n_encoder > 0 ? m->layers[m->n_encoder - 1].out_size : m->in_size;
+    return AE_OK;
+}
+
+static ae_status check_loss(ae_model *m, const ae_spec *spec, ae_error *err)
+{
+    ae_layer *last = &m->layers[m->n_layers - 1];
+    const char *origin = m->type == AE_MODEL_CLASSIFIER ? (spec->n_head ? spec->head[spec->n_head - 1].origin : "")
+                                                        : spec->decoder[spec->n_decoder - 1].origin;
+    int has_z = strcmp(last->kind->name, "dense") == 0 || strcmp(last->kind->name, "act") == 0;
+    m->loss = spec->loss;
+    if (m->type == AE_MODEL_AUTOENCODER && m->out_size != m->in_size)
+        return ae_error_set(err, AE_ERR_SHAPE, "%s: the decoder's output has %zu values, the input has %zu",
+                            origin, m->out_size, m->in_size);
+    if (spec->loss == AE_LOSS_BCE) {
+        if (last->act != AE_ACT_SIGMOID || !has_z)
+            return ae_error_set(err, AE_ERR_CONFIG,
+                                "%s: loss bce needs a sigmoid output layer (the last layer's act is %s)", origin,
+                                ae_act_name(last->act));
+        m->fused = 1;
+    } else if (spec->loss == AE_LOSS_CE) {
+        if (last->act != AE_ACT_SOFTMAX || !has_z)
+            return ae_error_set(err, AE_ERR_CONFIG,
+                                "%s: loss ce needs a softmax output layer (the last layer's act is %s)", origin,
+                                ae_act_name(last->act));
+        m->fused = 1;
+    }
+    last->fused_out = m->fused;
+    m->l1 = spec->l1_activity;
+    m->l2 = spec->l2;
+    m->l1_layer = -1;
+    if (m->l1 > 0.0f) {
+        m->l1_layer = ae_model_find_layer(m, spec->activity_layer);
+        if (m->l1_layer < 0 || m->l1_layer == m->n_layers - 1)
+            return ae_error_set(err, AE_ERR_CONFIG, "%s: [loss] activity_layer: no hidden layer named '%s'",
+                                spec->source, spec->activity_layer);
+    }
+    return AE_OK;
+}
+
+static ae_status alloc_buffers(ae_model *m, ae_error *err)
+{
+    size_t np = 0, ns = 0, maxw = m->in_size;
+    for (int i = 0; i < m->n_layers; i++) {
+        ae_layer *l = &m->layers[i];
+        l->p_off = np;
+        l->s_off = ns;
+        np += l->n_params;
+        ns += l->n_state;
+        if (l->out_size > maxw) maxw = l->out_size;
+    }
+    m->n_params = np;
+    m->n_state = ns;
+    size_t mb = (size_t)m->max_batch;
+    if (!(m->params = ae_alloc_floats(np, err)) || !(m->grads = ae_alloc_floats(np + AE_GRAD_EXTRA, err)) ||
+        !(m->state = ae_alloc_floats(ns, err)) || !(m->act = ae_calloc((size_t)m->n_layers, sizeof(float *), err)) ||
+        !(m->z_last = ae_alloc_floats(mb * m->out_size, err)) || !(m->scratch[0] = ae_alloc_floats(mb * maxw, err)) ||
+        !(m->scratch[1] = ae_alloc_floats(mb * maxw, err)))
+        return AE_ERR_NOMEM;
+    for (int i = 0; i < m->n_layers; i++) {
+        ae_layer *l = &m->layers[i];
+        if (!(m->act[i] = ae_alloc_floats(mb * l->out_size, err))) return AE_ERR_NOMEM;
+        size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
+        if (l->n_params) {
+            l->W = nw ? m->params + l->p_off : NULL;
+            l->dW = nw ? m->grads + l->p_off : NULL;
+            l->b = l->use_bias ? m->params + l->p_off + nw : NULL;
+            l->db = l->use_bias ? m->grads + l->p_off + nw : NULL;
+        }
+        l->state = l->n_state ? m->state + l->s_off : NULL;
+    }
+    m->layers[m->n_layers - 1].z = m->fused ? m->z_last : NULL;
+    return AE_OK;
+}
+
+ae_status ae_model_create(const ae_spec *spec, const ae_shape *in, int max_batch, ae_model **out,
+                          ae_error *err)
+{
+    *out = NULL;
+    if (max_batch < 1) return ae_error_set(err, AE_ERR_ARG, "model: max_batch must be >= 1");
+    ae_model *m = ae_calloc(1, sizeof *m, err);
+    if (!m) return AE_ERR_NOMEM;
+    m->type = spec->type;
+    m->in = *in;
+    m->in_size = ae_shape_size(in);
+    m->max_batch = max_batch;
+    ae_status st = setup_layers(m, spec, err);
+    if (!st) st = check_loss(m, spec, err);
+    if (!st) st = alloc_buffers(m, err);
+    if (st) {
+        ae_model_free(m);
+        return st;
+    }
+    for (int i = 0; i < m->n_layers; i++) m->flops += m->layers[i].flops;
+    m->arch_hash = arch_hash(m);
+    *out = m;
+    return AE_OK;
+}
+
+void ae_model_init_params(ae_model *m, uint64_t seed)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        ae_layer *l = &m->layers[i];
+        if (!l->kind->init) continue;
+        ae_rng rng;
+        ae_rng_init(&rng, seed, AE_RNG_INIT, (uint32_t)i, 0, 0);
+        l->kind->init(l, &rng);
+    }
+}
+
+const float *ae_model_forward(ae_model *m, const ae_ctx *ctx, const float *x, int n, int upto)
+{
+    const float *cur = x;
+    for (int i = 0; i < upto; i++) {
+        ae_layer *l = &m->layers[i];
+        l->kind->forward(l, ctx, cur, m->act[i], n);
+        cur = m->act[i];
+    }
+    return cur;
+}
+
+void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *target, const uint8_t *labels,
+                   int n, float scale, int backward, ae_loss_out *out)
+{
+    memset(out, 0, sizeof *out);
+    if (n <= 0) return;
+    int L = m->n_layers;
+    const float *y = m->act[L - 1];
+    float *d = backward ? m->scratch[0] : NULL;
+    size_t w = m->out_size;
+    switch (m->loss) {
+    case AE_LOSS_MSE: out->loss = ae_loss_mse(y, target, (size_t)n, w, scale, d); break;
+    case AE_LOSS_BCE: out->loss = ae_loss_bce_logits(m->z_last, target, (size_t)n, w, scale, d); break;
+    case AE_LOSS_CE: out->loss = ae_loss_ce_logits(m->z_last, labels, (size_t)n, w, scale, d, &out->correct); break;
+    }
+    if (m->l1_layer >= 0 && !backward)
+        out->penalty = ae_loss_l1(m->act[m->l1_layer], (size_t)n * m->layers[m->l1_layer].out_size, m->l1, 0, NULL);
+    if (!backward) return;
+    /* the penalty is per sample: scale it by 1/N where the data loss is per element 1/(N w) */
+    float per_sample = m->loss == AE_LOSS_CE ? scale : scale * (float)w;
+    int cur = 0;
+    for (int i = L - 1; i >= 0; i--) {
+        ae_layer *l = &m->layers[i];
+        if (i == m->l1_layer)
+            out->penalty = ae_loss_l1(m->act[i], (size_t)n * l->out_size, m->l1, per_sample, m->scratch[cur]);
+        float *din = i > 0 ? m->scratch[1 - cur] : NULL;
+        l->kind->backward(l, ctx, i > 0 ? m->act[i - 1] : x, m->act[i], m->scratch[cur], din, n);
+        cur = 1 - cur;
+    }
+}
+
+double ae_model_add_l2(ae_model *m)
+{
+    if (m->l2 <= 0.0f) return 0.0;
+    double pen = 0.0;
+    for (int i = 0; i < m->n_layers; i++) {
+        ae_layer *l = &m->layers[i];
+        if (!l->W) continue;
+        size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
+        pen += ae_loss_l2(l->W, nw, m->l2, l->dW);
+    }
+    return pen;
+}
+
+size_t ae_model_act_bytes_per_sample(const ae_model *m)
+{
+    size_t f = m->out_size, maxw = m->in_size;
+    for (int i = 0; i < m->n_layers; i++) {
+        f += m->layers[i].out_size;
+        if (m->layers[i].out_size > maxw) maxw = m->layers[i].out_size;
+    }
+    return (f + 2 * maxw) * sizeof(float);
+}
+
+void ae_model_print(const ae_model *m, FILE *f)
+{
+    fprintf(f, "%-4s %-10s %-8s %-16s %-16s %-8s %12s %14s\n", "#", "name", "kind", "input", "output", "act",
+            "params", "FLOPs/sample");
+    for (int i = 0; i < m->n_layers; i++) {
+        const ae_layer *l = &m->layers[i];
+        char in[32], out[32];
+        snprintf(in, sizeof in, "%dx%dx%d", l->in.c, l->in.h, l->in.w);
+        snprintf(out, sizeof out, "%dx%dx%d", l->out.c, l->out.h, l->out.w);
+        char kind[24];
+        snprintf(kind, sizeof kind, "%s%s", l->kind->name, l->tied ? "*" : "");
+        fprintf(f, "%-4d %-10s %-8s %-16s %-16s %-8s %12zu %14.0f%s\n", i, l->name, kind, in, out,
+                ae_act_name(l->act), l->n_params, l->flops, i == m->n_encoder - 1 ? "   <- code" : "");
+    }
+}

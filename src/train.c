@@ -1,0 +1,959 @@
+/* train.c - the data-parallel training loop.
+ *
+ * Every rank holds the same model. For global step s of epoch e, every rank
+ * computes the same permutation of the training set (keyed by (seed, e)),
+ * takes the same global batch, and works on its contiguous slice of it; the
+ * local gradients are sums over the slice scaled by 1/(global batch), so one
+ * in-place allreduce (sum) of the gradient buffer gives the gradient of the
+ * global batch, whatever the rank count. The step's scalars (loss, penalty,
+ * stop requests) ride in the same allreduce; every rank then applies the
+ * same optimizer step to the same numbers. */
+#define _GNU_SOURCE
+#include "ae/train.h"
+
+#include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ae/ckpt.h"
+#include "ae/data.h"
+#include "ae/dist.h"
+#include "ae/eval.h"
+#include "ae/model.h"
+#include "ae/optim.h"
+#include "ae/report.h"
+#include "ae/rng.h"
+
+#ifndef AE_VERSION
+#define AE_VERSION "0.0.0"
+#endif
+#ifndef AE_GIT_COMMIT
+#define AE_GIT_COMMIT "unknown"
+#endif
+
+#define PATH_CAP 4096
+#define CKPT_PREFIX "ckpt-s"
+#define CKPT_SUFFIX ".aeck"
+#define BEST_NAME "best.aeck"
+#define PROGRESS_PERIOD_S 0.25
+#define EVAL_MIN_BATCH 256
+
+enum { EX_LOSS, EX_PENALTY, EX_STOP, EX_CORRECT };
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int ae_train_threads(int requested)
+{
+    if (requested > 0) return requested;
+    cpu_set_t set;
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int share = cores / (ae_dist_local_size() > 0 ? ae_dist_local_size() : 1);
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < share) share = CPU_COUNT(&set);
+    return share > 0 ? share : 1;
+}
+
+/* ---- the loop state shared by training and the probe --------------------- */
+
+typedef struct loop {
+    ae_model *m;
+    float *opt;
+    ae_optim_conf oc;
+    ae_sched_conf sc;
+    float clip;
+    const ae_dataset *train;
+    int batch;
+    uint64_t seed;
+    int64_t steps_per_epoch, total_steps;
+    float *xbuf;
+    uint8_t *ybuf;
+    uint32_t *perm;
+    int64_t perm_epoch;
+    /* position */
+    int64_t epoch, step, step_in_epoch;
+    double run_sum, run_cnt;
+    /* timing of the current epoch */
+    double t_steps, t_allreduce;
+    double lr;
+} loop;
+
+static void loop_free(loop *L)
+{
+    free(L->opt);
+    free(L->xbuf);
+    free(L->ybuf);
+    free(L->perm);
+}
+
+static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_dataset *train, ae_error *err)
+{
+    memset(L, 0, sizeof *L);
+    L->m = m;
+    L->oc = spec->optim;
+    L->sc = spec->sched;
+    L->clip = spec->clip_norm;
+    L->train = train;
+    L->batch = spec->batch;
+    L->seed = spec->seed;
+    L->steps_per_epoch = (int64_t)((train->n + (size_t)spec->batch - 1) / (size_t)spec->batch);
+    L->total_steps = L->steps_per_epoch * spec->epochs;
+    if (spec->max_steps > 0 && spec->max_steps < L->total_steps) L->total_steps = spec->max_steps;
+    L->perm_epoch = -1;
+    size_t n_opt = ae_optim_state_floats(L->oc.kind, m->n_params);
+    if (!(L->opt = ae_alloc_floats(n_opt, err))) return AE_ERR_NOMEM;
+    if (!(L->xbuf = ae_alloc_floats((size_t)m->max_batch * train->d, err))) return AE_ERR_NOMEM;
+    if (!(L->ybuf = ae_calloc((size_t)m->max_batch, 1, err))) return AE_ERR_NOMEM;
+    if (!(L->perm = ae_calloc(train->n ? train->n : 1, sizeof(uint32_t), err))) return AE_ERR_NOMEM;
+    return AE_OK;
+}
+
+static const char *nonfinite_layer(const ae_model *m)
+{
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const ae_layer *l = &m->layers[i];
+        for (size_t k = 0; k < l->n_params; k++)
+            if (!isfinite(m->grads[l->p_off + k])) return l->name;
+    }
+    return NULL;
+}
+
+/* One global step: local forward/backward on this rank's slice, one
+ * allreduce, penalties, clipping, optimizer. *stop is set when any rank
+ * asked to stop (signal). */
+static ae_status loop_step(loop *L, int *stop, ae_error *err)
+{
+    ae_model *m = L->m;
+    const ae_dataset *ds = L->train;
+    if (L->perm_epoch != L->epoch) {
+        ae_rng rng;
+        ae_rng_init(&rng, L->seed, AE_RNG_SHUFFLE, (uint32_t)L->epoch, 0, 0);
+        ae_rng_permutation(&rng, L->perm, ds->n);
+        L->perm_epoch = L->epoch;
+    }
+    double t0 = ae_dist_time();
+    int P = ae_dist_size(), r = ae_dist_rank();
+    size_t start = (size_t)L->step_in_epoch * (size_t)L->batch;
+    size_t nb = ds->n - start < (size_t)L->batch ? ds->n - start : (size_t)L->batch;
+    size_t lo = nb * (size_t)r / (size_t)P, hi = nb * (size_t)(r + 1) / (size_t)P;
+    int n = (int)(hi - lo);
+    const uint32_t *idx = L->perm + start + lo;
+    float *extra = m->grads + m->n_params;
+    memset(m->grads, 0, sizeof(float) * (m->n_params + AE_GRAD_EXTRA));
+    int is_ae = m->type == AE_MODEL_AUTOENCODER;
+    float scale = is_ae ? 1.0f / (float)(nb * m->out_size) : 1.0f / (float)nb;
+    if (n > 0) {
+        ae_data_gather_x(ds, idx, (size_t)n, L->xbuf);
+        if (!is_ae) ae_data_gather_y(ds, idx, (size_t)n, L->ybuf);
+        ae_ctx ctx = {1, L->seed, L->epoch, L->step, (int64_t)lo};
+        ae_model_forward(m, &ctx, L->xbuf, n, m->n_layers);
+        ae_loss_out lo_;
+        ae_model_loss(m, &ctx, L->xbuf, L->xbuf, L->ybuf, n, scale, 1, &lo_);
+        extra[EX_LOSS] = (float)(lo_.loss * scale);
+        extra[EX_PENALTY] = (float)(lo_.penalty / (double)nb);
+        extra[EX_CORRECT] = (float)lo_.correct;
+    }
+    extra[EX_STOP] = stop_signal ? 1.0f : 0.0f;
+    double t1 = ae_dist_time();
+    ae_status st = ae_dist_allreduce_sum(m->grads, m->n_params + AE_GRAD_EXTRA, err);
+    if (st) return st;
+    double t2 = ae_dist_time();
+    ae_model_add_l2(m);
+    double norm = ae_optim_grad_norm(m->grads, m->n_params);
+    if (!isfinite(norm) || !isfinite(extra[EX_LOSS])) {
+        const char *where = nonfinite_layer(m);
+        return ae_error_set(err, AE_ERR_NUMERIC, "non-finite %s at epoch %lld, step %lld%s%s (lr %.3g)",
+                            isfinite(extra[EX_LOSS]) ? "gradient" : "loss", (long long)L->epoch + 1,
+                            (long long)L->step + 1, where ? ", first in layer " : "", where ? where : "", L->lr);
+    }
+    if (L->clip > 0.0f) ae_optim_clip(m->grads, m->n_params, L->clip);
+    L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
+    ae_optim_step(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params);
+    L->run_sum += (double)extra[EX_LOSS] * (double)nb;
+    L->run_cnt += (double)nb;
+    L->step++;
+    L->step_in_epoch++;
+    *stop = extra[EX_STOP] > 0.0f;
+    double t3 = ae_dist_time();
+    L->t_steps += t3 - t0;
+    L->t_allreduce += t2 - t1;
+    return AE_OK;
+}
+
+/* ---- run folder and checkpoints ----------------------------------------- */
+
+static int mkdir_p(const char *path)
+{
+    char tmp[PATH_CAP];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Sorted names in dir that start with prefix and end with suffix; caller frees. */
+static int list_names(const char *dir, const char *prefix, const char *suffix, char ***out)
+{
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0, cap = 0;
+    char **v = NULL;
+    struct dirent *e;
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < pl + sl || strncmp(e->d_name, prefix, pl) || strcmp(e->d_name + len - sl, suffix)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **nv = realloc(v, sizeof(char *) * (size_t)cap);
+            if (!nv) break;
+            v = nv;
+        }
+        v[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    if (n) qsort(v, (size_t)n, sizeof(char *), cmp_str);
+    *out = v;
+    return n;
+}
+
+static void free_names(char **v, int n)
+{
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+typedef struct run_ctx {
+    char dir[PATH_CAP];
+    char ckpt_dir[PATH_CAP + 8];
+    char *config_text;
+} run_ctx;
+
+static void fill_meta(const loop *L, const ae_spec *spec, int64_t bad, double best, ae_ckpt_meta *meta)
+{
+    memset(meta, 0, sizeof *meta);
+    meta->arch_hash = L->m->arch_hash;
+    meta->seed = spec->seed;
+    meta->epoch = L->epoch;
+    meta->step = L->step;
+    meta->step_in_epoch = L->step_in_epoch;
+    meta->bad_epochs = bad;
+    meta->best_val = best;
+    meta->run_loss_sum = L->run_sum;
+    meta->run_loss_count = L->run_cnt;
+    meta->nranks = ae_dist_size();
+}
+
+/* Collective: rank 0 writes a checkpoint (numbered, or best when best != 0)
+ * and prunes old ones; all ranks agree on the outcome. */
+static ae_status save_ckpt(const run_ctx *rc, const loop *L, const ae_spec *spec, int64_t bad, double best,
+                           int is_best, ae_error *err)
+{
+    ae_status st = AE_OK;
+    if (ae_dist_rank() == 0) {
+        char path[2 * PATH_CAP];
+        if (is_best) snprintf(path, sizeof path, "%s/%s", rc->ckpt_dir, BEST_NAME);
+        else
+            snprintf(path, sizeof path, "%s/%s%010lld-e%05lld%s", rc->ckpt_dir, CKPT_PREFIX, (long long)L->step,
+                     (long long)L->epoch, CKPT_SUFFIX);
+        ae_ckpt_meta meta;
+        fill_meta(L, spec, bad, best, &meta);
+        size_t n_opt = ae_optim_state_floats(L->oc.kind, L->m->n_params);
+        st = ae_ckpt_save(path, &meta, rc->config_text, L->m->params, L->m->n_params, L->opt, n_opt, L->m->state,
+                          L->m->n_state, 0, err);
+        if (!st && !is_best) {
+            char **names;
+            int n = list_names(rc->ckpt_dir, CKPT_PREFIX, CKPT_SUFFIX, &names);
+            for (int i = 0; i + spec->keep < n; i++) {
+                char old[2 * PATH_CAP];
+                snprintf(old, sizeof old, "%s/%s", rc->ckpt_dir, names[i]);
+                unlink(old);
+            }
+            free_names(names, n);
+        }
+    }
+    return ae_dist_agree(st, err);
+}
+
+/* Rank 0: the newest numbered checkpoint in a run folder, or "" if none. */
+static void newest_ckpt(const char *run_dir, char *out, size_t cap)
+{
+    char dir[PATH_CAP + 8];
+    snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
+    char **names;
+    int n = list_names(dir, CKPT_PREFIX, CKPT_SUFFIX, &names);
+    out[0] = '\0';
+    if (n > 0 && snprintf(out, cap, "%s/%s", dir, names[n - 1]) >= (int)cap) out[0] = '\0';
+    free_names(names, n);
+}
+
+static void config_stem(const char *path, char *out, size_t cap)
+{
+    const char *b = path ? strrchr(path, '/') : NULL;
+    b = b ? b + 1 : (path ? path : "run");
+    snprintf(out, cap, "%s", b);
+    char *dot = strrchr(out, '.');
+    if (dot && dot != out) *dot = '\0';
+}
+
+/* Rank 0: choose the run folder and the checkpoint to resume from. */
+static ae_status choose_run(const ae_spec *spec, const ae_train_opts *opts, char *run_dir, char *resume_path,
+                            ae_error *err)
+{
+    char stem[256];
+    config_stem(opts->config_path, stem, sizeof stem);
+    resume_path[0] = '\0';
+    if (opts->resume && strcmp(opts->resume, "auto") != 0) {
+        snprintf(resume_path, PATH_CAP, "%s", opts->resume);
+        if (!spec->run_name[0]) {
+            /* <run>/ckpt/<file>: continue in <run> */
+            char tmp[PATH_CAP];
+            snprintf(tmp, sizeof tmp, "%s", opts->resume);
+            char *slash = strrchr(tmp, '/');
+            if (slash) {
+                *slash = '\0';
+                char *base = strrchr(tmp, '/');
+                if (base && strcmp(base + 1, "ckpt") == 0) {
+                    *base = '\0';
+                    snprintf(run_dir, PATH_CAP, "%s", tmp);
+                    return AE_OK;
+                }
+                if (!base && strcmp(tmp, "ckpt") == 0) {
+                    snprintf(run_dir, PATH_CAP, ".");
+                    return AE_OK;
+                }
+            }
+        }
+    }
+    if (spec->run_name[0]) {
+        snprintf(run_dir, PATH_CAP, "%s/%s", spec->run_dir, spec->run_name);
+    } else if (opts->resume && strcmp(opts->resume, "auto") == 0) {
+        /* the newest run of this config */
+        char prefix[300];
+        snprintf(prefix, sizeof prefix, "%s-", stem);
+        char **names;
+        int n = list_names(spec->run_dir, prefix, "", &names);
+        if (n > 0) snprintf(run_dir, PATH_CAP, "%s/%s", spec->run_dir, names[n - 1]);
+        else run_dir[0] = '\0';
+        free_names(names, n);
+    } else {
+        run_dir[0] = '\0';
+    }
+    if (!run_dir[0]) {
+        time_t now = time(NULL);
+        struct tm tmv;
+        localtime_r(&now, &tmv);
+        char ts[32];
+        strftime(ts, sizeof ts, "%Y%m%d-%H%M%S", &tmv);
+        snprintf(run_dir, PATH_CAP, "%s/%s-%s", spec->run_dir, stem, ts);
+    }
+    if (opts->resume && strcmp(opts->resume, "auto") == 0) newest_ckpt(run_dir, resume_path, PATH_CAP);
+    (void)err;
+    return AE_OK;
+}
+
+static ae_status write_text(const char *dir, const char *name, const char *text, ae_error *err)
+{
+    char path[2 * PATH_CAP];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) return ae_error_set(err, AE_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    fputs(text, f);
+    if (fclose(f) != 0) return ae_error_set(err, AE_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    return AE_OK;
+}
+
+static void json_escape(const char *s, char *out, size_t cap)
+{
+    size_t j = 0;
+    for (; *s && j + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') { out[j++] = '\\'; out[j++] = (char)c; }
+        else if (c < 0x20) j += (size_t)snprintf(out + j, cap - j, "\\u%04x", c);
+        else out[j++] = (char)c;
+    }
+    out[j] = '\0';
+}
+
+static ae_status write_record(const char *dir, const ae_train_opts *opts, int threads, const char *hosts,
+                              const char *resume_path, ae_error *err)
+{
+    char cmd[4096], host_esc[4096], res_esc[PATH_CAP * 2];
+    json_escape(opts->command ? opts->command : "", cmd, sizeof cmd);
+    json_escape(hosts, host_esc, sizeof host_esc);
+    json_escape(resume_path, res_esc, sizeof res_esc);
+    char text[16384];
+    time_t now = time(NULL);
+    char ts[64];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S%z", localtime(&now));
+    int len = snprintf(text, sizeof text,
+             "{\n  \"aetrain_version\": \"%s\",\n  \"git_commit\": \"%s\",\n  \"started\": \"%s\",\n"
+             "  \"command\": \"%s\",\n  \"ranks\": %d,\n  \"ranks_per_node\": %d,\n  \"threads_per_rank\": %d,\n"
+             "  \"openblas_core\": \"%s\",\n  \"openblas_config\": \"%s\",\n  \"hosts\": \"%s\",\n"
+             "  \"resumed_from\": \"%s\"\n}\n",
+             AE_VERSION, AE_GIT_COMMIT, ts, cmd, ae_dist_size(), ae_dist_local_size(), threads,
+             openblas_get_corename(), openblas_get_config(), host_esc, res_esc);
+    if (len >= (int)sizeof text) return ae_error_set(err, AE_ERR_IO, "%s: run record too long", dir);
+    char name[64];
+    /* one record per start: run.json for the first, run-<k>.json for resumes */
+    snprintf(name, sizeof name, "run.json");
+    char path[2 * PATH_CAP];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    for (int k = 1; access(path, F_OK) == 0 && k < 10000; k++) {
+        snprintf(name, sizeof name, "run-%d.json", k);
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+    }
+    return write_text(dir, name, text, err);
+}
+
+/* ---- data and model set-up shared by train and eval ---------------------- */
+
+typedef struct data_set {
+    ae_dataset full, train, val, test;
+} data_set;
+
+static void data_free(data_set *d)
+{
+    ae_data_free(&d->full);
+    ae_data_free(&d->train);
+    ae_data_free(&d->val);
+    ae_data_free(&d->test);
+}
+
+/* Collective: every rank loads the data; the first failure is everyone's. */
+static ae_status load_data(const ae_spec *spec, int need_train, data_set *d, ae_error *err)
+{
+    memset(d, 0, sizeof *d);
+    ae_status st = ae_data_load_named(spec->dataset, spec->data_dir, 1, &d->test, err);
+    if (!st && need_train) {
+        st = ae_data_load_named(spec->dataset, spec->data_dir, 0, &d->full, err);
+        if (!st && spec->train_limit > 0 && (size_t)spec->train_limit < d->full.n)
+            ae_data_truncate(&d->full, (size_t)spec->train_limit);
+        if (!st && (size_t)spec->validation >= d->full.n)
+            st = ae_error_set(err, AE_ERR_CONFIG,
+                              "%s: [train] validation = %d leaves no training samples (the training set has %zu)",
+                              spec->source, spec->validation, d->full.n);
+        if (!st) st = ae_data_split(&d->full, (size_t)spec->validation, spec->seed, &d->train, &d->val, err);
+        if (!st) ae_data_free(&d->full);
+    }
+    if (!st && spec->type == AE_MODEL_CLASSIFIER && !d->test.y)
+        st = ae_error_set(err, AE_ERR_CONFIG, "%s: a classifier needs labels; the dataset has none", spec->source);
+    st = ae_dist_agree(st, err);
+    if (st) data_free(d);
+    return st;
+}
+
+static int local_batch(int batch) { return (batch + ae_dist_size() - 1) / ae_dist_size(); }
+
+static int eval_batch(int batch)
+{
+    int b = local_batch(batch);
+    return b < EVAL_MIN_BATCH ? EVAL_MIN_BATCH : b;
+}
+
+/* Build the probe spec: softmax regression on codes. */
+static ae_spec *probe_spec(const ae_spec *spec, int nclass, ae_error *err)
+{
+    ae_spec *ps = ae_malloc(sizeof *ps, err);
+    if (!ps) return NULL;
+    ae_config_defaults(ps);
+    ps->type = AE_MODEL_CLASSIFIER;
+    ps->n_encoder = 0;
+    ps->n_head = 1;
+    ae_layer_spec *h = &ps->head[0];
+    memset(h, 0, sizeof *h);
+    snprintf(h->kind, sizeof h->kind, "dense");
+    h->nargs = 2;
+    snprintf(h->args[0].val, sizeof h->args[0].val, "%d", nclass);
+    snprintf(h->args[1].val, sizeof h->args[1].val, "softmax");
+    snprintf(h->origin, sizeof h->origin, "probe");
+    ps->loss = AE_LOSS_CE;
+    ps->optim.kind = AE_OPT_ADAM;
+    ps->optim.beta1 = 0.9f;
+    ps->optim.beta2 = 0.999f;
+    ps->optim.eps = 1e-8f;
+    ps->lr = spec->probe_lr;
+    ps->sched.kind = AE_SCHED_CONSTANT;
+    ps->sched.base_lr = spec->probe_lr;
+    ps->sched.warmup_epochs = 0;
+    ps->batch = spec->probe_batch;
+    ps->epochs = spec->probe_epochs;
+    ps->max_steps = 0;
+    ps->clip_norm = 0;
+    ps->l2 = 0;
+    ps->l1_activity = 0;
+    ps->seed = spec->seed;
+    if (snprintf(ps->source, sizeof ps->source, "%s (probe)", spec->source) >= (int)sizeof ps->source)
+        snprintf(ps->source, sizeof ps->source, "probe");
+    return ps;
+}
+
+/* Collective: train softmax regression on the frozen codes of train, report
+ * accuracy on test. */
+static ae_status run_probe(ae_model *m, const ae_spec *spec, const ae_dataset *train, const ae_dataset *test,
+                           double *acc, ae_error *err)
+{
+    *acc = NAN;
+    ae_dataset ctrain = {0}, ctest = {0};
+    ae_model *pm = NULL;
+    loop L;
+    memset(&L, 0, sizeof L);
+    float *xbuf = NULL;
+    ae_spec *ps = probe_spec(spec, train->nclass > test->nclass ? train->nclass : test->nclass, err);
+    ae_status st = ps ? AE_OK : AE_ERR_NOMEM;
+    if (!st) st = ae_eval_encode(m, train, m->n_encoder, &ctrain, err);
+    if (!st) st = ae_eval_encode(m, test, m->n_encoder, &ctest, err);
+    ae_shape cs = {(int)m->code_size, 1, 1};
+    if (!st) st = ae_model_create(ps, &cs, eval_batch(ps->batch), &pm, err);
+    if (!st) {
+        ae_model_init_params(pm, spec->seed);
+        st = loop_init(&L, pm, ps, &ctrain, err);
+    }
+    for (int e = 0; !st && e < ps->epochs; e++) {
+        L.epoch = e;
+        L.step_in_epoch = 0;
+        int stop = 0;
+        while (!st && L.step_in_epoch < L.steps_per_epoch) st = loop_step(&L, &stop, err);
+    }
+    if (!st && !(xbuf = ae_alloc_floats((size_t)pm->max_batch * ctest.d, err))) st = AE_ERR_NOMEM;
+    ae_eval_out eo;
+    if (!st) st = ae_eval_dataset(pm, &ctest, xbuf, &eo, err);
+    if (!st) *acc = eo.accuracy;
+    free(xbuf);
+    loop_free(&L);
+    ae_model_free(pm);
+    ae_data_free(&ctrain);
+    ae_data_free(&ctest);
+    free(ps);
+    return st;
+}
+
+/* ---- resume -------------------------------------------------------------- */
+
+/* Collective: rank 0 reads the checkpoint, all ranks receive its state. */
+static ae_status load_resume(const char *path, loop *L, const char *config_text, int64_t *bad, double *best,
+                             ae_error *err)
+{
+    ae_ckpt ck;
+    memset(&ck, 0, sizeof ck);
+    ae_status st = AE_OK;
+    ae_model *m = L->m;
+    size_t n_opt = ae_optim_state_floats(L->oc.kind, m->n_params);
+    if (ae_dist_rank() == 0) {
+        st = ae_ckpt_load(path, &ck, err);
+        if (!st && ck.meta.arch_hash != m->arch_hash)
+            st = ae_error_set(err, AE_ERR_SHAPE,
+                              "%s: the checkpoint is of another model (architecture hash %016llx, this config "
+                              "builds %016llx)", path, (unsigned long long)ck.meta.arch_hash,
+                              (unsigned long long)m->arch_hash);
+        if (!st && (ck.n_params != m->n_params || ck.n_state != m->n_state))
+            st = ae_error_set(err, AE_ERR_SHAPE, "%s: sizes differ from the model (%zu/%zu params, %zu/%zu state)",
+                              path, ck.n_params, m->n_params, ck.n_state, m->n_state);
+        if (!st && ck.n_opt != n_opt)
+            ae_report_warn("%s: optimizer state does not match the configured optimizer: starting it afresh",
+                           path);
+        if (!st && strcmp(ck.config_text, config_text) != 0)
+            ae_report_warn("resuming with training settings that differ from the checkpoint's config");
+    }
+    st = ae_dist_agree(st, err);
+    if (st) {
+        ae_ckpt_free(&ck);
+        return st;
+    }
+    ae_ckpt_meta meta;
+    int opt_ok = 0;
+    if (ae_dist_rank() == 0) {
+        meta = ck.meta;
+        memcpy(m->params, ck.params, sizeof(float) * m->n_params);
+        if (m->n_state) memcpy(m->state, ck.state, sizeof(float) * m->n_state);
+        opt_ok = ck.n_opt == n_opt;
+        if (opt_ok && n_opt) memcpy(L->opt, ck.opt, sizeof(float) * n_opt);
+    }
+    ae_ckpt_free(&ck);
+    if ((st = ae_dist_bcast(&meta, sizeof meta, 0, err)) || (st = ae_dist_bcast(&opt_ok, sizeof opt_ok, 0, err)) ||
+        (st = ae_dist_bcast(m->params, sizeof(float) * m->n_params, 0, err)) ||
+        (st = ae_dist_bcast(m->state, sizeof(float) * m->n_state, 0, err)))
+        return st;
+    if (opt_ok && (st = ae_dist_bcast(L->opt, sizeof(float) * n_opt, 0, err))) return st;
+    if (!opt_ok) memset(L->opt, 0, sizeof(float) * n_opt);
+    L->epoch = meta.epoch;
+    L->step = meta.step;
+    L->step_in_epoch = meta.step_in_epoch;
+    L->run_sum = meta.run_loss_sum;
+    L->run_cnt = meta.run_loss_count;
+    if (L->step_in_epoch > L->steps_per_epoch) { /* batch size changed: start the next epoch */
+        L->epoch++;
+        L->step_in_epoch = 0;
+        L->run_sum = L->run_cnt = 0;
+    }
+    *bad = meta.bad_epochs;
+    *best = meta.best_val;
+    return AE_OK;
+}
+
+/* ---- train ----------------------------------------------------------------- */
+
+static void fmt_metric(char *buf, size_t cap, const char *name, double v)
+{
+    if (isfinite(v)) snprintf(buf, cap, "  %s %.5f", name, v);
+    else buf[0] = '\0';
+}
+
+ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result *res, ae_error *err)
+{
+    memset(res, 0, sizeof *res);
+    res->test_acc = res->probe_acc = NAN;
+    install_signals();
+    int threads = ae_train_threads(spec->threads);
+    openblas_set_num_threads(threads);
+    int rank = ae_dist_rank(), P = ae_dist_size();
+
+    run_ctx rc;
+    memset(&rc, 0, sizeof rc);
+    char resume_path[PATH_CAP] = "";
+    data_set d;
+    memset(&d, 0, sizeof d);
+    ae_model *m = NULL;
+    loop L;
+    memset(&L, 0, sizeof L);
+    float *ebuf = NULL;
+    char hosts[4096] = "";
+    ae_status st = AE_OK;
+
+    rc.config_text = ae_config_dump(spec, err);
+    if (!rc.config_text) st = AE_ERR_NOMEM;
+    if (rank == 0 && !st) {
+        st = choose_run(spec, opts, rc.dir, resume_path, err);
+        snprintf(rc.ckpt_dir, sizeof rc.ckpt_dir, "%s/ckpt", rc.dir);
+        if (!st && mkdir_p(rc.ckpt_dir) != 0)
+            st = ae_error_set(err, AE_ERR_IO, "%s: cannot create the run folder: %s", rc.dir, strerror(errno));
+        if (!st) st = ae_report_open(rc.dir, opts->quiet, err);
+        if (!st) st = write_text(rc.dir, "config.ini", rc.config_text, err);
+    }
+    st = ae_dist_agree(st, err);
+    if (!st) st = ae_dist_bcast(rc.dir, sizeof rc.dir, 0, err);
+    if (!st) st = ae_dist_bcast(rc.ckpt_dir, sizeof rc.ckpt_dir, 0, err);
+    if (!st) st = ae_dist_bcast(resume_path, sizeof resume_path, 0, err);
+    if (!st) st = ae_dist_hostnames(hosts, sizeof hosts, err);
+    if (!st && rank == 0) st = write_record(rc.dir, opts, threads, hosts, resume_path, err);
+    if (!st) st = ae_dist_agree(st, err);
+    if (st) goto done;
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", rc.dir);
+
+    ae_report_log("aetrain %s (%s): %d rank%s x %d thread%s, OpenBLAS %s, hosts %s", AE_VERSION, AE_GIT_COMMIT, P,
+                  P == 1 ? "" : "s", threads, threads == 1 ? "" : "s", openblas_get_corename(), hosts);
+    ae_report_log("run folder %s", rc.dir);
+
+    if ((st = load_data(spec, 1, &d, err))) goto done;
+    ae_shape in = {d.train.c, d.train.h, d.train.w};
+    int mb = local_batch(spec->batch) > eval_batch(spec->batch) ? local_batch(spec->batch) : eval_batch(spec->batch);
+    st = ae_model_create(spec, &in, mb, &m, err);
+    if (!st && spec->type == AE_MODEL_CLASSIFIER && (size_t)d.train.nclass > m->out_size)
+        st = ae_error_set(err, AE_ERR_SHAPE, "%s: the head has %zu outputs, the dataset has %d classes", spec->source,
+                          m->out_size, d.train.nclass);
+    if (!st) st = loop_init(&L, m, spec, &d.train, err);
+    if (!st && !(ebuf = ae_alloc_floats((size_t)m->max_batch * d.train.d, err))) st = AE_ERR_NOMEM;
+    if ((st = ae_dist_agree(st, err))) goto done;
+    ae_report_log("data %s: %zu train, %zu validation, %zu test samples of %dx%dx%d", spec->dataset, d.train.n,
+                  d.val.n, d.test.n, in.c, in.h, in.w);
+    ae_report_log("model: %d layers, %zu parameters, %.3g MFLOP/sample forward; batch %d (%d per rank), "
+                  "%lld steps/epoch", m->n_layers, m->n_params, m->flops / 1e6, spec->batch, local_batch(spec->batch),
+                  (long long)L.steps_per_epoch);
+
+    int64_t bad = 0;
+    double best = INFINITY;
+    ae_model_init_params(m, spec->seed);
+    if ((st = ae_dist_bcast(m->params, sizeof(float) * m->n_params, 0, err))) goto done;
+    if (resume_path[0]) {
+        if ((st = load_resume(resume_path, &L, rc.config_text, &bad, &best, err))) goto done;
+        ae_report_log("resumed from %s at epoch %lld, step %lld", resume_path, (long long)L.epoch + 1,
+                      (long long)L.step);
+    } else if (opts->resume) {
+        ae_report_log("no checkpoint to resume in %s: starting afresh", rc.dir);
+    }
+
+    int is_ae = m->type == AE_MODEL_AUTOENCODER;
+    double total_train_time = 0, total_samples = 0;
+    int stopped_early = 0, interrupted = 0;
+    ae_eval_out te = {0};
+    int have_te = 0;
+    int64_t last_saved_step = -1;
+    while (L.epoch < spec->epochs && L.step < L.total_steps) {
+        double te0 = ae_dist_time();
+        L.t_steps = L.t_allreduce = 0;
+        double last_prog = 0;
+        int64_t first_step = L.step_in_epoch;
+        while (L.step_in_epoch < L.steps_per_epoch && L.step < L.total_steps) {
+            int stop = 0;
+            if ((st = loop_step(&L, &stop, err))) goto done;
+            double now = ae_dist_time();
+            if (now - last_prog > PROGRESS_PERIOD_S) {
+                last_prog = now;
+                ae_report_progress("epoch %lld/%d  step %lld/%lld  loss %.5f  %.0f samples/s",
+                                   (long long)L.epoch + 1, spec->epochs, (long long)L.step_in_epoch,
+                                   (long long)L.steps_per_epoch, L.run_cnt > 0 ? L.run_sum / L.run_cnt : 0.0,
+                                   L.t_steps > 0 ? (double)(L.step_in_epoch - first_step) * spec->batch / L.t_steps
+                                                 : 0.0);
+            }
+            if (stop) {
+                interrupted = 1;
+                break;
+            }
+            if (spec->checkpoint_steps > 0 && L.step % spec->checkpoint_steps == 0 &&
+                L.step_in_epoch < L.steps_per_epoch) {
+                if ((st = save_ckpt(&rc, &L, spec, bad, best, 0, err))) goto done;
+                last_saved_step = L.step;
+            }
+        }
+        if (interrupted) break;
+        int epoch_done = L.step_in_epoch >= L.steps_per_epoch;
+        size_t s_first = (size_t)first_step * (size_t)spec->batch;
+        size_t s_last = (size_t)L.step_in_epoch * (size_t)spec->batch;
+        if (s_last > d.train.n) s_last = d.train.n;
+        double epoch_samples = s_last > s_first ? (double)(s_last - s_first) : 0.0;
+        total_train_time += L.t_steps;
+        total_samples += epoch_samples;
+
+        ae_metrics_row row = {.epoch = L.epoch + 1, .step = L.step, .val_loss = NAN, .test_loss = NAN,
+                              .test_mse = NAN, .test_bce = NAN, .test_acc = NAN};
+        row.train_loss = L.run_cnt > 0 ? L.run_sum / L.run_cnt : NAN;
+        row.lr = L.lr;
+        row.samples_per_s = L.t_steps > 0 ? epoch_samples / L.t_steps : 0;
+        row.allreduce_frac = L.t_steps > 0 ? L.t_allreduce / L.t_steps : 0;
+        ae_eval_out ve;
+        if (d.val.n > 0) {
+            if ((st = ae_eval_dataset(m, &d.val, ebuf, &ve, err))) goto done;
+            row.val_loss = ve.loss;
+        }
+        int last_epoch = L.epoch + 1 >= spec->epochs || L.step >= L.total_steps;
+        if ((spec->eval_every > 0 && (L.epoch + 1) % spec->eval_every == 0) || last_epoch) {
+            if ((st = ae_eval_dataset(m, &d.test, ebuf, &te, err))) goto done;
+            have_te = 1;
+            row.test_loss = te.loss;
+            if (is_ae) {
+                row.test_mse = te.mse;
+                row.test_bce = te.bce;
+            } else {
+                row.test_acc = te.accuracy;
+            }
+        }
+        row.epoch_s = ae_dist_time() - te0;
+        char vs[48], ts[48], ms[48], bs[48], as[48];
+        fmt_metric(vs, sizeof vs, "val", row.val_loss);
+        fmt_metric(ts, sizeof ts, "test", row.test_loss);
+        fmt_metric(ms, sizeof ms, "mse", is_ae ? row.test_mse : NAN);
+        fmt_metric(bs, sizeof bs, "bce", is_ae ? row.test_bce : NAN);
+        fmt_metric(as, sizeof as, "acc", row.test_acc);
+        ae_report_log("epoch %3lld/%d  train %.5f%s%s%s%s%s  lr %.3g  %.0f samples/s  allreduce %.1f%%  %.1fs",
+                      (long long)L.epoch + 1, spec->epochs, row.train_loss, vs, ts, ms, bs, as, row.lr,
+                      row.samples_per_s, 100 * row.allreduce_frac, row.epoch_s);
+        if (ae_report_metrics(&row, err) != AE_OK) ae_report_warn("%s", err->msg);
+        if (!epoch_done) break; /* max_steps reached mid-epoch */
+
+        /* the position is now the start of the next epoch */
+        int64_t finished = L.epoch + 1;
+        L.epoch = finished;
+        L.step_in_epoch = 0;
+        L.run_sum = L.run_cnt = 0;
+        if (d.val.n > 0) {
+            if (ve.loss < best) {
+                best = ve.loss;
+                bad = 0;
+                if ((st = save_ckpt(&rc, &L, spec, bad, best, 1, err))) goto done;
+            } else if (++bad >= spec->patience && spec->patience > 0) {
+                stopped_early = 1;
+            }
+        }
+        int periodic = spec->checkpoint_epochs > 0 && finished % spec->checkpoint_epochs == 0;
+        if (periodic || stopped_early) {
+            if ((st = save_ckpt(&rc, &L, spec, bad, best, 0, err))) goto done;
+            last_saved_step = L.step;
+        }
+        if (stopped_early) {
+            ae_report_log("early stop: validation loss has not improved for %d epochs (best %.5f)", spec->patience,
+                          best);
+            break;
+        }
+    }
+    if (L.step != last_saved_step) {
+        if ((st = save_ckpt(&rc, &L, spec, bad, best, 0, err))) goto done;
+    }
+    if (interrupted) {
+        ae_report_log("stopped by signal after step %lld: checkpoint written in %s, resume with --resume auto",
+                      (long long)L.step, rc.ckpt_dir);
+        st = ae_error_set(err, AE_ERR_INTERRUPTED, "stopped by a signal at step %lld; checkpointed in %s",
+                          (long long)L.step, rc.ckpt_dir);
+        goto done;
+    }
+    if (!have_te && (st = ae_eval_dataset(m, &d.test, ebuf, &te, err))) goto done;
+    res->test_loss = te.loss;
+    res->test_mse = is_ae ? te.mse : NAN;
+    res->test_bce = is_ae ? te.bce : NAN;
+    res->test_acc = is_ae ? NAN : te.accuracy;
+    res->steps = L.step;
+    res->samples_per_s = total_train_time > 0 ? total_samples / total_train_time : 0;
+    if (is_ae && spec->probe && spec->probe_epochs > 0 && d.train.y && d.test.y) {
+        if ((st = run_probe(m, spec, &d.train, &d.test, &res->probe_acc, err))) goto done;
+    }
+    if (is_ae) {
+        ae_report_log("test reconstruction: mse %.6f  bce %.6f per pixel", te.mse, te.bce);
+        if (isfinite(res->probe_acc))
+            ae_report_log("test accuracy of a softmax probe on the %zu-d code: %.2f%%", m->code_size,
+                          100 * res->probe_acc);
+    } else {
+        ae_report_log("test accuracy: %.2f%%  (loss %.5f)", 100 * te.accuracy, te.loss);
+    }
+    ae_report_log("throughput: %.0f samples/s (%d rank%s), %lld steps", res->samples_per_s, P, P == 1 ? "" : "s",
+                  (long long)L.step);
+    if (rank == 0) {
+        char text[1024];
+        snprintf(text, sizeof text,
+                 "{\"test_loss\": %.9g, \"test_mse\": %.9g, \"test_bce\": %.9g, \"test_acc\": %.9g, "
+                 "\"probe_acc\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, \"ranks\": %d}\n",
+                 res->test_loss, is_ae ? te.mse : -1.0, is_ae ? te.bce : -1.0, is_ae ? -1.0 : te.accuracy,
+                 isfinite(res->probe_acc) ? res->probe_acc : -1.0, res->samples_per_s, (long long)L.step, P);
+        if ((st = write_text(rc.dir, "result.json", text, err))) ae_report_warn("%s", err->msg);
+        st = AE_OK;
+    }
+done:
+    free(ebuf);
+    loop_free(&L);
+    ae_model_free(m);
+    data_free(&d);
+    free(rc.config_text);
+    ae_report_close();
+    return st;
+}
+
+/* ---- eval and check ----------------------------------------------------------- */
+
+ae_status ae_train_eval_ckpt(const char *path, int probe, int quiet, ae_error *err)
+{
+    ae_ckpt ck;
+    memset(&ck, 0, sizeof ck);
+    ae_spec *spec = ae_malloc(sizeof *spec, err);
+    ae_status st = spec ? AE_OK : AE_ERR_NOMEM;
+    /* every rank reads the checkpoint: eval is read-only and small */
+    if (!st) st = ae_ckpt_load(path, &ck, err);
+    if (!st) {
+        ae_config_defaults(spec);
+        char origin[PATH_CAP + 16];
+        snprintf(origin, sizeof origin, "%s:config", path);
+        st = ae_config_parse_string(ck.config_text, origin, spec, err);
+        if (!st) st = ae_config_validate(spec, err);
+    }
+    st = ae_dist_agree(st, err);
+    if (st) {
+        ae_ckpt_free(&ck);
+        free(spec);
+        return st;
+    }
+    openblas_set_num_threads(ae_train_threads(spec->threads));
+    (void)quiet;
+    data_set d;
+    ae_model *m = NULL;
+    float *ebuf = NULL;
+    st = load_data(spec, probe, &d, err);
+    if (st) {
+        ae_ckpt_free(&ck);
+        free(spec);
+        return st;
+    }
+    ae_shape in = {d.test.c, d.test.h, d.test.w};
+    st = ae_model_create(spec, &in, eval_batch(spec->batch), &m, err);
+    if (!st && (ck.meta.arch_hash != m->arch_hash || ck.n_params != m->n_params || ck.n_state != m->n_state))
+        st = ae_error_set(err, AE_ERR_FORMAT, "%s: its parameters do not match the model its config builds", path);
+    if (!st) {
+        memcpy(m->params, ck.params, sizeof(float) * m->n_params);
+        if (m->n_state) memcpy(m->state, ck.state, sizeof(float) * m->n_state);
+        if (!(ebuf = ae_alloc_floats((size_t)m->max_batch * d.test.d, err))) st = AE_ERR_NOMEM;
+    }
+    st = ae_dist_agree(st, err);
+    ae_eval_out te;
+    if (!st) st = ae_eval_dataset(m, &d.test, ebuf, &te, err);
+    if (!st && ae_dist_rank() == 0) {
+        printf("checkpoint %s: epoch %lld, step %lld\n", path, (long long)ck.meta.epoch, (long long)ck.meta.step);
+        if (m->type == AE_MODEL_AUTOENCODER)
+            printf("test reconstruction (%zu samples): mse %.6f  bce %.6f per pixel\n", te.n, te.mse, te.bce);
+        else
+            printf("test accuracy (%zu samples): %.2f%%  loss %.5f\n", te.n, 100 * te.accuracy, te.loss);
+    }
+    if (!st && probe && m->type == AE_MODEL_AUTOENCODER && d.train.y) {
+        double acc;
+        st = run_probe(m, spec, &d.train, &d.test, &acc, err);
+        if (!st && ae_dist_rank() == 0)
+            printf("test accuracy of a softmax probe on the %zu-d code: %.2f%%\n", m->code_size, 100 * acc);
+    }
+    free(ebuf);
+    ae_model_free(m);
+    data_free(&d);
+    ae_ckpt_free(&ck);
+    free(spec);
+    return st;
+}
+
+ae_status ae_train_check(ae_spec *spec, int nranks, ae_error *err)
+{
+    /* MNIST-family input unless the data is there to say otherwise */
+    ae_shape in = {1, 28, 28};
+    ae_dataset probe_ds;
+    memset(&probe_ds, 0, sizeof probe_ds);
+    ae_error ignored;
+    size_t n_train = 60000, n_test = 10000;
+    if (ae_data_load_named(spec->dataset, spec->data_dir, 1, &probe_ds, &ignored) == AE_OK) {
+        in = (ae_shape){probe_ds.c, probe_ds.h, probe_ds.w};
+        n_test = probe_ds.n;
+        ae_data_free(&probe_ds);
+    }
+    if (nranks < 1) nranks = 1;
+    int lb = (spec->batch + nranks - 1) / nranks;
+    ae_model *m;
+    ae_status st = ae_model_create(spec, &in, lb, &m, err);
+    if (st) return st;
+    ae_model_print(m, stdout);
+    size_t n_opt = ae_optim_state_floats(spec->optim.kind, m->n_params);
+    double mib = 1024.0 * 1024.0;
+    double buf_bytes = 4.0 * (2.0 * (double)m->n_params + (double)n_opt + (double)m->n_state);
+    double act_bytes = (double)ae_model_act_bytes_per_sample(m) * lb;
+    double data_bytes = (double)(n_train + n_test) * (double)ae_shape_size(&in);
+    printf("\nparameters        %zu (%.2f MiB)\n", m->n_params, 4.0 * (double)m->n_params / mib);
+    printf("non-trainable     %zu\n", m->n_state);
+    printf("optimizer state   %zu floats\n", n_opt);
+    printf("FLOPs per sample  %.4g forward, ~%.4g per training step (forward + backward)\n", m->flops, 3 * m->flops);
+    printf("architecture hash %016llx\n", (unsigned long long)m->arch_hash);
+    printf("memory per rank   %.1f MiB at P = %d (batch %d per rank): params+grads+optimizer %.1f, activations "
+           "%.1f, data %.1f (uint8)\n", (buf_bytes + act_bytes + data_bytes) / mib, nranks, lb, buf_bytes / mib,
+           act_bytes / mib, data_bytes / mib);
+    ae_model_free(m);
+    return AE_OK;
+}
