@@ -19,18 +19,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_INCLUDE_DEPTH 16 /* includes nested below the first file */
-#define SUGGEST_MAX_DIST 2   /* suggest a known name within this edit distance */
-#define EDIT_MAX_LEN 64      /* names longer than this are never suggested */
-#define RUN_NAME_MAX 100     /* [run] name: at most this many characters */
-#define CONTEXT_CHARS 24     /* characters of a layer list quoted in an error */
-#define VALUE_CHARS 64       /* characters of a bad value quoted in an error */
-#define FLOAT_MAX_DIGITS 17  /* the dump tries 1.. digits until the float reads back */
-#define PROBLEM_MAX 512      /* one problem description */
-#define WHERE_MAX (AE_SPEC_STR + 64)
-#define SET_LHS_MAX 128    /* "section.key" of --set */
-#define DUMP_INDENT "    " /* continuation lines of layer lists in the dump */
-#define READ_CHUNK 4096
+/* clang-format off */
+#define MAX_INCLUDE_DEPTH 16      /* includes nested below the first file */
+#define SUGGEST_MAX_DIST 2        /* suggest a known name within this edit distance */
+#define EDIT_MAX_LEN 64           /* names longer than this are never suggested */
+#define RUN_NAME_MAX 100          /* [run] name: at most this many characters */
+#define CONTEXT_CHARS 24          /* characters of a layer list quoted in an error */
+#define VALUE_CHARS 64            /* characters of a bad value quoted in an error */
+#define FLOAT_MAX_DIGITS 17       /* the dump tries 1.. digits until the float reads back */
+#define FLOAT_PLAIN_INT_MAX 1e9f  /* whole floats below this are dumped without an exponent */
+#define PROBLEM_MAX 512           /* one problem description */
+#define WHERE_MAX (AE_SPEC_STR + 64) /* "file:line" or "--set section.key" */
+#define SET_LHS_MAX 128           /* "section.key" of --set */
+#define DUMP_INDENT "    "        /* continuation lines of layer lists in the dump */
+#define READ_CHUNK 4096           /* file read size, and the first size of a growing string */
+/* clang-format on */
 
 /* ------------------------------------------------------------------ the key table */
 
@@ -185,16 +188,22 @@ typedef struct strbuf {
     size_t len, cap;
 } strbuf;
 
+/* Makes room for n more bytes and the NUL. */
+static bool sb_reserve(strbuf *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap) return true;
+    size_t cap = b->cap ? b->cap : READ_CHUNK;
+    while (cap < b->len + n + 1) cap *= 2;
+    char *q = realloc(b->p, cap);
+    if (!q) return false;
+    b->p = q;
+    b->cap = cap;
+    return true;
+}
+
 static bool sb_put(strbuf *b, const char *s, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : READ_CHUNK;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) return false;
-        b->p = q;
-        b->cap = cap;
-    }
+    if (!sb_reserve(b, n)) return false;
     if (n) memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
@@ -208,8 +217,7 @@ static bool sb_printf(strbuf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 || !sb_put(b, "", (size_t)n)) return false;
-    b->len -= (size_t)n; /* sb_put reserved n bytes (and wrote nothing into them) */
+    if (n < 0 || !sb_reserve(b, (size_t)n)) return false;
     va_start(ap, fmt);
     vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -1293,6 +1301,10 @@ ae_status ae_config_validate(ae_spec *spec, ae_error *err)
 /* The shortest %g text that reads back (as the parser reads it) to exactly f. */
 static void format_float(float f, char *buf, size_t n)
 {
+    if (f == floorf(f) && fabsf(f) < FLOAT_PLAIN_INT_MAX) { /* 10, not 1e+01 */
+        snprintf(buf, n, "%.0f", (double)f);
+        return;
+    }
     for (int digits = 1; digits <= FLOAT_MAX_DIGITS; digits++) {
         snprintf(buf, n, "%.*g", digits, (double)f);
         if ((float)strtod(buf, NULL) == f) return;

@@ -5,6 +5,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -338,4 +339,16 @@ const ae_layer_kind *ae_layers_find(const char *name)
     return NULL;
 }
 
-const char *ae_layers_names(void) { return "dense, act, flatten"; }
+const char *ae_layers_names(void)
+{
+    static char names[256];
+    if (!names[0]) {
+        size_t len = 0;
+        for (size_t i = 0; i < sizeof layer_kinds / sizeof layer_kinds[0]; i++) {
+            int w = snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", layer_kinds[i].name);
+            if (w < 0 || (size_t)w >= sizeof names - len) break;
+            len += (size_t)w;
+        }
+    }
+    return names;
+}

@@ -582,8 +582,19 @@ static ae_status load_resume(const char *path, loop *L, const char *config_text,
         if (!st && ck.n_opt != n_opt)
             ae_report_warn("%s: optimizer state does not match the configured optimizer: starting it afresh",
                            path);
-        if (!st && strcmp(ck.config_text, config_text) != 0)
-            ae_report_warn("resuming with training settings that differ from the checkpoint's config");
+        if (!st && strcmp(ck.config_text, config_text) != 0) {
+            /* name the first key that changed, when the old config still parses */
+            ae_spec *old = ae_malloc(sizeof *old, NULL), *cur = ae_malloc(sizeof *cur, NULL);
+            ae_error ignored;
+            char diff[128] = "";
+            if (old && cur && !ae_config_parse_string(ck.config_text, path, old, &ignored) &&
+                !ae_config_parse_string(config_text, "config", cur, &ignored))
+                ae_config_equal(old, cur, diff, sizeof diff);
+            ae_report_warn("resuming with settings that differ from the checkpoint's config%s%s: using the new ones",
+                           diff[0] ? ", first " : "", diff);
+            free(old);
+            free(cur);
+        }
     }
     st = ae_dist_agree(st, err);
     if (st) {

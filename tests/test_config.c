@@ -12,9 +12,10 @@
 #include "testutil.h"
 
 #define PATH_MAX_TEST 1024
-#define CHAIN_OK 16    /* includes nested this deep are allowed */
-#define CHAIN_BAD 17   /* and one more is an error */
-#define MANY_LAYERS 65 /* one more than AE_SPEC_MAX_LAYERS */
+#define TEXT_MAX_TEST (2 * PATH_MAX_TEST) /* a path and some words */
+#define CHAIN_OK 16                       /* includes nested this deep are allowed */
+#define CHAIN_BAD 17                      /* and one more is an error */
+#define MANY_LAYERS 65                    /* one more than AE_SPEC_MAX_LAYERS */
 
 /* ---- helpers */
 
@@ -42,7 +43,8 @@ static void expect_parse_error_at(int line, const char *text, ae_status code, co
     ae_error err = {0};
     ae_status st = ae_config_parse_string(text, "t.ini", s, &err);
     if (st != code) fprintf(stderr, "\n    test_config.c:%d: status %d, message '%s'\n", line, st, err.msg);
-    CU_assertImplementation(st == code ? CU_TRUE : CU_FALSE, (unsigned)line, "status", __FILE__, "", CU_FALSE);
+    CU_assertImplementation(st == code ? CU_TRUE : CU_FALSE, (unsigned)line, "status", __FILE__, "",
+                            CU_FALSE);
     check_msg_at(line, err.msg, n1);
     check_msg_at(line, err.msg, n2);
     free(s);
@@ -154,66 +156,65 @@ static void specs_match(const ae_spec *a, const ae_spec *b)
     CU_ASSERT_TRUE(ae_config_equal(a, b, NULL, 0));
 }
 
-static const char *const full_config =
-    "; every key, none at its default\n"
-    "[model]\n"
-    "type = autoencoder\n"
-    "encoder = flatten, dense(128, relu), dense(32, act=relu, name=code)\n"
-    "decoder = dense(128, relu), dense(784, sigmoid), reshape(1, 28, 28)\n"
-    "head = dense(64, relu), dense(10, softmax)\n"
-    "init = he_normal\n"
-    "\n"
-    "[loss]\n"
-    "kind = bce\n"
-    "l2 = 1e-4\n"
-    "l1_activity = 0.001\n"
-    "activity_layer = enc.2\n"
-    "\n"
-    "[optim]\n"
-    "kind = sgd\n"
-    "lr = 0.05\n"
-    "momentum = 0.9\n"
-    "nesterov = yes\n"
-    "beta1 = 0.8\n"
-    "beta2 = 0.99\n"
-    "rho = 0.5\n"
-    "eps = 1e-5\n"
-    "clip_norm = 5\n"
-    "scale_lr = on\n"
-    "base_batch = 128\n"
-    "\n"
-    "[schedule]\n"
-    "kind = cosine\n"
-    "warmup_epochs = 0.5\n"
-    "step_epochs = 3\n"
-    "gamma = 0.5\n"
-    "min_lr = 1e-5\n"
-    "\n"
-    "[train]\n"
-    "batch = 512\n"
-    "epochs = 20\n"
-    "max_steps = 10000000000\n"
-    "seed = 18446744073709551615\n"
-    "validation = 1000\n"
-    "train_limit = 20000\n"
-    "patience = 4\n"
-    "checkpoint_epochs = 2\n"
-    "checkpoint_steps = 500\n"
-    "keep = 5\n"
-    "threads = 2\n"
-    "eval_every = 3\n"
-    "probe = false\n"
-    "probe_epochs = 12\n"
-    "probe_lr = 0.02\n"
-    "probe_batch = 64\n"
-    "\n"
-    "[data]\n"
-    "dataset = fashion-mnist\n"
-    "dir = /tmp/ae data\n"
-    "\n"
-    "[run]\n"
-    "name = exp-1.a_b\n"
-    "dir = \"out/runs\"\n";
+static const char *const full_config = "; every key, none at its default\n"
+                                       "[model]\n"
+                                       "type = autoencoder\n"
+                                       "encoder = flatten, dense(128, relu), dense(32, act=relu, name=code)\n"
+                                       "decoder = dense(128, relu), dense(784, sigmoid), reshape(1, 28, 28)\n"
+                                       "head = dense(64, relu), dense(10, softmax)\n"
+                                       "init = he_normal\n"
+                                       "\n"
+                                       "[loss]\n"
+                                       "kind = bce\n"
+                                       "l2 = 1e-4\n"
+                                       "l1_activity = 0.001\n"
+                                       "activity_layer = enc.2\n"
+                                       "\n"
+                                       "[optim]\n"
+                                       "kind = sgd\n"
+                                       "lr = 0.05\n"
+                                       "momentum = 0.9\n"
+                                       "nesterov = yes\n"
+                                       "beta1 = 0.8\n"
+                                       "beta2 = 0.99\n"
+                                       "rho = 0.5\n"
+                                       "eps = 1e-5\n"
+                                       "clip_norm = 5\n"
+                                       "scale_lr = on\n"
+                                       "base_batch = 128\n"
+                                       "\n"
+                                       "[schedule]\n"
+                                       "kind = cosine\n"
+                                       "warmup_epochs = 0.5\n"
+                                       "step_epochs = 3\n"
+                                       "gamma = 0.5\n"
+                                       "min_lr = 1e-5\n"
+                                       "\n"
+                                       "[train]\n"
+                                       "batch = 512\n"
+                                       "epochs = 20\n"
+                                       "max_steps = 10000000000\n"
+                                       "seed = 18446744073709551615\n"
+                                       "validation = 1000\n"
+                                       "train_limit = 20000\n"
+                                       "patience = 4\n"
+                                       "checkpoint_epochs = 2\n"
+                                       "checkpoint_steps = 500\n"
+                                       "keep = 5\n"
+                                       "threads = 2\n"
+                                       "eval_every = 3\n"
+                                       "probe = false\n"
+                                       "probe_epochs = 12\n"
+                                       "probe_lr = 0.02\n"
+                                       "probe_batch = 64\n"
+                                       "\n"
+                                       "[data]\n"
+                                       "dataset = fashion-mnist\n"
+                                       "dir = /tmp/ae data\n"
+                                       "\n"
+                                       "[run]\n"
+                                       "name = exp-1.a_b\n"
+                                       "dir = \"out/runs\"\n";
 
 static const char *const minimal_ae = "[model]\nencoder = dense(32, relu)\ndecoder = dense(784, sigmoid)\n";
 
@@ -226,7 +227,7 @@ static void test_config_defaults(void)
     CU_ASSERT_EQUAL(s->type, AE_MODEL_AUTOENCODER);
     CU_ASSERT_EQUAL(s->n_encoder, 0);
     CU_ASSERT_EQUAL(s->n_decoder, 0);
-    CU_ASSERT_EQUAL_FATAL(s->n_head, 2 - 1);
+    CU_ASSERT_EQUAL_FATAL(s->n_head, 1);
     CU_ASSERT_STRING_EQUAL(s->head[0].kind, "dense");
     CU_ASSERT_EQUAL(s->head[0].nargs, 2);
     CU_ASSERT_STRING_EQUAL(ae_layer_spec_arg(&s->head[0], 0, NULL), "10");
@@ -367,13 +368,13 @@ static void test_config_include_override_order(void)
     write_in(dir, "base.ini",
              "[optim]\nkind = sgd\nlr = 0.5\n[train]\nbatch = 64\nepochs = 7\n[model]\nencoder = dense(8)\n");
     write_in(dir, "main.ini",
-             "include = base.ini\n"          /* top level, first */
+             "include = base.ini\n" /* top level, first */
              "[optim]\n"
-             "lr = 0.1\n"                    /* overrides base */
+             "lr = 0.1\n" /* overrides base */
              "[train]\n"
-             "epochs = 3\n"                  /* set before the include below: overridden by it */
-             "include = more.ini\n"          /* inside [train] */
-             "keep = 9\n"                    /* still in [train] after the include */
+             "epochs = 3\n"         /* set before the include below: overridden by it */
+             "include = more.ini\n" /* inside [train] */
+             "keep = 9\n"           /* still in [train] after the include */
              "[model]\n"
              "encoder = dense(16)\n");
     write_in(dir, "more.ini", "[train]\nepochs = 5\n[optim]\nkind = adam\n");
@@ -389,7 +390,7 @@ static void test_config_include_override_order(void)
     CU_ASSERT_EQUAL(s->optim.kind, AE_OPT_ADAM);
     CU_ASSERT_EQUAL_FATAL(s->n_encoder, 1);
     CU_ASSERT_STRING_EQUAL(s->encoder[0].args[0].val, "16");
-    char origin[PATH_MAX_TEST];
+    char origin[TEXT_MAX_TEST];
     snprintf(origin, sizeof origin, "%s:9", path);
     CU_ASSERT_STRING_EQUAL(s->encoder[0].origin, origin);
 
@@ -404,7 +405,8 @@ static void test_config_include_override_order(void)
     write_in(dir, "dup.ini", "[train]\nepochs = 1\ninclude = more.ini\nepochs = 2\n");
     snprintf(path, sizeof path, "%s/dup.ini", dir);
     CU_ASSERT_EQUAL(ae_config_parse_file(path, s, &err), AE_ERR_CONFIG);
-    snprintf(origin, sizeof origin, "dup.ini:4: [train] epochs: duplicate key, first set at %s/dup.ini:2", dir);
+    snprintf(origin, sizeof origin, "dup.ini:4: [train] epochs: duplicate key, first set at %s/dup.ini:2",
+             dir);
     CHECK_MSG(err.msg, origin);
     free(s);
     tu_rmtree(dir);
@@ -445,7 +447,7 @@ static void test_config_include_relative_path(void)
     CHECK_MSG(err.msg, "conf/common/broken.ini:3: [train] batch: 'many' is not an integer");
 
     /* parse_string resolves includes against the current directory: absolute paths work anywhere. */
-    char text[PATH_MAX_TEST];
+    char text[TEXT_MAX_TEST];
     snprintf(text, sizeof text, "include = %s/shared.ini\n", dir);
     CU_ASSERT_EQUAL(ae_config_parse_string(text, "ckpt:config", s, &err), AE_OK);
     CU_ASSERT_EQUAL(s->lr, 0.25f);
@@ -536,14 +538,16 @@ static void test_config_set_errors(void)
     CU_ASSERT_EQUAL_FATAL(parse(minimal_ae, s, &err), AE_OK);
     EXPECT_SET_ERROR(s, "optim.lr", "--set 'optim.lr': expected section.key=value", NULL);
     EXPECT_SET_ERROR(s, "lr=0.1", "expected section.key=value", NULL);
-    EXPECT_SET_ERROR(s, "optimizer.lr=0.1", "--set optimizer.lr: unknown section [optimizer]", "allowed: model,");
+    EXPECT_SET_ERROR(s, "optimizer.lr=0.1", "--set optimizer.lr: unknown section [optimizer]",
+                     "allowed: model,");
     EXPECT_SET_ERROR(s, "optin.lr=0.1", "unknown section [optin] (did you mean [optim]?)", NULL);
     EXPECT_SET_ERROR(s, "optim.lrr=0.1", "--set optim.lrr: unknown key 'lrr' in [optim] (did you mean 'lr'?)",
                      NULL);
     EXPECT_SET_ERROR(s, "train.lr=0.1", "unknown key 'lr' in [train] (it belongs in [optim])", NULL);
-    EXPECT_SET_ERROR(s, "optim.kind=adamw",
-                     "--set optim.kind: [optim] kind: unknown value 'adamw' (allowed: sgd, rmsprop, adam, adadelta)",
-                     NULL);
+    EXPECT_SET_ERROR(
+        s, "optim.kind=adamw",
+        "--set optim.kind: [optim] kind: unknown value 'adamw' (allowed: sgd, rmsprop, adam, adadelta)",
+        NULL);
     EXPECT_SET_ERROR(s, "train.batch=0", "--set train.batch: [train] batch: 0 is out of range",
                      "(allowed: an integer, 1 <= batch <= 1000000)");
     EXPECT_SET_ERROR(s, "optim.lr=fast", "'fast' is not a number", NULL);
@@ -627,11 +631,14 @@ static void test_config_error_messages(void)
                                     "(allowed: sgd, rmsprop, adam, adadelta)");
     free(s);
 
-    EXPECT_PARSE_ERROR("[optim]\nlrate = 1\n", "t.ini:2: unknown key 'lrate' in [optim] (allowed: kind, lr,", NULL);
-    EXPECT_PARSE_ERROR("[optim]\n\nbeta = 1\n", "t.ini:3: unknown key 'beta' in [optim] (did you mean 'beta1'?)",
+    EXPECT_PARSE_ERROR("[optim]\nlrate = 1\n", "t.ini:2: unknown key 'lrate' in [optim] (allowed: kind, lr,",
                        NULL);
-    EXPECT_PARSE_ERROR("[train]\nbatch = 1\n[foo]\n", "t.ini:3: unknown section [foo] (allowed: model, loss, optim, "
-                       "schedule, train, data, run)", NULL);
+    EXPECT_PARSE_ERROR("[optim]\n\nbeta = 1\n",
+                       "t.ini:3: unknown key 'beta' in [optim] (did you mean 'beta1'?)", NULL);
+    EXPECT_PARSE_ERROR("[train]\nbatch = 1\n[foo]\n",
+                       "t.ini:3: unknown section [foo] (allowed: model, loss, optim, "
+                       "schedule, train, data, run)",
+                       NULL);
     EXPECT_PARSE_ERROR("[Train]\n", "t.ini:1: unknown section [Train] (did you mean [train]?)", NULL);
     EXPECT_PARSE_ERROR("[train]\nbatch = 1\njust words\n",
                        "t.ini:3: line is neither a section, a key = value, nor a comment", NULL);
@@ -644,7 +651,8 @@ static void test_config_error_messages(void)
                        "(allowed: an integer, 1 <= batch <= 1000000)");
     EXPECT_PARSE_ERROR("[optim]\nmomentum = 1\n", "t.ini:2: [optim] momentum: 1 is out of range",
                        "(allowed: a finite number, 0 <= momentum < 1)");
-    EXPECT_PARSE_ERROR("[optim]\nlr = 0\n", "[optim] lr: 0 is out of range", "(allowed: a finite number, lr > 0)");
+    EXPECT_PARSE_ERROR("[optim]\nlr = 0\n", "[optim] lr: 0 is out of range",
+                       "(allowed: a finite number, lr > 0)");
     EXPECT_PARSE_ERROR("[schedule]\ngamma = 0\n", "(allowed: a finite number, 0 < gamma <= 1)", NULL);
     EXPECT_PARSE_ERROR("[train]\nkeep = 0\n", "(allowed: an integer, keep >= 1)", NULL);
     EXPECT_PARSE_ERROR("[train]\nprobe = maybe\n", "t.ini:2: [train] probe: 'maybe' is not a boolean",
@@ -656,22 +664,28 @@ static void test_config_error_messages(void)
     EXPECT_PARSE_ERROR("[loss]\nkind = l1\n", "(allowed: mse, bce, ce)", NULL);
     EXPECT_PARSE_ERROR("[run]\nname = .hidden\n", "t.ini:2: [run] name: '.hidden' starts with '.'", NULL);
     EXPECT_PARSE_ERROR("[run]\nname = a/b\n", "[run] name: 'a/b' contains '/'", NULL);
-    EXPECT_PARSE_ERROR("[run]\nname = "
-                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
-                       "is too long (101 characters)", NULL);
     EXPECT_PARSE_ERROR("[data]\ndataset = \"\"\n", "[data] dataset: must not be empty", NULL);
-    EXPECT_PARSE_ERROR("[loss]\nactivity_layer = my layer\n", "[loss] activity_layer: 'my layer' contains ' '",
-                       NULL);
+    EXPECT_PARSE_ERROR("[loss]\nactivity_layer = my layer\n",
+                       "[loss] activity_layer: 'my layer' contains ' '", NULL);
     EXPECT_PARSE_ERROR("[data]\ndir = a\"b\n", "t.ini:2: [data] dir: a '\"' inside the value", NULL);
     EXPECT_PARSE_ERROR("[train]\nbatch = 10\ninclude =\n", "t.ini:3: include: empty path", NULL);
 
-    /* 300 characters do not fit data.dir. */
+    /* 300 characters do not fit data.dir; 101 are too many for a run name (whose field holds 127). */
     char long_text[512] = "[data]\ndir = ";
     size_t n = strlen(long_text);
     memset(long_text + n, 'd', 300);
     long_text[n + 300] = '\0';
     EXPECT_PARSE_ERROR(long_text, "t.ini:2: [data] dir: value is too long (300 characters)", NULL);
+    snprintf(long_text, sizeof long_text, "[run]\nname = ");
+    n = strlen(long_text);
+    memset(long_text + n, 'r', 101);
+    long_text[n + 101] = '\0';
+    EXPECT_PARSE_ERROR(long_text, "t.ini:2: [run] name: 'rrrr", "...' is too long (101 characters)");
+    long_text[n + 100] = '\0';
+    s = new_spec();
+    CU_ASSERT_EQUAL(parse(long_text, s, &err), AE_OK);
+    CU_ASSERT_EQUAL(strlen(s->run_name), 100);
+    free(s);
 
     /* A NUL byte in a file. */
     char *dir = tu_tempdir();
@@ -735,29 +749,35 @@ static void test_config_layer_lists(void)
     CU_ASSERT_STRING_EQUAL(s->head[0].origin, "t.ini:8");
 
     /* Syntax errors, each naming the line of the layer at fault. */
-    EXPECT_PARSE_ERROR("[model]\nencoder = dense(1,\n  2\n", "t.ini:3: [model] encoder: layer 1: '(' without a "
-                       "matching ')' at the end of the list", NULL);
-    EXPECT_PARSE_ERROR("[model]\nencoder = dense(1)),\n", "t.ini:2: [model] encoder: layer 1: ')' without a "
-                       "matching '('", NULL);
+    EXPECT_PARSE_ERROR("[model]\nencoder = dense(1,\n  2\n",
+                       "t.ini:3: [model] encoder: layer 1: '(' without a "
+                       "matching ')' at the end of the list",
+                       NULL);
+    EXPECT_PARSE_ERROR("[model]\nencoder = dense(1)),\n",
+                       "t.ini:2: [model] encoder: layer 1: ')' without a "
+                       "matching '('",
+                       NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = dense 1)\n", "layer 1: expected ',' between layers at '1)'", NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = dense((1))\n", "layer 1: expected an argument at '(1))'", NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = dense(1)(2)\n", "layer 1: expected ',' between layers", NULL);
-    EXPECT_PARSE_ERROR("[model]\nencoder = dense(1 (2))\n", "layer 1: unexpected '(' (parentheses do not nest)",
-                       NULL);
+    EXPECT_PARSE_ERROR("[model]\nencoder = dense(1 (2))\n",
+                       "layer 1: unexpected '(' (parentheses do not nest)", NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = dense(1),\n\n  , dense(2)\n",
                        "t.ini:4: [model] encoder: layer 2: empty item (a stray ',')", NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = , dense(2)\n", "layer 1: empty item", NULL);
-    EXPECT_PARSE_ERROR("[model]\nencoder = dense(2),\n", "layer 2: empty item (a stray ',') at the end", NULL);
+    EXPECT_PARSE_ERROR("[model]\nencoder = dense(2),\n", "layer 2: empty item (a stray ',') at the end",
+                       NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = dense(1,,2)\n", "layer 1: empty argument", NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = dense(1,)\n", "layer 1: empty argument", NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = dense(act=)\n", "expected a value after '='", NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = dense(=relu)\n", "expected an argument", NULL);
-    EXPECT_PARSE_ERROR("[model]\nencoder = dense(1), d@nse(2)\n", "layer 2: expected ',' between layers", NULL);
+    EXPECT_PARSE_ERROR("[model]\nencoder = dense(1), d@nse(2)\n", "layer 2: expected ',' between layers",
+                       NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = dense(a=1, 2)\n", "positional argument after a key=value argument",
                        NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = dense(a=1, a=2)\n", "argument 'a' given twice", NULL);
-    EXPECT_PARSE_ERROR("[model]\nencoder = dense(1,2,3,4,5,6,7,8,9)\n", "layer 1: more than 8 arguments at '9)'",
-                       "(allowed: kind(arg, key=value, ...)");
+    EXPECT_PARSE_ERROR("[model]\nencoder = dense(1,2,3,4,5,6,7,8,9)\n",
+                       "layer 1: more than 8 arguments at '9)'", "(allowed: kind(arg, key=value, ...)");
     EXPECT_PARSE_ERROR("[model]\nencoder = a_kind_name_of_24_chars__\n",
                        "layer 1: a layer kind is too long (max 23 characters)", NULL);
     EXPECT_PARSE_ERROR("[model]\nencoder = d(an_argument_name_of_24_chars=1)\n",
@@ -779,7 +799,8 @@ static void test_config_per_kind_defaults(void)
     static const struct {
         const char *kind;
         float rho, eps;
-    } want[] = {{"sgd", 0.0f, 0.0f}, {"rmsprop", 0.9f, 1e-7f}, {"adam", 0.0f, 1e-8f}, {"adadelta", 0.95f, 1e-6f}};
+    } want[] = {
+        {"sgd", 0.0f, 0.0f}, {"rmsprop", 0.9f, 1e-7f}, {"adam", 0.0f, 1e-8f}, {"adadelta", 0.95f, 1e-6f}};
     ae_spec *s = new_spec();
     ae_error err = {0};
     char text[256];
@@ -839,8 +860,10 @@ static void test_config_continuation_lines(void)
     CU_ASSERT_EQUAL(s->epochs, 12);
 
     /* An indented key continues the previous value: here it makes batch invalid. */
-    EXPECT_PARSE_ERROR("[train]\nbatch = 7\n  epochs = 3\n", "t.ini:2: [train] batch: '7 epochs = 3' is not an "
-                       "integer", NULL);
+    EXPECT_PARSE_ERROR("[train]\nbatch = 7\n  epochs = 3\n",
+                       "t.ini:2: [train] batch: '7 epochs = 3' is not an "
+                       "integer",
+                       NULL);
     /* A UTF-8 byte-order mark is skipped. */
     CU_ASSERT_EQUAL(parse("\xEF\xBB\xBF[train]\nbatch = 3\n", s, &err), AE_OK);
     CU_ASSERT_EQUAL(s->batch, 3);
@@ -893,7 +916,8 @@ static void test_config_numbers_strict(void)
     EXPECT_PARSE_ERROR("[optim]\nlr = -Infinity\n", "'-Infinity' is not a finite number", NULL);
     EXPECT_PARSE_ERROR("[loss]\nl2 = 1e39\n", "[loss] l2: '1e39' overflows a float", NULL);
     EXPECT_PARSE_ERROR("[loss]\nl2 = 1e999\n", "'1e999' overflows", NULL);
-    EXPECT_PARSE_ERROR("[optim]\neps = 1e-50\n", "[optim] eps: 1e-50 is out of range", NULL); /* 0 as a float */
+    EXPECT_PARSE_ERROR("[optim]\neps = 1e-50\n", "[optim] eps: 1e-50 is out of range",
+                       NULL); /* 0 as a float */
     EXPECT_PARSE_ERROR("[optim]\nlr = 0.1x\n", "'0.1x' is not a number", NULL);
     EXPECT_PARSE_ERROR("[optim]\nlr =\n", "[optim] lr: '' is not a number", NULL);
     EXPECT_PARSE_ERROR("[optim]\nlr = 1 2\n", "'1 2' is not a number", NULL);
@@ -902,8 +926,10 @@ static void test_config_numbers_strict(void)
     EXPECT_PARSE_ERROR("[train]\nepochs = 0x10\n", "'0x10' is not an integer", NULL);
     EXPECT_PARSE_ERROR("[train]\nepochs = 12abc\n", "'12abc' is not an integer", NULL);
     EXPECT_PARSE_ERROR("[train]\nepochs = 1000001\n", "[train] epochs: 1000001 is out of range", NULL);
-    EXPECT_PARSE_ERROR("[train]\nvalidation = 3000000000\n", "[train] validation: '3000000000' overflows", NULL);
-    EXPECT_PARSE_ERROR("[train]\nmax_steps = 99999999999999999999\n", "'99999999999999999999' overflows", NULL);
+    EXPECT_PARSE_ERROR("[train]\nvalidation = 3000000000\n", "[train] validation: '3000000000' overflows",
+                       NULL);
+    EXPECT_PARSE_ERROR("[train]\nmax_steps = 99999999999999999999\n", "'99999999999999999999' overflows",
+                       NULL);
     EXPECT_PARSE_ERROR("[train]\nmax_steps = -1\n", "[train] max_steps: -1 is out of range", NULL);
     EXPECT_PARSE_ERROR("[train]\nseed = -1\n", "[train] seed: -1 is out of range", NULL);
     EXPECT_PARSE_ERROR("[train]\nseed = 18446744073709551616\n", "'18446744073709551616' overflows", NULL);
@@ -911,7 +937,8 @@ static void test_config_numbers_strict(void)
 
     ae_spec *s = new_spec();
     ae_error err = {0};
-    CU_ASSERT_EQUAL(parse("[train]\nmax_steps = 9223372036854775807\nvalidation = +2147483647\n", s, &err), AE_OK);
+    CU_ASSERT_EQUAL(parse("[train]\nmax_steps = 9223372036854775807\nvalidation = +2147483647\n", s, &err),
+                    AE_OK);
     CU_ASSERT_EQUAL(s->max_steps, INT64_MAX);
     CU_ASSERT_EQUAL(s->validation, 2147483647);
     CU_ASSERT_EQUAL(parse("[optim]\nlr = 3.4e38\n", s, &err), AE_OK);
@@ -927,8 +954,9 @@ static void test_config_validate(void)
     ae_error err = {0};
     CU_ASSERT_EQUAL_FATAL(parse("[model]\nencoder = dense(3)\n", s, &err), AE_OK);
     CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_ERR_CONFIG);
-    CU_ASSERT_STRING_EQUAL(err.msg, "t.ini: [model] decoder: required for type = autoencoder (a non-empty layer "
-                                    "list)");
+    CU_ASSERT_STRING_EQUAL(err.msg,
+                           "t.ini: [model] decoder: required for type = autoencoder (a non-empty layer "
+                           "list)");
     CU_ASSERT_EQUAL(ae_config_set(s, "model.type=classifier", &err), AE_OK);
     CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_ERR_CONFIG);
     CHECK_MSG(err.msg, "[loss] kind: mse is for autoencoders (type = classifier needs ce)");

@@ -1,0 +1,97 @@
+/* gradcheck.h - the library's one finite-difference gradient checker (after
+ * kann's kad_check_grad). Every layer and loss test runs its gradients
+ * through it: analytic gradients against central differences of the same
+ * objective, evaluated with the forward pass only.
+ *
+ * The objective of a model on n samples (the training convention for a
+ * global batch of n, see model.h):
+ *   J = scale * data_loss + penalty / n + l2_penalty
+ * with scale = 1 / (n * out_size) for mse and bce and 1 / n for ce. */
+#ifndef AE_GRADCHECK_H
+#define AE_GRADCHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ae/layers.h"
+#include "ae/model.h"
+#include "ae/status.h"
+
+/* Defaults of ae_gradcheck_opts (see ae_gradcheck_opts_default). */
+#define AE_GRADCHECK_TOL 1e-3       /* a coordinate above this relative error counts as failed */
+#define AE_GRADCHECK_REL_STEP 1e-2  /* h = rel_step * max(|p|, min_mag) */
+#define AE_GRADCHECK_MIN_MAG 1e-1   /* keeps h away from 0 for parameters near 0 */
+#define AE_GRADCHECK_FLOOR_REL 1e-2 /* floor = floor_rel * max |analytic| over the checked coordinates */
+
+typedef struct ae_gradcheck_opts {
+    double tol;           /* n_failed counts coordinates with relative error > tol */
+    double rel_step;      /* step h = rel_step * max(|p|, min_mag) ... */
+    double min_mag;       /* ... so that h scales with the parameter */
+    double floor_rel;     /* relative error = |a - n| / max(|a|, |n|, floor_rel * max|a|): see gradcheck.c */
+    int richardson;       /* 1: Richardson extrapolation (4 D(h/2) - D(h)) / 3; 0: plain D(h) */
+    size_t max_per_layer; /* 0: every coordinate; else at most this many, drawn at random, per layer */
+    uint64_t seed;        /* draws the subset; also the seed of the default ctx */
+    const ae_ctx *ctx;    /* forward/loss context; NULL: training mode, seed o->seed, epoch/step 0 */
+    int verbose;          /* print per-layer maxima (and coordinates above tol) to stderr */
+} ae_gradcheck_opts;
+
+/* Fill *o with the defaults above, richardson on, all coordinates, seed 0. */
+void ae_gradcheck_opts_default(ae_gradcheck_opts *o);
+
+typedef struct ae_gradcheck_result {
+    double max_rel_err;     /* over the checked coordinates */
+    size_t worst_index;     /* where: index into m->params (model) or into x (function) */
+    int worst_layer;        /* layer owning worst_index (-1 for ae_gradcheck_func) */
+    char worst_name[32];    /* its name ("" for ae_gradcheck_func) */
+    double worst_analytic;  /* the two derivatives at worst_index */
+    double worst_numeric;
+    double floor;           /* the denominator floor that was used */
+    double objective;       /* J (or f) at the unperturbed point */
+    size_t n_checked;       /* coordinates compared */
+    size_t n_skipped;       /* coordinates not compared: the steps straddle a kink (relu, elu, |a|) */
+    size_t n_failed;        /* checked coordinates with relative error > tol */
+} ae_gradcheck_result;
+
+/* The data-loss scale of the objective above for n samples. */
+float ae_gradcheck_scale(const ae_model *m, int n);
+
+/* J at the current parameters (forward pass, loss and penalties without
+ * backward). Adds the L2 gradient into m->grads as a side effect (it calls
+ * ae_model_add_l2). n <= m->max_batch. */
+double ae_gradcheck_objective(ae_model *m, const ae_ctx *ctx, const float *x, const float *target,
+                              const uint8_t *labels, int n);
+
+/* The analytic gradient of J: zeroes m->grads, runs forward, ae_model_loss
+ * with backward, and ae_model_add_l2; copies the n_params gradient floats
+ * into grad (when not NULL) and J into *objective (when not NULL). m->grads
+ * keeps the gradient. Errors: AE_ERR_ARG (n out of [1, max_batch]). */
+ae_status ae_gradcheck_model_grad(ae_model *m, const ae_ctx *ctx, const float *x, const float *target,
+                                  const uint8_t *labels, int n, float *grad, double *objective, ae_error *err);
+
+/* Compare a given gradient (n_params floats, e.g. from ae_gradcheck_model_grad,
+ * possibly altered by a test) against central differences of J. Parameters
+ * are perturbed in place and restored bit for bit; m->grads is left holding
+ * grad. Errors: AE_ERR_ARG, AE_ERR_NOMEM, AE_ERR_NUMERIC (J not finite at the
+ * unperturbed point). A gradient mismatch is not an error: read *r. */
+ae_status ae_gradcheck_model_against(ae_model *m, const float *x, const float *target, const uint8_t *labels,
+                                     int n, const float *grad, const ae_gradcheck_opts *o, ae_gradcheck_result *r,
+                                     ae_error *err);
+
+/* ae_gradcheck_model_grad then ae_gradcheck_model_against: the check every
+ * layer test runs. labels is for ce, target for mse and bce (n x out_size). */
+ae_status ae_gradcheck_model(ae_model *m, const float *x, const float *target, const uint8_t *labels, int n,
+                             const ae_gradcheck_opts *o, ae_gradcheck_result *r, ae_error *err);
+
+/* A scalar function of len floats: returns f(x) (accumulated in double) and,
+ * when grad != NULL, writes df/dx into grad (len floats). */
+typedef double (*ae_gradcheck_fn)(void *ud, const float *x, float *grad);
+
+/* Check a function's gradient against central differences of f, e.g. a loss
+ * with respect to its input (tests wrap ae_loss_* in an ae_gradcheck_fn).
+ * x is perturbed in place and restored. No kink detection: keep x away from
+ * kinks by more than the step. max_per_layer applies to x as one layer.
+ * Errors: AE_ERR_NOMEM, AE_ERR_NUMERIC (f not finite at x). */
+ae_status ae_gradcheck_func(ae_gradcheck_fn f, void *ud, float *x, size_t len, const ae_gradcheck_opts *o,
+                            ae_gradcheck_result *r, ae_error *err);
+
+#endif
