@@ -66,4 +66,20 @@ for cfg in ae cls; do
     fi
   done
 done
+# one process without mpirun (MPI singleton) computes the same
+"$AETRAIN" train "$WORK/ae.ini" --run ae-single --quiet
+if out=$("$TOOL" compare "$(newest_ckpt "$WORK/runs/ae-p1")" "$(newest_ckpt "$WORK/runs/ae-single")" 1e-5); then
+  ok "ae P=1 vs no mpirun: $out"
+else
+  bad "ae P=1 vs no mpirun: $out"
+fi
+# a global batch of 2 over 3 ranks: one rank has an empty slice every step and still joins the allreduce
+for p in 1 3; do
+  mpi "$p" "$AETRAIN" train "$WORK/ae.ini" --run tiny-p$p --quiet --set train.batch=2 --set train.max_steps=12
+done
+if out=$("$TOOL" compare "$(newest_ckpt "$WORK/runs/tiny-p1")" "$(newest_ckpt "$WORK/runs/tiny-p3")" 1e-5); then
+  ok "batch 2, P=1 vs P=3 (an empty slice): $out"
+else
+  bad "batch 2, P=1 vs P=3 (an empty slice): $out"
+fi
 finish
