@@ -97,6 +97,7 @@ static const char *const init_names[] = {"glorot_uniform", "glorot_normal", "he_
 static const char *const loss_kinds[] = {"mse", "bce", "ce", NULL};
 static const char *const opt_kinds[] = {"sgd", "rmsprop", "adam", "adadelta", NULL};
 static const char *const sched_kinds[] = {"constant", "step", "cosine", NULL};
+static const char *const ckpt_error_modes[] = {"stop", "continue", NULL};
 
 /* Per-optimizer defaults of optim.rho / optim.eps (0: the optimizer does not use it). */
 static const struct {
@@ -170,6 +171,10 @@ static const key_def keys[] = {
     K_INT("train", "probe_epochs", probe_epochs, "30", AT_LEAST(0), "epochs of the probe"),
     K_FLT("train", "probe_lr", probe_lr, "1e-2", ABOVE(0), "learning rate of the probe"),
     K_INT("train", "probe_batch", probe_batch, "256", AT_LEAST(1), "batch size of the probe"),
+    K_FLT("train", "watchdog", watchdog, "600", AT_LEAST(0),
+          "seconds a rank may wait in one collective before it aborts the job (0 = off)"),
+    K_ENUM("train", "on_checkpoint_error", ckpt_error_continue, ckpt_error_modes, "stop",
+           "a failed checkpoint write: stop the job, or warn and continue training"),
 
     K_STR("data", "dataset", dataset, "mnist", STR_NONEMPTY,
           "mnist, fashion-mnist, or a directory holding the four IDX files"),

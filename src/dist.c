@@ -5,6 +5,8 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,73 @@ static struct {
     int local_rank, local_size;
     MPI_Comm comm;
 } g = {0, 0, 0, 1, 0, 1, MPI_COMM_NULL};
+
+/* Watchdog: the main thread marks entry into and exit from collectives. */
+#define WATCHDOG_EXIT 9
+static struct {
+    _Atomic(double) since; /* time of entry into the current collective, 0 when outside */
+    _Atomic(const char *) what;
+    _Atomic(int64_t) step;
+    atomic_int stop;
+    double timeout;
+    pthread_t thread;
+    int running;
+} wd;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void coll_enter(const char *what)
+{
+    atomic_store(&wd.what, what);
+    atomic_store(&wd.since, now_s());
+}
+
+static void coll_leave(void) { atomic_store(&wd.since, 0.0); }
+
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    struct timespec nap = {0, 200 * 1000 * 1000};
+    while (!atomic_load(&wd.stop)) {
+        nanosleep(&nap, NULL);
+        double since = atomic_load(&wd.since);
+        if (since > 0 && now_s() - since > wd.timeout) {
+            fprintf(stderr,
+                    "aetrain: error: rank %d waited %.0f s in %s at step %lld: another rank has failed or "
+                    "stalled; ending the job (train.watchdog = %g s)\n",
+                    g.rank, now_s() - since, atomic_load(&wd.what), (long long)atomic_load(&wd.step), wd.timeout);
+            fflush(stderr);
+            _exit(WATCHDOG_EXIT);
+        }
+    }
+    return NULL;
+}
+
+ae_status ae_dist_watchdog_start(double timeout_s, ae_error *err)
+{
+    if (timeout_s <= 0 || wd.running) return AE_OK;
+    wd.timeout = timeout_s;
+    atomic_store(&wd.stop, 0);
+    if (pthread_create(&wd.thread, NULL, watchdog_main, NULL) != 0)
+        return ae_error_set(err, AE_ERR_NOMEM, "cannot start the watchdog thread");
+    wd.running = 1;
+    return AE_OK;
+}
+
+void ae_dist_watchdog_stop(void)
+{
+    if (!wd.running) return;
+    atomic_store(&wd.stop, 1);
+    pthread_join(wd.thread, NULL);
+    wd.running = 0;
+}
+
+void ae_dist_set_step(int64_t step) { atomic_store(&wd.step, step); }
 
 static ae_status mpi_fail(int rc, const char *what, ae_error *err)
 {
@@ -56,6 +125,7 @@ ae_status ae_dist_init(int *argc, char ***argv, ae_error *err)
 
 void ae_dist_finalize(void)
 {
+    ae_dist_watchdog_stop();
     if (!g.active) return;
     MPI_Comm_free(&g.comm);
     g.active = 0;
@@ -77,7 +147,9 @@ ae_status ae_dist_hostnames(char *buf, size_t cap, ae_error *err)
     }
     char *all = ae_malloc((size_t)g.size * HOST_MAX, err);
     if (!all) return AE_ERR_NOMEM;
+    coll_enter("MPI_Allgather(hostnames)");
     int rc = MPI_Allgather(host, HOST_MAX, MPI_CHAR, all, HOST_MAX, MPI_CHAR, g.comm);
+    coll_leave();
     if (rc != MPI_SUCCESS) {
         free(all);
         return mpi_fail(rc, "MPI_Allgather(hostnames)", err);
@@ -103,7 +175,9 @@ static ae_status allreduce(void *buf, size_t n, MPI_Datatype type, size_t elem, 
     char *p = buf;
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t cnt = n - off < CHUNK ? n - off : CHUNK;
+        coll_enter(what);
         int rc = MPI_Allreduce(MPI_IN_PLACE, p + off * elem, (int)cnt, type, op, g.comm);
+        coll_leave();
         if (rc != MPI_SUCCESS) return mpi_fail(rc, what, err);
     }
     return AE_OK;
@@ -130,7 +204,9 @@ ae_status ae_dist_bcast(void *buf, size_t bytes, int root, ae_error *err)
     char *p = buf;
     for (size_t off = 0; off < bytes; off += CHUNK) {
         size_t cnt = bytes - off < CHUNK ? bytes - off : CHUNK;
+        coll_enter("MPI_Bcast");
         int rc = MPI_Bcast(p + off, (int)cnt, MPI_BYTE, root, g.comm);
+        coll_leave();
         if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast", err);
     }
     return AE_OK;
@@ -139,7 +215,9 @@ ae_status ae_dist_bcast(void *buf, size_t bytes, int root, ae_error *err)
 ae_status ae_dist_barrier(ae_error *err)
 {
     if (!g.active || g.size == 1) return AE_OK;
+    coll_enter("MPI_Barrier");
     int rc = MPI_Barrier(g.comm);
+    coll_leave();
     return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Barrier", err);
 }
 
@@ -148,7 +226,9 @@ ae_status ae_dist_agree(ae_status local, ae_error *err)
     if (!g.active || g.size == 1) return local;
     /* lowest failing rank wins: minimize (failed ? rank : size) */
     int mine = local != AE_OK ? g.rank : g.size, first = g.size;
+    coll_enter("MPI_Allreduce(agree)");
     int rc = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, g.comm);
+    coll_leave();
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce(agree)", err);
     if (first == g.size) return AE_OK;
     struct {
@@ -160,7 +240,9 @@ ae_status ae_dist_agree(ae_status local, ae_error *err)
         pkt.code = (int)local;
         if (err) memcpy(pkt.msg, err->msg, sizeof pkt.msg);
     }
+    coll_enter("MPI_Bcast(agree)");
     rc = MPI_Bcast(&pkt, (int)sizeof pkt, MPI_BYTE, first, g.comm);
+    coll_leave();
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Bcast(agree)", err);
     pkt.msg[sizeof pkt.msg - 1] = '\0';
     if (g.rank == first) return local;

@@ -62,6 +62,42 @@ static void install_signals(void)
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* a file-size limit makes a checkpoint write fail with EFBIG instead of killing the rank */
+    signal(SIGXFSZ, SIG_IGN);
+}
+
+/* Fault injection for the reliability tests, from the environment:
+ *   AE_FAULT=stall:R:S     rank R stops calling collectives before step S (sleeps)
+ *   AE_FAULT=exit:R:S      rank R exits before step S
+ *   AE_FAULT=nan:R:S       rank R's loss becomes NaN at step S
+ *   AE_FAULT=loadfail:R    rank R fails to load the data */
+typedef struct fault {
+    char kind[16];
+    int rank;
+    int64_t step;
+} fault;
+
+static fault the_fault = {"", -1, -1};
+
+static void fault_read(void)
+{
+    const char *f = getenv("AE_FAULT");
+    the_fault.kind[0] = '\0';
+    if (!f) return;
+    long long step = -1;
+    int rank = -1;
+    char kind[16] = "";
+    if (sscanf(f, "%15[a-z]:%d:%lld", kind, &rank, &step) >= 2) {
+        snprintf(the_fault.kind, sizeof the_fault.kind, "%s", kind);
+        the_fault.rank = rank;
+        the_fault.step = step;
+    }
+}
+
+static int fault_at(const char *kind, int64_t step)
+{
+    return the_fault.kind[0] && strcmp(the_fault.kind, kind) == 0 && the_fault.rank == ae_dist_rank() &&
+           (step < 0 || the_fault.step == step);
 }
 
 int ae_train_threads(int requested)
@@ -151,6 +187,10 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         ae_rng_permutation(&rng, L->perm, ds->n);
         L->perm_epoch = L->epoch;
     }
+    ae_dist_set_step(L->step + 1);
+    if (fault_at("stall", L->step + 1))
+        for (;;) sleep(1);
+    if (fault_at("exit", L->step + 1)) _exit(1);
     double t0 = ae_dist_time();
     int P = ae_dist_size(), r = ae_dist_rank();
     size_t start = (size_t)L->step_in_epoch * (size_t)L->batch;
@@ -173,6 +213,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         extra[EX_PENALTY] = (float)(lo_.penalty / (double)nb);
         extra[EX_CORRECT] = (float)lo_.correct;
     }
+    if (fault_at("nan", L->step + 1)) extra[EX_LOSS] = NAN;
     extra[EX_STOP] = stop_signal ? 1.0f : 0.0f;
     double t1 = ae_dist_time();
     ae_status st = ae_dist_allreduce_sum(m->grads, m->n_params + AE_GRAD_EXTRA, err);
@@ -302,7 +343,12 @@ static ae_status save_ckpt(const run_ctx *rc, const loop *L, const ae_spec *spec
             free_names(names, n);
         }
     }
-    return ae_dist_agree(st, err);
+    st = ae_dist_agree(st, err);
+    if (st == AE_ERR_IO && spec->ckpt_error_continue) {
+        ae_report_warn("%s (on_checkpoint_error = continue: training goes on)", err->msg);
+        return AE_OK;
+    }
+    return st;
 }
 
 /* Rank 0: the newest numbered checkpoint in a run folder, or "" if none. */
@@ -466,6 +512,8 @@ static ae_status load_data(const ae_spec *spec, int need_train, data_set *d, ae_
         if (!st) st = ae_data_split(&d->full, (size_t)spec->validation, spec->seed, &d->train, &d->val, err);
         if (!st) ae_data_free(&d->full);
     }
+    if (!st && fault_at("loadfail", -1))
+        st = ae_error_set(err, AE_ERR_IO, "injected fault: rank %d cannot read its data", ae_dist_rank());
     if (!st && spec->type == AE_MODEL_CLASSIFIER && !d->test.y)
         st = ae_error_set(err, AE_ERR_CONFIG, "%s: a classifier needs labels; the dataset has none", spec->source);
     st = ae_dist_agree(st, err);
@@ -645,6 +693,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     memset(res, 0, sizeof *res);
     res->test_acc = res->probe_acc = NAN;
     install_signals();
+    fault_read();
     int threads = ae_train_threads(spec->threads);
     openblas_set_num_threads(threads);
     int rank = ae_dist_rank(), P = ae_dist_size();
@@ -685,6 +734,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                   P == 1 ? "" : "s", threads, threads == 1 ? "" : "s", openblas_get_corename(), hosts);
     ae_report_log("run folder %s", rc.dir);
 
+    if ((st = ae_dist_watchdog_start(spec->watchdog, err))) goto done;
     if ((st = load_data(spec, 1, &d, err))) goto done;
     ae_shape in = {d.train.c, d.train.h, d.train.w};
     int mb = local_batch(spec->batch) > eval_batch(spec->batch) ? local_batch(spec->batch) : eval_batch(spec->batch);
@@ -857,6 +907,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         st = AE_OK;
     }
 done:
+    ae_dist_watchdog_stop();
     free(ebuf);
     loop_free(&L);
     ae_model_free(m);

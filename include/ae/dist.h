@@ -40,6 +40,15 @@ ae_status ae_dist_agree(ae_status local, ae_error *err);
 /* Abort the whole job (MPI_Abort) with an exit code. */
 void ae_dist_abort(int code) __attribute__((noreturn));
 
+/* Start a watchdog thread: when this rank has been inside one collective
+ * for more than timeout_s seconds (another rank failed alone or stalled),
+ * it prints the collective and the step to stderr and ends the process
+ * (exit code 9), which makes mpirun end the job. timeout_s <= 0: off. */
+ae_status ae_dist_watchdog_start(double timeout_s, ae_error *err);
+void ae_dist_watchdog_stop(void);
+/* The training step named in watchdog messages. */
+void ae_dist_set_step(int64_t step);
+
 /* Wall-clock seconds (MPI_Wtime, or a monotonic clock before init). */
 double ae_dist_time(void);
 
