@@ -127,7 +127,10 @@ static const key_def keys[] = {
     K_FLT("loss", "l1_activity", l1_activity, "0", AT_LEAST(0),
           "sparsity: adds l1_activity * sum|a| / batch over the output of activity_layer"),
     K_STR("loss", "activity_layer", activity_layer, "code", STR_TOKEN,
-          "layer name for l1_activity; code = the last encoder layer"),
+          "layer name for l1_activity and kl_sparsity; code = the last encoder layer"),
+    K_FLT("loss", "kl_sparsity", kl_sparsity, "0", AT_LEAST(0),
+          "sparsity: adds kl_sparsity * sum_j KL(kl_target || mean activation of unit j over the batch)"),
+    K_FLT("loss", "kl_target", kl_target, "0.05", ABOVE_UPTO(0, 1), "the target mean activation rho"),
 
     K_ENUM("optim", "kind", optim.kind, opt_kinds, "adam", "optimizer"),
     K_FLT("optim", "lr", lr, "1e-3", ABOVE(0), "learning rate (after warm-up, before decay)"),

@@ -8,7 +8,7 @@
 #include "ae/dist.h"
 #include "ae/loss.h"
 
-enum { SUM_LOSS, SUM_MSE, SUM_BCE, SUM_CORRECT, SUM_PEN, SUM_N, SUM_COUNT };
+enum { SUM_LOSS, SUM_MSE, SUM_BCE, SUM_CORRECT, SUM_PEN, SUM_CODE, SUM_N, SUM_COUNT };
 
 ae_status ae_eval_dataset(ae_model *m, const ae_dataset *ds, float *xbuf, ae_eval_out *out, ae_error *err)
 {
@@ -27,6 +27,13 @@ ae_status ae_eval_dataset(ae_model *m, const ae_dataset *ds, float *xbuf, ae_eva
         sums[SUM_LOSS] += lo_.loss;
         sums[SUM_PEN] += lo_.penalty;
         sums[SUM_CORRECT] += (double)lo_.correct;
+        if (is_ae && m->n_encoder > 0) {
+            const float *c = m->act[m->n_encoder - 1];
+            size_t len = (size_t)n * m->code_size;
+            double cs = 0.0;
+            for (size_t k = 0; k < len; k++) cs += c[k];
+            sums[SUM_CODE] += cs;
+        }
         if (is_ae) {
             sums[SUM_MSE] += m->loss == AE_LOSS_MSE ? lo_.loss : ae_loss_mse(y, xbuf, (size_t)n, w, 0.0f, NULL);
             sums[SUM_BCE] += m->loss == AE_LOSS_BCE ? lo_.loss : ae_loss_bce(y, xbuf, (size_t)n, w, 0.0f, NULL);
@@ -44,6 +51,7 @@ ae_status ae_eval_dataset(ae_model *m, const ae_dataset *ds, float *xbuf, ae_eva
     if (is_ae) {
         out->mse = sums[SUM_MSE] / per;
         out->bce = sums[SUM_BCE] / per;
+        out->code_mean = sums[SUM_CODE] / (n * (double)m->code_size);
     } else {
         out->accuracy = sums[SUM_CORRECT] / n;
     }

@@ -3,6 +3,8 @@
  * activation fused into one pass over the output. */
 #include "ae/layers.h"
 
+#include "layer_kinds.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -101,8 +103,8 @@ void ae_act_backward(ae_act act, const float *y, float *d, size_t n, size_t w)
 
 /* ---- argument helpers --------------------------------------------------- */
 
-static ae_status arg_int(const ae_layer_spec *ls, int pos, const char *key, int def, int lo, int hi,
-                         int *out, ae_error *err)
+ae_status ae_layer_arg_int(const ae_layer_spec *ls, int pos, const char *key, int def, int lo, int hi, int *out,
+                           ae_error *err)
 {
     const char *v = ae_layer_spec_arg(ls, pos, key);
     if (!v) {
@@ -120,7 +122,7 @@ static ae_status arg_int(const ae_layer_spec *ls, int pos, const char *key, int 
     return AE_OK;
 }
 
-static ae_status arg_act(const ae_layer_spec *ls, int pos, ae_act def, ae_act *out, ae_error *err)
+ae_status ae_layer_arg_act(const ae_layer_spec *ls, int pos, ae_act def, ae_act *out, ae_error *err)
 {
     const char *v = ae_layer_spec_arg(ls, pos, "act");
     if (!v) {
@@ -136,8 +138,27 @@ static ae_status arg_act(const ae_layer_spec *ls, int pos, ae_act def, ae_act *o
     return AE_OK;
 }
 
+ae_status ae_layer_arg_float(const ae_layer_spec *ls, int pos, const char *key, float def, float lo, float hi,
+                             float *out, ae_error *err)
+{
+    const char *v = ae_layer_spec_arg(ls, pos, key);
+    if (!v) {
+        if (isnan(def)) return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: missing argument '%s'", ls->origin,
+                                            ls->kind, key);
+        *out = def;
+        return AE_OK;
+    }
+    char *end;
+    float x = strtof(v, &end);
+    if (*v == '\0' || *end != '\0' || !(x >= lo && x <= hi))
+        return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: %s = '%s' is not a number in [%g, %g]", ls->origin,
+                            ls->kind, key, v, lo, hi);
+    *out = x;
+    return AE_OK;
+}
+
 /* Reject keyed arguments the kind does not know and surplus positional ones. */
-static ae_status check_args(const ae_layer_spec *ls, int max_pos, const char *const *keys, ae_error *err)
+ae_status ae_layer_check_args(const ae_layer_spec *ls, int max_pos, const char *const *keys, ae_error *err)
 {
     int pos = 0;
     for (int i = 0; i < ls->nargs; i++) {
@@ -163,10 +184,10 @@ static const char *const dense_keys[] = {"units", "act", "init", "name", "bias",
 static ae_status dense_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
 {
     ae_status st;
-    if ((st = check_args(ls, 2, dense_keys, err))) return st;
-    if ((st = arg_int(ls, 0, "units", -1, 1, 1 << 24, &l->units, err))) return st;
-    if ((st = arg_act(ls, 1, AE_ACT_LINEAR, &l->act, err))) return st;
-    if ((st = arg_int(ls, -1, "bias", 1, 0, 1, &l->use_bias, err))) return st;
+    if ((st = ae_layer_check_args(ls, 2, dense_keys, err))) return st;
+    if ((st = ae_layer_arg_int(ls, 0, "units", -1, 1, 1 << 24, &l->units, err))) return st;
+    if ((st = ae_layer_arg_act(ls, 1, AE_ACT_LINEAR, &l->act, err))) return st;
+    if ((st = ae_layer_arg_int(ls, -1, "bias", 1, 0, 1, &l->use_bias, err))) return st;
     const char *init = ae_layer_spec_arg(ls, -1, "init");
     if (init) {
         int i = ae_init_parse(init);
@@ -271,10 +292,10 @@ static const char *const act_keys[] = {"act", "name", NULL};
 static ae_status act_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
 {
     ae_status st;
-    if ((st = check_args(ls, 1, act_keys, err))) return st;
+    if ((st = ae_layer_check_args(ls, 1, act_keys, err))) return st;
     if (!ae_layer_spec_arg(ls, 0, "act"))
         return ae_error_set(err, AE_ERR_CONFIG, "%s: act: missing the activation, e.g. act(relu)", ls->origin);
-    if ((st = arg_act(ls, 0, AE_ACT_LINEAR, &l->act, err))) return st;
+    if ((st = ae_layer_arg_act(ls, 0, AE_ACT_LINEAR, &l->act, err))) return st;
     l->out = l->in;
     l->out_size = l->in_size;
     return AE_OK;
@@ -305,7 +326,7 @@ static const char *const flatten_keys[] = {"name", NULL};
 static ae_status flatten_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
 {
     ae_status st;
-    if ((st = check_args(ls, 0, flatten_keys, err))) return st;
+    if ((st = ae_layer_check_args(ls, 0, flatten_keys, err))) return st;
     l->out = (ae_shape){(int)l->in_size, 1, 1};
     l->out_size = l->in_size;
     return AE_OK;
@@ -326,16 +347,32 @@ static void copy_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const
 
 /* ---- the table ------------------------------------------------------------ */
 
-static const ae_layer_kind layer_kinds[] = {
-    {"dense", dense_setup, dense_init, dense_forward, dense_backward},
-    {"act", act_setup, NULL, act_forward, act_backward},
-    {"flatten", flatten_setup, NULL, copy_forward, copy_backward},
+static const ae_layer_kind kind_dense = {"dense", dense_setup, dense_init, dense_forward, dense_backward, NULL};
+static const ae_layer_kind kind_act = {"act", act_setup, NULL, act_forward, act_backward, NULL};
+static const ae_layer_kind kind_flatten = {"flatten", flatten_setup, NULL, copy_forward, copy_backward, NULL};
+
+/* One row per layer kind. */
+static const ae_layer_kind *const layer_kinds[] = {
+    &kind_dense,
+    &kind_act,
+    &kind_flatten,
+    &ae_kind_bn,
+    &ae_kind_gauss,
+    &ae_kind_mask,
+    &ae_kind_saltpepper,
+    &ae_kind_mult012,
+    &ae_kind_dropout,
+    &ae_kind_conv,
+    &ae_kind_deconv,
+    &ae_kind_maxpool,
+    &ae_kind_upsample,
+    &ae_kind_reshape,
 };
 
 const ae_layer_kind *ae_layers_find(const char *name)
 {
     for (size_t i = 0; i < sizeof layer_kinds / sizeof layer_kinds[0]; i++)
-        if (strcmp(layer_kinds[i].name, name) == 0) return &layer_kinds[i];
+        if (strcmp(layer_kinds[i]->name, name) == 0) return layer_kinds[i];
     return NULL;
 }
 
@@ -345,7 +382,7 @@ const char *ae_layers_names(void)
     if (!names[0]) {
         size_t len = 0;
         for (size_t i = 0; i < sizeof layer_kinds / sizeof layer_kinds[0]; i++) {
-            int w = snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", layer_kinds[i].name);
+            int w = snprintf(names + len, sizeof names - len, "%s%s", i ? ", " : "", layer_kinds[i]->name);
             if (w < 0 || (size_t)w >= sizeof names - len) break;
             len += (size_t)w;
         }

@@ -92,3 +92,17 @@ double ae_loss_l2(const float *wt, size_t len, float lambda, float *g)
     }
     return 0.5 * lambda * s;
 }
+
+double ae_loss_kl_sparsity(const float *q, size_t w, float rho, float beta, size_t n, float scale, float *d)
+{
+    double s = 0.0;
+    for (size_t j = 0; j < w; j++) {
+        double qj = fmin(fmax((double)q[j], AE_KL_EPS), 1.0 - AE_KL_EPS);
+        s += rho * log(rho / qj) + (1.0 - rho) * log((1.0 - rho) / (1.0 - qj));
+        if (d) {
+            float g = scale * beta * (float)(-rho / qj + (1.0 - rho) / (1.0 - qj));
+            for (size_t i = 0; i < n; i++) d[i * w + j] += g;
+        }
+    }
+    return beta * s;
+}

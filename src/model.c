@@ -61,6 +61,10 @@ void ae_model_free(ae_model *m)
     free(m->z_last);
     free(m->scratch[0]);
     free(m->scratch[1]);
+    free(m->scratch_shared);
+    free(m->kl_mean);
+    if (m->layers)
+        for (int i = 0; i < m->n_layers; i++) free(m->layers[i].ws);
     free(m);
 }
 
@@ -160,8 +164,10 @@ static ae_status check_loss(ae_model *m, const ae_spec *spec, ae_error *err)
     last->fused_out = m->fused;
     m->l1 = spec->l1_activity;
     m->l2 = spec->l2;
+    m->kl = spec->kl_sparsity;
+    m->kl_rho = spec->kl_target;
     m->l1_layer = -1;
-    if (m->l1 > 0.0f) {
+    if (m->l1 > 0.0f || m->kl > 0.0f) {
         m->l1_layer = ae_model_find_layer(m, spec->activity_layer);
         if (m->l1_layer < 0 || m->l1_layer == m->n_layers - 1)
             return ae_error_set(err, AE_ERR_CONFIG, "%s: [loss] activity_layer: no hidden layer named '%s'",
@@ -172,26 +178,37 @@ static ae_status check_loss(ae_model *m, const ae_spec *spec, ae_error *err)
 
 static ae_status alloc_buffers(ae_model *m, ae_error *err)
 {
-    size_t np = 0, ns = 0, maxw = m->in_size;
+    size_t np = 0, ns = 0, na = 0, maxw = m->in_size, scr = 0;
+    size_t mb = (size_t)m->max_batch;
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
         l->p_off = np;
         l->s_off = ns;
+        l->aux_off = na;
         np += l->n_params;
         ns += l->n_state;
+        na += l->n_aux;
         if (l->out_size > maxw) maxw = l->out_size;
+        size_t need = l->scratch_per_sample * mb + l->scratch_fixed;
+        if (need > scr) scr = need;
     }
     m->n_params = np;
     m->n_state = ns;
-    size_t mb = (size_t)m->max_batch;
-    if (!(m->params = ae_alloc_floats(np, err)) || !(m->grads = ae_alloc_floats(np + AE_GRAD_EXTRA, err)) ||
+    m->n_aux = na;
+    if (!(m->params = ae_alloc_floats(np, err)) || !(m->grads = ae_alloc_floats(np + na + AE_GRAD_EXTRA, err)) ||
         !(m->state = ae_alloc_floats(ns, err)) || !(m->act = ae_calloc((size_t)m->n_layers, sizeof(float *), err)) ||
         !(m->z_last = ae_alloc_floats(mb * m->out_size, err)) || !(m->scratch[0] = ae_alloc_floats(mb * maxw, err)) ||
-        !(m->scratch[1] = ae_alloc_floats(mb * maxw, err)))
+        !(m->scratch[1] = ae_alloc_floats(mb * maxw, err)) || !(m->scratch_shared = ae_alloc_floats(scr, err)))
+        return AE_ERR_NOMEM;
+    m->extra = m->grads + np + na;
+    if (m->l1_layer >= 0 && !(m->kl_mean = ae_alloc_floats(m->layers[m->l1_layer].out_size, err)))
         return AE_ERR_NOMEM;
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
         if (!(m->act[i] = ae_alloc_floats(mb * l->out_size, err))) return AE_ERR_NOMEM;
+        size_t nws = mb * l->ws_per_sample + l->ws_fixed;
+        if (nws && !(l->ws = ae_alloc_floats(nws, err))) return AE_ERR_NOMEM;
+        l->ws_fix = l->ws_fixed ? l->ws + mb * l->ws_per_sample : NULL;
         size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
         if (l->n_params) {
             l->W = nw ? m->params + l->p_off : NULL;
@@ -200,9 +217,19 @@ static ae_status alloc_buffers(ae_model *m, ae_error *err)
             l->db = l->use_bias ? m->grads + l->p_off + nw : NULL;
         }
         l->state = l->n_state ? m->state + l->s_off : NULL;
+        l->aux = l->n_aux ? m->grads + np + l->aux_off : NULL;
+        l->scratch = m->scratch_shared;
     }
     m->layers[m->n_layers - 1].z = m->fused ? m->z_last : NULL;
     return AE_OK;
+}
+
+void ae_model_update(ae_model *m, const ae_ctx *ctx)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        ae_layer *l = &m->layers[i];
+        if (l->kind->update) l->kind->update(l, ctx);
+    }
 }
 
 ae_status ae_model_create(const ae_spec *spec, const ae_shape *in, int max_batch, ae_model **out,
@@ -251,11 +278,40 @@ const float *ae_model_forward(ae_model *m, const ae_ctx *ctx, const float *x, in
     return cur;
 }
 
+/* L1 and KL penalties on the activity layer's output: value over the n
+ * samples (the KL term counts once per batch), and when d != NULL their
+ * gradient, per_sample = 1 / (global batch). The KL's mean activations are
+ * over the global batch (reduced across ranks) when ctx->reduce is set. */
+static double activity_penalty(ae_model *m, const ae_ctx *ctx, int n, float per_sample, float *d)
+{
+    const ae_layer *l = &m->layers[m->l1_layer];
+    const float *a = m->act[m->l1_layer];
+    size_t w = l->out_size;
+    double pen = 0.0;
+    if (m->l1 > 0.0f) pen += ae_loss_l1(a, (size_t)n * w, m->l1, per_sample, d);
+    if (m->kl > 0.0f) {
+        for (size_t j = 0; j < w; j++) m->kl_mean[j] = 0.0f;
+        for (int i = 0; i < n; i++)
+            for (size_t j = 0; j < w; j++) m->kl_mean[j] += a[(size_t)i * w + j];
+        double cnt = (double)n;
+        if (d && ctx->reduce) {
+            ctx->reduce(m->kl_mean, w, ctx->reduce_user);
+            cnt = (double)(ctx->batch ? ctx->batch : n);
+        }
+        for (size_t j = 0; j < w; j++) m->kl_mean[j] = cnt > 0 ? (float)(m->kl_mean[j] / cnt) : 0.0f;
+        /* per sample: the batch's KL term shared out over its samples, so that sums over ranks and
+         * samples give it once */
+        double kl = ae_loss_kl_sparsity(m->kl_mean, w, m->kl_rho, m->kl, (size_t)n, per_sample, d);
+        pen += kl * (double)n;
+    }
+    return pen;
+}
+
 void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *target, const uint8_t *labels,
                    int n, float scale, int backward, ae_loss_out *out)
 {
     memset(out, 0, sizeof *out);
-    if (n <= 0) return;
+    if (n <= 0 && !backward) return;
     int L = m->n_layers;
     const float *y = m->act[L - 1];
     float *d = backward ? m->scratch[0] : NULL;
@@ -265,16 +321,14 @@ void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *
     case AE_LOSS_BCE: out->loss = ae_loss_bce_logits(m->z_last, target, (size_t)n, w, scale, d); break;
     case AE_LOSS_CE: out->loss = ae_loss_ce_logits(m->z_last, labels, (size_t)n, w, scale, d, &out->correct); break;
     }
-    if (m->l1_layer >= 0 && !backward)
-        out->penalty = ae_loss_l1(m->act[m->l1_layer], (size_t)n * m->layers[m->l1_layer].out_size, m->l1, 0, NULL);
+    if (m->l1_layer >= 0 && !backward) out->penalty = activity_penalty(m, ctx, n, 0.0f, NULL);
     if (!backward) return;
     /* the penalty is per sample: scale it by 1/N where the data loss is per element 1/(N w) */
     float per_sample = m->loss == AE_LOSS_CE ? scale : scale * (float)w;
     int cur = 0;
     for (int i = L - 1; i >= 0; i--) {
         ae_layer *l = &m->layers[i];
-        if (i == m->l1_layer)
-            out->penalty = ae_loss_l1(m->act[i], (size_t)n * l->out_size, m->l1, per_sample, m->scratch[cur]);
+        if (i == m->l1_layer) out->penalty = activity_penalty(m, ctx, n, per_sample, m->scratch[cur]);
         float *din = i > 0 ? m->scratch[1 - cur] : NULL;
         l->kind->backward(l, ctx, i > 0 ? m->act[i - 1] : x, m->act[i], m->scratch[cur], din, n);
         cur = 1 - cur;
@@ -287,7 +341,7 @@ double ae_model_add_l2(ae_model *m)
     double pen = 0.0;
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
-        if (!l->W) continue;
+        if (!l->W || l->no_decay) continue;
         size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
         pen += ae_loss_l2(l->W, nw, m->l2, l->dW);
     }

@@ -174,6 +174,13 @@ static const char *nonfinite_layer(const ae_model *m)
     return NULL;
 }
 
+/* Layers' in-forward reductions (synchronized batch norm). */
+static ae_status reduce_cb(float *buf, size_t n, void *user)
+{
+    (void)user;
+    return ae_dist_allreduce_sum(buf, n, NULL);
+}
+
 /* One global step: local forward/backward on this rank's slice, one
  * allreduce, penalties, clipping, optimizer. *stop is set when any rank
  * asked to stop (signal). */
@@ -198,14 +205,15 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     size_t lo = nb * (size_t)r / (size_t)P, hi = nb * (size_t)(r + 1) / (size_t)P;
     int n = (int)(hi - lo);
     const uint32_t *idx = L->perm + start + lo;
-    float *extra = m->grads + m->n_params;
-    memset(m->grads, 0, sizeof(float) * (m->n_params + AE_GRAD_EXTRA));
+    float *extra = m->extra;
+    memset(m->grads, 0, sizeof(float) * (m->n_params + m->n_aux + AE_GRAD_EXTRA));
     int is_ae = m->type == AE_MODEL_AUTOENCODER;
     float scale = is_ae ? 1.0f / (float)(nb * m->out_size) : 1.0f / (float)nb;
-    if (n > 0) {
+    {
+        /* an empty slice still runs the (empty) passes: synchronized layers reduce in them */
         ae_data_gather_x(ds, idx, (size_t)n, L->xbuf);
         if (!is_ae) ae_data_gather_y(ds, idx, (size_t)n, L->ybuf);
-        ae_ctx ctx = {1, L->seed, L->epoch, L->step, (int64_t)lo};
+        ae_ctx ctx = {1, L->seed, L->epoch, L->step, (int64_t)lo, (int64_t)nb, reduce_cb, NULL};
         ae_model_forward(m, &ctx, L->xbuf, n, m->n_layers);
         ae_loss_out lo_;
         ae_model_loss(m, &ctx, L->xbuf, L->xbuf, L->ybuf, n, scale, 1, &lo_);
@@ -216,9 +224,13 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     if (fault_at("nan", L->step + 1)) extra[EX_LOSS] = NAN;
     extra[EX_STOP] = stop_signal ? 1.0f : 0.0f;
     double t1 = ae_dist_time();
-    ae_status st = ae_dist_allreduce_sum(m->grads, m->n_params + AE_GRAD_EXTRA, err);
+    ae_status st = ae_dist_allreduce_sum(m->grads, m->n_params + m->n_aux + AE_GRAD_EXTRA, err);
     if (st) return st;
     double t2 = ae_dist_time();
+    if (m->n_aux) {
+        ae_ctx uctx = {1, L->seed, L->epoch, L->step, 0, (int64_t)nb, reduce_cb, NULL};
+        ae_model_update(m, &uctx);
+    }
     ae_model_add_l2(m);
     double norm = ae_optim_grad_norm(m->grads, m->n_params);
     if (!isfinite(norm) || !isfinite(extra[EX_LOSS])) {
@@ -887,7 +899,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         if ((st = run_probe(m, spec, &d.train, &d.test, &res->probe_acc, err))) goto done;
     }
     if (is_ae) {
-        ae_report_log("test reconstruction: mse %.6f  bce %.6f per pixel", te.mse, te.bce);
+        ae_report_log("test reconstruction: mse %.6f  bce %.6f per pixel; mean code activation %.4f", te.mse, te.bce,
+                      te.code_mean);
         if (isfinite(res->probe_acc))
             ae_report_log("test accuracy of a softmax probe on the %zu-d code: %.2f%%", m->code_size,
                           100 * res->probe_acc);
@@ -900,9 +913,11 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         char text[1024];
         snprintf(text, sizeof text,
                  "{\"test_loss\": %.9g, \"test_mse\": %.9g, \"test_bce\": %.9g, \"test_acc\": %.9g, "
-                 "\"probe_acc\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, \"ranks\": %d}\n",
+                 "\"probe_acc\": %.9g, \"code_mean\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, "
+                 "\"ranks\": %d}\n",
                  res->test_loss, is_ae ? te.mse : -1.0, is_ae ? te.bce : -1.0, is_ae ? -1.0 : te.accuracy,
-                 isfinite(res->probe_acc) ? res->probe_acc : -1.0, res->samples_per_s, (long long)L.step, P);
+                 isfinite(res->probe_acc) ? res->probe_acc : -1.0, is_ae ? te.code_mean : -1.0, res->samples_per_s,
+                 (long long)L.step, P);
         if ((st = write_text(rc.dir, "result.json", text, err))) ae_report_warn("%s", err->msg);
         st = AE_OK;
     }

@@ -57,6 +57,8 @@ typedef struct ae_spec {
     float l2;                                    /* l2 = 0: adds l2/2 * sum(W^2) (weights, not biases) */
     float l1_activity;                           /* l1_activity = 0: adds l1 * sum|a| / batch on activity_layer */
     char activity_layer[32];                     /* activity_layer = code */
+    float kl_sparsity;                           /* kl_sparsity = 0: adds beta * sum_j KL(rho || mean_j) */
+    float kl_target;                             /* kl_target = 0.05: rho */
 
     /* [optim] */
     ae_optim_conf optim;                         /* kind, momentum, nesterov, beta1, beta2, rho, eps */

@@ -15,6 +15,7 @@ typedef struct ae_eval_out {
                         unless the model has a fused sigmoid output) */
     double accuracy; /* classifier: fraction correct */
     double penalty;  /* activity penalty per sample */
+    double code_mean;/* autoencoder: mean activation of the code layer over samples and units */
     size_t n;        /* samples evaluated (all ranks) */
 } ae_eval_out;
 

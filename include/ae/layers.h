@@ -48,6 +48,11 @@ typedef struct ae_ctx {
     int64_t epoch;
     int64_t step;
     int64_t sample0; /* index in the global batch of this call's first sample */
+    int64_t batch;   /* samples in the global batch (all ranks); 0 = this call's n */
+    /* Sum buf[0..n) over all ranks in place (synchronized batch norm); NULL
+     * when running alone. Layers never call MPI themselves. */
+    ae_status (*reduce)(float *buf, size_t n, void *user);
+    void *reduce_user;
 } ae_ctx;
 
 typedef struct ae_layer ae_layer;
@@ -62,6 +67,10 @@ typedef struct ae_layer_kind {
     /* din may be NULL (first layer: no input gradient needed). */
     void (*backward)(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
                      float *din, int n);
+    /* Optional: after the step's allreduce, fold the summed aux floats (e.g.
+     * batch-norm statistics of the global batch) into the non-trainable
+     * state; identical on every rank. */
+    void (*update)(ae_layer *l, const ae_ctx *ctx);
 } ae_layer_kind;
 
 struct ae_layer {
@@ -84,6 +93,26 @@ struct ae_layer {
     float *W, *b;         /* views into params (W: in x units, row-major) */
     float *dW, *db;       /* views into grads */
     float *state;
+    int no_decay;         /* L2 weight decay skips W (e.g. batch-norm scale) */
+    /* geometry of conv / pool / upsample kinds */
+    int filters, ksize, stride, pad_top, pad_left, ceil_mode, factor;
+    float rate;           /* noise / dropout parameter */
+    int flag;             /* kind-specific switch (e.g. batch-norm sync) */
+    /* per-sample workspace kept from forward to backward (masks, argmax,
+     * normalized values): ws_per_sample floats per sample, set in setup,
+     * allocated by the model (max_batch x ws_per_sample) */
+    size_t ws_per_sample, ws_fixed; /* ws holds max_batch x ws_per_sample + ws_fixed floats */
+    float *ws;
+    float *ws_fix;        /* the ws_fixed floats, after the per-sample part */
+    float eps;            /* batch-norm epsilon */
+    /* scratch shared by all layers (im2col columns ...): scratch_per_sample
+     * floats per sample plus scratch_fixed, set in setup */
+    size_t scratch_per_sample, scratch_fixed;
+    float *scratch;
+    /* aux floats summed by the step's allreduce (after the gradients),
+     * written by forward in training mode, read by update */
+    size_t n_aux, aux_off;
+    float *aux;
 };
 
 /* Find a layer kind by name; NULL if none. */

@@ -33,6 +33,12 @@ double ae_loss_ce_logits(const float *z, const uint8_t *labels, size_t n, size_t
 /* L1 activity penalty lambda * sum|a|; d += scale * lambda * sign(a). */
 double ae_loss_l1(const float *a, size_t len, float lambda, float scale, float *d);
 
+/* KL sparsity penalty beta * sum_j KL(rho || q_j) for mean activations
+ * q[0..w) (clamped to [AE_KL_EPS, 1-AE_KL_EPS]); when d != NULL, adds
+ * scale * beta * KL'(q_j) to d[i*w + j] for the n samples. */
+#define AE_KL_EPS 1e-6f
+double ae_loss_kl_sparsity(const float *q, size_t w, float rho, float beta, size_t n, float scale, float *d);
+
 /* L2 weight penalty lambda/2 * sum w^2; g += lambda * w (when g != NULL). */
 double ae_loss_l2(const float *wt, size_t len, float lambda, float *g);
 

@@ -25,9 +25,12 @@ typedef struct ae_model {
     ae_layer *layers;
     ae_shape in;
     size_t in_size, out_size, code_size;
-    size_t n_params, n_state;
+    size_t n_params, n_state, n_aux;
     float *params;        /* (n_params) all trainable tensors */
-    float *grads;         /* (n_params + AE_GRAD_EXTRA) same layout, then the step's scalars */
+    float *grads;         /* (n_params + n_aux + AE_GRAD_EXTRA): gradients in the params' layout, then the
+                             layers' aux sums (batch statistics), then the step's scalars */
+    float *extra;         /* grads + n_params + n_aux */
+    float *scratch_shared;/* layers' shared scratch */
     float *state;         /* (n_state) non-trainable (running statistics) */
     int max_batch;        /* activations are sized for this many samples */
     float **act;          /* act[i]: output of layer i, (max_batch x out_size_i) */
@@ -35,8 +38,10 @@ typedef struct ae_model {
     float *scratch[2];    /* gradient ping-pong, (max_batch x max layer size) */
     ae_loss_kind loss;
     int fused;            /* loss computed from the last layer's logits */
-    int l1_layer;         /* layer index of the L1 activity penalty, -1 if none */
+    int l1_layer;         /* layer index of the L1 activity / KL sparsity penalties, -1 if none */
     float l1;
+    float kl, kl_rho;     /* KL sparsity weight and target */
+    float *kl_mean;       /* (code width) mean activations of the batch */
     float l2;
     uint64_t arch_hash;
     double flops;         /* forward FLOPs per sample (2 x multiply-adds) */
@@ -70,6 +75,10 @@ typedef struct ae_loss_out {
  * reconstruction, 1 / global batch for ce. */
 void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *target, const uint8_t *labels,
                    int n, float scale, int backward, ae_loss_out *out);
+
+/* After the step's allreduce: let layers fold the summed aux values into
+ * their non-trainable state (same on every rank). */
+void ae_model_update(ae_model *m, const ae_ctx *ctx);
 
 /* Add the L2 penalty gradient l2 * W to grads (weights, not biases); returns
  * l2/2 * sum W^2. */
