@@ -10,11 +10,10 @@
 
 #include "ae/rng.h"
 
-/* Richardson extrapolation of central differences D(h) = f' + c h^2 + O(h^4):
- * (4 D(h/2) - D(h)) / 3 = f' + O(h^4). */
-#define RICH_NUM 4.0
-#define RICH_DEN 3.0
-#define RICH_HALF 0.5
+/* Richardson extrapolation of central differences: D(h) = f' + c1 h^2 + c2 h^4 + ..., so each level
+ * of the table, (4^j R(h/2) - R(h)) / (4^j - 1), removes the next even power of h. */
+#define RICH_MAX_LEVELS 4
+#define RICH_RATIO 4.0 /* halving h divides the h^2 term by 4 */
 
 void ae_gradcheck_opts_default(ae_gradcheck_opts *o)
 {
@@ -22,8 +21,9 @@ void ae_gradcheck_opts_default(ae_gradcheck_opts *o)
     o->tol = AE_GRADCHECK_TOL;
     o->rel_step = AE_GRADCHECK_REL_STEP;
     o->min_mag = AE_GRADCHECK_MIN_MAG;
-    o->floor_rel = AE_GRADCHECK_FLOOR_REL;
-    o->richardson = 1;
+    o->levels = AE_GRADCHECK_LEVELS;
+    o->noise_sigmas = AE_GRADCHECK_NOISE_SIGMAS;
+    o->n_dither = AE_GRADCHECK_DITHERS;
 }
 
 /* ---- the core ------------------------------------------------------------ */
@@ -40,17 +40,41 @@ typedef struct group {
 } group;
 
 typedef struct checker {
-    float *p;          /* perturbed in place */
+    float *p;          /* perturbed in place (len floats) */
+    size_t len;
     const float *grad; /* analytic, same indexing as p */
     eval_fn eval;
     void *ud;
     const ae_gradcheck_opts *o;
+    int levels;        /* o->levels clamped to [1, RICH_MAX_LEVELS] */
+    double weight[RICH_MAX_LEVELS]; /* the Richardson result is sum_k weight[k] D(h / 2^k) */
+    double noise;      /* sd of the rounding error of one evaluation of J */
 } checker;
 
-/* Central difference along p[i] with step h, divided by the steps actually
+/* The Richardson table is linear in the central differences D_k = D(h / 2^k): run it on unit vectors
+ * to get the weights (levels 2: -1/3, 4/3; levels 3: 1/45, -20/45, 64/45), which give the noise of the
+ * result from the noise of each D_k. */
+static void richardson_weights(int levels, double *w)
+{
+    double prev[RICH_MAX_LEVELS][RICH_MAX_LEVELS], cur[RICH_MAX_LEVELS][RICH_MAX_LEVELS];
+    memset(prev, 0, sizeof prev);
+    for (int k = 0; k < levels; k++) {
+        memset(cur, 0, sizeof cur);
+        cur[0][k] = 1.0;
+        double f = 1.0;
+        for (int j = 1; j <= k; j++) {
+            f *= RICH_RATIO;
+            for (int q = 0; q < levels; q++) cur[j][q] = (f * cur[j - 1][q] - prev[j - 1][q]) / (f - 1.0);
+        }
+        memcpy(prev, cur, sizeof cur);
+    }
+    for (int q = 0; q < levels; q++) w[q] = prev[levels - 1][q];
+}
+
+/* Central difference along p[i] with step h, divided by the step actually
  * taken in float (p[i] +- h rounds), so that rounding of the step itself
  * does not bias the quotient. Restores p[i] bit for bit. */
-static double central(const checker *c, size_t i, double h, int *kink)
+static double central(const checker *c, size_t i, double h, double *width, int *kink)
 {
     float p0 = c->p[i];
     c->p[i] = (float)((double)p0 + h);
@@ -58,17 +82,62 @@ static double central(const checker *c, size_t i, double h, int *kink)
     c->p[i] = (float)((double)p0 - h);
     double xm = c->p[i], fm = c->eval(c->ud, kink);
     c->p[i] = p0;
-    return (fp - fm) / (xp - xm);
+    *width = xp - xm;
+    return (fp - fm) / *width;
 }
 
-static double numeric(const checker *c, size_t i, int *kink)
+/* dJ/dp[i] by Richardson-extrapolated central differences from h = rel_step * max(|p|, min_mag)
+ * down to h / 2^(levels-1); *sd = its standard deviation from the rounding noise of J (two
+ * evaluations per difference, independent roundings). */
+static double numeric(const checker *c, size_t i, double *sd, int *kink)
 {
     const ae_gradcheck_opts *o = c->o;
     double h = o->rel_step * fmax(fabs((double)c->p[i]), o->min_mag);
-    double d1 = central(c, i, h, kink);
-    if (!o->richardson) return d1;
-    double d2 = central(c, i, h * RICH_HALF, kink);
-    return (RICH_NUM * d2 - d1) / RICH_DEN;
+    double prev[RICH_MAX_LEVELS] = {0}, cur[RICH_MAX_LEVELS] = {0}, var = 0.0;
+    for (int k = 0; k < c->levels; k++, h *= 0.5) {
+        double width;
+        cur[0] = central(c, i, h, &width, kink);
+        double dsd = c->weight[k] * sqrt(2.0) * c->noise / width;
+        var += dsd * dsd;
+        double f = 1.0;
+        for (int j = 1; j <= k; j++) {
+            f *= RICH_RATIO;
+            cur[j] = (f * cur[j - 1] - prev[j - 1]) / (f - 1.0);
+        }
+        memcpy(prev, cur, sizeof cur);
+    }
+    *sd = sqrt(var);
+    return prev[c->levels - 1];
+}
+
+/* The rounding noise of J, measured: move every coordinate of p by one ulp up or down at random and
+ * take the standard deviation of J over n_dither such points. A one-ulp move changes J by far less
+ * than its rounding (sum |g| ulp(p) against ~1e-7 |J|), but reshuffles every rounding of the forward
+ * pass, which is what J(p + h) and J(p - h) also see. Perturbing all coordinates at once makes it an
+ * upper bound for any single one. */
+static ae_status measure_noise(checker *c, ae_error *err)
+{
+    c->noise = 0.0;
+    if (c->o->n_dither < 2 || c->len == 0) return AE_OK;
+    float *save = ae_malloc(c->len * sizeof *save, err);
+    if (!save) return AE_ERR_NOMEM;
+    memcpy(save, c->p, c->len * sizeof *save);
+    ae_rng rng;
+    ae_rng_init(&rng, c->o->seed, AE_RNG_TEST, 0, 1, 0);
+    double sum = 0.0, sum2 = 0.0;
+    int kink = 0;
+    for (int d = 0; d < c->o->n_dither; d++) {
+        for (size_t i = 0; i < c->len; i++)
+            c->p[i] = nextafterf(save[i], (ae_rng_u32(&rng) & 1u) ? INFINITY : -INFINITY);
+        double j = c->eval(c->ud, &kink);
+        sum += j;
+        sum2 += j * j;
+    }
+    memcpy(c->p, save, c->len * sizeof *save);
+    free(save);
+    double n = c->o->n_dither, mean = sum / n;
+    c->noise = sqrt(fmax(0.0, (sum2 - n * mean * mean) / (n - 1.0)));
+    return AE_OK;
 }
 
 static int cmp_size(const void *a, const void *b)
@@ -115,18 +184,17 @@ static size_t *select_coords(const group *g, int ng, const ae_gradcheck_opts *o,
     return idx;
 }
 
-/* Relative error of one coordinate. The floor: the numerical derivative
- * carries an ABSOLUTE error, not a relative one - the float forward pass
- * rounds J at about 1e-7 of the magnitude of its terms, and the quotient
- * divides that by h ~ 1e-3. A coordinate whose true gradient is tiny (a
- * weight feeding a nearly saturated unit) therefore has a numerical
- * derivative that is mostly rounding, and |a - n| / |a| would flag it for no
- * fault of the analytic code. Measuring errors below floor_rel (1e-2) of the
- * largest gradient on the absolute scale of floor instead keeps the check
- * blind only to errors smaller than 1e-3 x 1e-2 = 1e-5 of the largest
- * gradient, which is below what the float forward pass can resolve, while a
- * wrong formula (a missing term, a factor, a transposed index) shows up on the
- * large coordinates as well. */
+/* Relative error of one coordinate, |a - n| / max(|a|, |n|, floor). The floor: the forward pass runs
+ * in float, so J carries a rounding error of about 1e-7 of its terms (measure_noise), and the central
+ * difference divides it by the step: the numerical derivative has an ABSOLUTE uncertainty sd that no
+ * choice of step removes (a larger step trades it for truncation error). For a coordinate whose
+ * gradient is small against J - a weight behind a saturated unit, a sum that nearly cancels -
+ * |a - n| / |a| would then measure the rounding of J, not the analytic code. With
+ * floor = noise_sigmas * sd / tol, a coordinate passes when |a - n| <= max(tol |a|, tol |n|,
+ * noise_sigmas * sd): within tol relative, or within noise_sigmas standard deviations of what float
+ * evaluation can resolve. Where the gradient is large against sd (the usual case: see the floors
+ * the tests print) the floor is below |a| and the test is purely relative, so a wrong factor, a
+ * missing term or a transposed index still fails. */
 static double rel_err(double a, double num, double floor)
 {
     if (!isfinite(a) || !isfinite(num)) return INFINITY;
@@ -135,15 +203,17 @@ static double rel_err(double a, double num, double floor)
     return den > 0.0 ? diff / den : 0.0;
 }
 
-static ae_status run_check(const checker *c, const group *g, int ng, ae_gradcheck_result *r, ae_error *err)
+static ae_status run_check(checker *c, const group *g, int ng, ae_gradcheck_result *r, ae_error *err)
 {
     const ae_gradcheck_opts *o = c->o;
+    c->levels = o->levels < 1 ? 1 : o->levels > RICH_MAX_LEVELS ? RICH_MAX_LEVELS : o->levels;
+    richardson_weights(c->levels, c->weight);
+    ae_status st = measure_noise(c, err);
+    if (st) return st;
+    r->noise = c->noise;
     size_t n_idx = 0;
     size_t *idx = select_coords(g, ng, o, &n_idx, err);
     if (!idx) return AE_ERR_NOMEM;
-    double gmax = 0.0;
-    for (size_t k = 0; k < n_idx; k++) gmax = fmax(gmax, fabs((double)c->grad[idx[k]]));
-    r->floor = o->floor_rel * gmax;
     int gk = 0;
     double gworst = 0.0;
     size_t gchecked = 0, gskipped = 0;
@@ -160,22 +230,25 @@ static ae_status run_check(const checker *c, const group *g, int ng, ae_gradchec
         if (k == n_idx) break;
         size_t i = idx[k];
         int kink = 0;
-        double num = numeric(c, i, &kink);
+        double sd;
+        double num = numeric(c, i, &sd, &kink);
         if (kink) {
             r->n_skipped++;
             gskipped++;
             continue;
         }
         double a = c->grad[i];
-        double e = rel_err(a, num, r->floor);
+        double floor = o->tol > 0.0 ? o->noise_sigmas * sd / o->tol : 0.0;
+        double e = rel_err(a, num, floor);
         r->n_checked++;
         gchecked++;
         gworst = fmax(gworst, e);
+        if (floor > fabs(a)) r->n_floored++;
         if (e > o->tol) {
             r->n_failed++;
             if (o->verbose)
-                fprintf(stderr, "gradcheck: %s [%zu]: analytic %.9g numeric %.9g rel err %.3e\n", g[gk].name, i,
-                        a, num, e);
+                fprintf(stderr, "gradcheck: %s [%zu]: analytic %.9g numeric %.9g (sd %.3g) rel err %.3e\n",
+                        g[gk].name, i, a, num, sd, e);
         }
         if (r->n_checked == 1 || e > r->max_rel_err) {
             r->max_rel_err = e;
@@ -184,6 +257,7 @@ static ae_status run_check(const checker *c, const group *g, int ng, ae_gradchec
             snprintf(r->worst_name, sizeof r->worst_name, "%s", g[gk].name);
             r->worst_analytic = a;
             r->worst_numeric = num;
+            r->floor = floor;
         }
     }
     free(idx);
@@ -317,7 +391,7 @@ ae_status ae_gradcheck_model_against(ae_model *m, const float *x, const float *t
             const ae_layer *l = &m->layers[i];
             if (l->n_params) groups[ng++] = (group){l->p_off, l->n_params, i, l->name};
         }
-        checker c = {m->params, g, model_eval, &u, o};
+        checker c = {.p = m->params, .len = m->n_params, .grad = g, .eval = model_eval, .ud = &u, .o = o};
         st = run_check(&c, groups, ng, r, err);
     }
     memcpy(m->grads, g, sizeof(float) * m->n_params);
@@ -367,7 +441,7 @@ ae_status ae_gradcheck_func(ae_gradcheck_fn f, void *ud, float *x, size_t len, c
     } else {
         func_ud u = {f, ud, x};
         group grp = {0, len, -1, ""};
-        checker c = {x, g, func_eval, &u, o};
+        checker c = {.p = x, .len = len, .grad = g, .eval = func_eval, .ud = &u, .o = o};
         st = run_check(&c, &grp, 1, r, err);
     }
     free(g);

@@ -17,25 +17,29 @@
 #include "ae/model.h"
 #include "ae/status.h"
 
-/* Defaults of ae_gradcheck_opts (see ae_gradcheck_opts_default). */
-#define AE_GRADCHECK_TOL 1e-3       /* a coordinate above this relative error counts as failed */
-#define AE_GRADCHECK_REL_STEP 1e-2  /* h = rel_step * max(|p|, min_mag) */
-#define AE_GRADCHECK_MIN_MAG 1e-1   /* keeps h away from 0 for parameters near 0 */
-#define AE_GRADCHECK_FLOOR_REL 1e-2 /* floor = floor_rel * max |analytic| over the checked coordinates */
+/* Defaults of ae_gradcheck_opts (see ae_gradcheck_opts_default and gradcheck.c for the reasons). */
+#define AE_GRADCHECK_TOL 1e-3         /* a coordinate above this relative error counts as failed */
+#define AE_GRADCHECK_REL_STEP 0.1     /* h = rel_step * max(|p|, min_mag) */
+#define AE_GRADCHECK_MIN_MAG 0.1      /* keeps h away from 0 for parameters near 0 */
+#define AE_GRADCHECK_LEVELS 3         /* Richardson levels: h, h/2, h/4, error O(h^6) */
+#define AE_GRADCHECK_NOISE_SIGMAS 4.0 /* floor = noise_sigmas * sd(numeric) / tol */
+#define AE_GRADCHECK_DITHERS 16       /* evaluations that measure the rounding noise of J */
 
 typedef struct ae_gradcheck_opts {
     double tol;           /* n_failed counts coordinates with relative error > tol */
     double rel_step;      /* step h = rel_step * max(|p|, min_mag) ... */
     double min_mag;       /* ... so that h scales with the parameter */
-    double floor_rel;     /* relative error = |a - n| / max(|a|, |n|, floor_rel * max|a|): see gradcheck.c */
-    int richardson;       /* 1: Richardson extrapolation (4 D(h/2) - D(h)) / 3; 0: plain D(h) */
+    int levels;           /* Richardson levels 1..4: 1 = D(h); 2 = (4 D(h/2) - D(h)) / 3; ... */
+    double noise_sigmas;  /* relative error = |a - n| / max(|a|, |n|, noise_sigmas * sd / tol), sd the
+                           * rounding noise of n (0: no floor) */
+    int n_dither;         /* evaluations of J that measure its rounding noise (< 2: assume none) */
     size_t max_per_layer; /* 0: every coordinate; else at most this many, drawn at random, per layer */
-    uint64_t seed;        /* draws the subset; also the seed of the default ctx */
+    uint64_t seed;        /* draws the subset and the dither; also the seed of the default ctx */
     const ae_ctx *ctx;    /* forward/loss context; NULL: training mode, seed o->seed, epoch/step 0 */
     int verbose;          /* print per-layer maxima (and coordinates above tol) to stderr */
 } ae_gradcheck_opts;
 
-/* Fill *o with the defaults above, richardson on, all coordinates, seed 0. */
+/* Fill *o with the defaults above, all coordinates, seed 0. */
 void ae_gradcheck_opts_default(ae_gradcheck_opts *o);
 
 typedef struct ae_gradcheck_result {
@@ -45,11 +49,13 @@ typedef struct ae_gradcheck_result {
     char worst_name[32];    /* its name ("" for ae_gradcheck_func) */
     double worst_analytic;  /* the two derivatives at worst_index */
     double worst_numeric;
-    double floor;           /* the denominator floor that was used */
+    double floor;           /* the denominator floor at worst_index */
+    double noise;           /* measured sd of the rounding error of one evaluation of J (or f) */
     double objective;       /* J (or f) at the unperturbed point */
     size_t n_checked;       /* coordinates compared */
     size_t n_skipped;       /* coordinates not compared: the steps straddle a kink (relu, elu, |a|) */
     size_t n_failed;        /* checked coordinates with relative error > tol */
+    size_t n_floored;       /* checked coordinates whose floor exceeded |analytic| (judged on noise) */
 } ae_gradcheck_result;
 
 /* The data-loss scale of the objective above for n samples. */

@@ -1,0 +1,569 @@
+/* conv.c - the image layer kinds: conv (2-D convolution), deconv (its
+ * transpose), maxpool, upsample (nearest neighbour) and reshape, all NCHW.
+ * conv and deconv run as im2col / col2im over the whole local batch plus one
+ * sgemm per product, with bias and activation fused into one pass. */
+#include "ae/layers.h"
+
+#include "layer_kinds.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_KSIZE 64           /* conv / deconv / pool window side */
+#define MAX_STRIDE 64
+#define MAX_FILTERS (1 << 16)
+#define MAX_FACTOR 64          /* upsample */
+#define MAX_DIM (1 << 24)      /* reshape c, h, w */
+#define MAX_EXACT_INDEX (1 << 24) /* maxpool keeps argmax indices as floats: exact below 2^24 */
+
+/* ---- shared helpers ----------------------------------------------------------- */
+
+/* The geometry of one convolution: input c x h x w, k x k window, stride s,
+ * padding pt (top) and pl (left), output oh x ow per channel. For conv the
+ * input is the layer's input; for deconv it is the layer's OUTPUT (deconv is
+ * the adjoint of this convolution). */
+typedef struct conv_geom {
+    int c, h, w, k, s, pt, pl, oh, ow;
+} conv_geom;
+
+/* For the kernel offset kk, the output positions [*lo, *hi) whose input
+ * index o*s - pad + kk lies in [0, in); the rest read the zero padding. */
+static void valid_range(int out, int in, int s, int pad, int kk, int *lo, int *hi)
+{
+    int off = pad - kk; /* input index = o * s - off */
+    int a = off > 0 ? (off + s - 1) / s : 0;
+    int b = in - 1 + off >= 0 ? (in - 1 + off) / s + 1 : 0;
+    if (b > out) b = out;
+    if (a > b) a = b;
+    *lo = a;
+    *hi = b;
+}
+
+/* col [c*k*k x n*oh*ow] (row (ci*k + ki)*k + kj, column sample*oh*ow + y*ow + x)
+ * from the n samples of x (n x c x h x w). */
+static void im2col(const conv_geom *g, const float *x, int n, float *col)
+{
+    size_t ohw = (size_t)g->oh * g->ow, hw = (size_t)g->h * g->w, ld = (size_t)n * ohw;
+    for (int ci = 0; ci < g->c; ci++) {
+        for (int ki = 0; ki < g->k; ki++) {
+            int ylo, yhi;
+            valid_range(g->oh, g->h, g->s, g->pt, ki, &ylo, &yhi);
+            for (int kj = 0; kj < g->k; kj++) {
+                int xlo, xhi;
+                valid_range(g->ow, g->w, g->s, g->pl, kj, &xlo, &xhi);
+                int xoff = kj - g->pl; /* input column = xo * s + xoff */
+                float *row = col + ((size_t)(ci * g->k + ki) * g->k + kj) * ld;
+                for (int smp = 0; smp < n; smp++) {
+                    const float *src = x + ((size_t)smp * g->c + ci) * hw;
+                    float *dst = row + (size_t)smp * ohw;
+                    memset(dst, 0, sizeof(float) * (size_t)ylo * g->ow);
+                    for (int y = ylo; y < yhi; y++) {
+                        float *d = dst + (size_t)y * g->ow;
+                        const float *srow = src + (size_t)(y * g->s - g->pt + ki) * g->w;
+                        for (int xo = 0; xo < xlo; xo++) d[xo] = 0.0f;
+                        if (g->s == 1 && xhi > xlo)
+                            memcpy(d + xlo, srow + xlo + xoff, sizeof(float) * (size_t)(xhi - xlo));
+                        else if (g->s > 1)
+                            for (int xo = xlo; xo < xhi; xo++) d[xo] = srow[xo * g->s + xoff];
+                        for (int xo = xhi; xo < g->ow; xo++) d[xo] = 0.0f;
+                    }
+                    memset(dst + (size_t)yhi * g->ow, 0, sizeof(float) * (size_t)(g->oh - yhi) * g->ow);
+                }
+            }
+        }
+    }
+}
+
+/* The adjoint of im2col: x (n x c x h x w) += the columns scattered back. */
+static void col2im(const conv_geom *g, const float *col, int n, float *x)
+{
+    size_t ohw = (size_t)g->oh * g->ow, hw = (size_t)g->h * g->w, ld = (size_t)n * ohw;
+    for (int ci = 0; ci < g->c; ci++) {
+        for (int ki = 0; ki < g->k; ki++) {
+            int ylo, yhi;
+            valid_range(g->oh, g->h, g->s, g->pt, ki, &ylo, &yhi);
+            for (int kj = 0; kj < g->k; kj++) {
+                int xlo, xhi;
+                valid_range(g->ow, g->w, g->s, g->pl, kj, &xlo, &xhi);
+                int xoff = kj - g->pl; /* input column = xo * s + xoff */
+                const float *row = col + ((size_t)(ci * g->k + ki) * g->k + kj) * ld;
+                for (int smp = 0; smp < n; smp++) {
+                    float *dst = x + ((size_t)smp * g->c + ci) * hw;
+                    const float *src = row + (size_t)smp * ohw;
+                    for (int y = ylo; y < yhi; y++) {
+                        const float *s = src + (size_t)y * g->ow;
+                        float *drow = dst + (size_t)(y * g->s - g->pt + ki) * g->w;
+                        for (int xo = xlo; xo < xhi; xo++) drow[xo * g->s + xoff] += s[xo];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* x (n x c x hw, NCHW) -> t (c x n*hw): each channel's planes side by side. */
+static void to_channel_major(const float *x, int n, int c, size_t hw, float *t)
+{
+    for (int smp = 0; smp < n; smp++)
+        for (int ci = 0; ci < c; ci++)
+            memcpy(t + ((size_t)ci * n + smp) * hw, x + ((size_t)smp * c + ci) * hw, sizeof(float) * hw);
+}
+
+/* The inverse of to_channel_major. */
+static void from_channel_major(const float *t, int n, int c, size_t hw, float *x)
+{
+    for (int smp = 0; smp < n; smp++)
+        for (int ci = 0; ci < c; ci++)
+            memcpy(x + ((size_t)smp * c + ci) * hw, t + ((size_t)ci * n + smp) * hw, sizeof(float) * hw);
+}
+
+/* Forward epilogue of conv and deconv: out (n x filters x hw) = act(src + bias),
+ * keeping src + bias in l->z when the model asks for it. src has row stride
+ * src_ld between filters and hw between samples (src == out: in place). Each
+ * filter plane is finished while it is in cache; softmax, which spans the
+ * whole sample, runs once per sample. */
+static void bias_act_planes(ae_layer *l, const float *src, size_t src_ld, size_t src_sample, float *out, int n)
+{
+    int f = l->filters;
+    size_t hw = l->out_size / (size_t)f;
+    int per_plane = l->act != AE_ACT_SOFTMAX;
+    for (int smp = 0; smp < n; smp++) {
+        float *os = out + (size_t)smp * l->out_size;
+        for (int fi = 0; fi < f; fi++) {
+            const float *s = src + (size_t)fi * src_ld + (size_t)smp * src_sample;
+            float *d = os + (size_t)fi * hw;
+            float b = l->use_bias ? l->b[fi] : 0.0f;
+            for (size_t p = 0; p < hw; p++) d[p] = s[p] + b;
+            if (l->z) memcpy(l->z + (size_t)smp * l->out_size + (size_t)fi * hw, d, sizeof(float) * hw);
+            if (per_plane) ae_act_forward(l->act, d, 1, hw);
+        }
+        if (!per_plane) ae_act_forward(l->act, os, 1, l->out_size);
+    }
+}
+
+/* Backward prologue of conv and deconv: dout (n x filters x hw) becomes d/dz in
+ * place (unless the loss already gave d/dz), db += its sums per filter, and,
+ * when dst != NULL, dst (filters x n*hw) receives it channel-major. */
+static void act_bias_grad(ae_layer *l, const float *out, float *dout, int n, float *dst)
+{
+    int f = l->filters;
+    size_t hw = l->out_size / (size_t)f, ld = (size_t)n * hw;
+    int per_plane = l->act != AE_ACT_SOFTMAX;
+    for (int smp = 0; smp < n; smp++) {
+        size_t so = (size_t)smp * l->out_size;
+        if (!l->fused_out && !per_plane) ae_act_backward(l->act, out + so, dout + so, 1, l->out_size);
+        for (int fi = 0; fi < f; fi++) {
+            float *d = dout + so + (size_t)fi * hw;
+            if (!l->fused_out && per_plane) ae_act_backward(l->act, out + so + (size_t)fi * hw, d, 1, hw);
+            if (l->use_bias) {
+                float sum = 0.0f;
+                for (size_t p = 0; p < hw; p++) sum += d[p];
+                l->db[fi] += sum;
+            }
+            if (dst) memcpy(dst + (size_t)fi * ld + (size_t)smp * hw, d, sizeof(float) * hw);
+        }
+    }
+}
+
+/* Glorot / He weight init from explicit fans (conv kinds use the Keras fans). */
+static void init_weights(float *w, size_t nw, double fan_in, double fan_out, ae_init init, ae_rng *rng)
+{
+    double scale;
+    int normal;
+    switch (init) {
+    case AE_INIT_GLOROT_NORMAL: scale = sqrt(2.0 / (fan_in + fan_out)); normal = 1; break;
+    case AE_INIT_HE_UNIFORM: scale = sqrt(6.0 / fan_in); normal = 0; break;
+    case AE_INIT_HE_NORMAL: scale = sqrt(2.0 / fan_in); normal = 1; break;
+    case AE_INIT_GLOROT_UNIFORM:
+    default: scale = sqrt(6.0 / (fan_in + fan_out)); normal = 0; break;
+    }
+    for (size_t i = 0; i < nw; i++)
+        w[i] = normal ? (float)scale * ae_rng_normal(rng) : (float)scale * (2.0f * ae_rng_uniform(rng) - 1.0f);
+}
+
+/* A switch given as 1/0/true/false. */
+static ae_status arg_bool(const ae_layer_spec *ls, const char *key, int def, int *out, ae_error *err)
+{
+    const char *v = ae_layer_spec_arg(ls, -1, key);
+    if (!v) *out = def;
+    else if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0) *out = 1;
+    else if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0) *out = 0;
+    else
+        return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: %s = '%s' must be true or false", ls->origin, ls->kind,
+                            key, v);
+    return AE_OK;
+}
+
+/* ---- conv and deconv: arguments and shapes ------------------------------------ */
+
+static const char *const conv_keys[] = {"filters", "ksize", "act", "stride", "pad", "init", "bias", "name", NULL};
+
+/* Arguments shared by conv and deconv; returns *valid (1: pad=valid, 0: same). */
+static ae_status conv_args(ae_layer *l, const ae_layer_spec *ls, int *valid, ae_error *err)
+{
+    ae_status st;
+    if ((st = ae_layer_check_args(ls, 3, conv_keys, err))) return st;
+    if ((st = ae_layer_arg_int(ls, 0, "filters", -1, 1, MAX_FILTERS, &l->filters, err))) return st;
+    if ((st = ae_layer_arg_int(ls, 1, "ksize", -1, 1, MAX_KSIZE, &l->ksize, err))) return st;
+    if ((st = ae_layer_arg_act(ls, 2, AE_ACT_LINEAR, &l->act, err))) return st;
+    if ((st = ae_layer_arg_int(ls, -1, "stride", 1, 1, MAX_STRIDE, &l->stride, err))) return st;
+    if ((st = ae_layer_arg_int(ls, -1, "bias", 1, 0, 1, &l->use_bias, err))) return st;
+    const char *pad = ae_layer_spec_arg(ls, -1, "pad");
+    if (!pad || strcmp(pad, "same") == 0) *valid = 0;
+    else if (strcmp(pad, "valid") == 0) *valid = 1;
+    else
+        return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: pad must be same or valid, not '%s'", ls->origin, ls->kind,
+                            pad);
+    const char *init = ae_layer_spec_arg(ls, -1, "init");
+    if (init) {
+        int i = ae_init_parse(init);
+        if (i < 0)
+            return ae_error_set(err, AE_ERR_CONFIG,
+                                "%s: %s: unknown init '%s' (allowed: glorot_uniform, glorot_normal, "
+                                "he_uniform, he_normal)", ls->origin, ls->kind, init);
+        l->init = (ae_init)i;
+    }
+    l->units = l->filters; /* the model splits the parameters as weights, then `units` biases */
+    return AE_OK;
+}
+
+/* TensorFlow 'same' padding of one axis: out = ceil(in / s), the total padding
+ * is max((out - 1) s + k - in, 0), the smaller half on top / left. */
+static int same_pad(int in, int out, int k, int s)
+{
+    int total = (out - 1) * s + k - in;
+    return total > 0 ? total / 2 : 0;
+}
+
+/* The convolution a conv layer computes. */
+static conv_geom conv_geometry(const ae_layer *l)
+{
+    return (conv_geom){l->in.c, l->in.h, l->in.w, l->ksize, l->stride, l->pad_top, l->pad_left, l->out.h,
+                       l->out.w};
+}
+
+/* The convolution whose adjoint a deconv layer computes: from the layer's
+ * output (filters channels) back to its input's spatial size. */
+static conv_geom deconv_geometry(const ae_layer *l)
+{
+    return (conv_geom){l->out.c, l->out.h, l->out.w, l->ksize, l->stride, l->pad_top, l->pad_left, l->in.h,
+                       l->in.w};
+}
+
+static ae_status conv_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
+{
+    int valid;
+    ae_status st = conv_args(l, ls, &valid, err);
+    if (st) return st;
+    int k = l->ksize, s = l->stride, h = l->in.h, w = l->in.w;
+    if (valid) {
+        if (k > h || k > w)
+            return ae_error_set(err, AE_ERR_SHAPE, "%s: conv: kernel %d larger than the %dx%d input (pad=valid)",
+                                ls->origin, k, h, w);
+        l->out = (ae_shape){l->filters, (h - k) / s + 1, (w - k) / s + 1};
+    } else {
+        l->out = (ae_shape){l->filters, (h + s - 1) / s, (w + s - 1) / s};
+        l->pad_top = same_pad(h, l->out.h, k, s);
+        l->pad_left = same_pad(w, l->out.w, k, s);
+    }
+    l->out_size = ae_shape_size(&l->out);
+    size_t ckk = (size_t)l->in.c * k * k, ohw = (size_t)l->out.h * l->out.w;
+    l->n_params = (size_t)l->filters * ckk + (l->use_bias ? (size_t)l->filters : 0);
+    l->flops = 2.0 * (double)l->filters * (double)ckk * (double)ohw;
+    /* im2col columns (ckk x ohw) then the product / output gradient (filters x ohw), per sample */
+    l->scratch_per_sample = (ckk + (size_t)l->filters) * ohw;
+    return AE_OK;
+}
+
+static ae_status deconv_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
+{
+    int valid;
+    ae_status st = conv_args(l, ls, &valid, err);
+    if (st) return st;
+    int k = l->ksize, s = l->stride, h = l->in.h, w = l->in.w;
+    /* Keras Conv2DTranspose: same -> in * s, valid -> (in - 1) * s + k; the padding is that of the
+     * 'same' convolution from the output back to the input */
+    if (valid) {
+        l->out = (ae_shape){l->filters, (h - 1) * s + k, (w - 1) * s + k};
+    } else {
+        l->out = (ae_shape){l->filters, h * s, w * s};
+        l->pad_top = same_pad(l->out.h, h, k, s);
+        l->pad_left = same_pad(l->out.w, w, k, s);
+    }
+    l->out_size = ae_shape_size(&l->out);
+    size_t fkk = (size_t)l->filters * k * k, hw = (size_t)h * w;
+    l->n_params = (size_t)l->in.c * fkk + (l->use_bias ? (size_t)l->filters : 0);
+    l->flops = 2.0 * (double)l->in.c * (double)fkk * (double)hw;
+    /* the input channel-major (in.c x hw) then the columns (fkk x hw), per sample */
+    l->scratch_per_sample = ((size_t)l->in.c + fkk) * hw;
+    return AE_OK;
+}
+
+/* Keras fans: conv kernel (k, k, c, filters) -> fan_in c k^2, fan_out filters k^2; deconv kernel
+ * (k, k, filters, c) -> fan_in filters k^2, fan_out c k^2. Biases start at 0. */
+static void conv_init(ae_layer *l, ae_rng *rng)
+{
+    double kk = (double)l->ksize * l->ksize;
+    size_t nw = l->n_params - (l->use_bias ? (size_t)l->filters : 0);
+    if (l->use_bias) memset(l->b, 0, sizeof(float) * (size_t)l->filters);
+    init_weights(l->W, nw, l->in.c * kk, l->filters * kk, l->init, rng);
+}
+
+static void deconv_init(ae_layer *l, ae_rng *rng)
+{
+    double kk = (double)l->ksize * l->ksize;
+    size_t nw = l->n_params - (l->use_bias ? (size_t)l->filters : 0);
+    if (l->use_bias) memset(l->b, 0, sizeof(float) * (size_t)l->filters);
+    init_weights(l->W, nw, l->filters * kk, l->in.c * kk, l->init, rng);
+}
+
+/* ---- conv: forward and backward ------------------------------------------------- */
+
+/* Scratch: col (ckk x n*ohw), then y (filters x n*ohw). y = W (filters x ckk) . col,
+ * then bias + act while permuting y to NCHW. */
+static void conv_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
+{
+    (void)ctx;
+    if (n <= 0) return;
+    conv_geom g = conv_geometry(l);
+    int ckk = g.c * g.k * g.k, f = l->filters, cols = n * g.oh * g.ow;
+    float *col = l->scratch, *y = l->scratch + (size_t)ckk * cols;
+    im2col(&g, in, n, col);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, f, cols, ckk, 1.0f, l->W, ckk, col, cols, 0.0f, y,
+                cols);
+    bias_act_planes(l, y, (size_t)cols, (size_t)g.oh * g.ow, out, n);
+}
+
+/* The columns are recomputed rather than kept from forward: the scratch is shared by all layers (the
+ * next layer's forward overwrites it), and keeping them would cost k^2 times the input activation per
+ * sample for the whole step, while rebuilding them is one memory pass, 1/filters of the sgemm's work. */
+static void conv_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
+                          float *din, int n)
+{
+    (void)ctx;
+    if (n <= 0) return;
+    conv_geom g = conv_geometry(l);
+    int ckk = g.c * g.k * g.k, f = l->filters, cols = n * g.oh * g.ow;
+    float *col = l->scratch, *dy = l->scratch + (size_t)ckk * cols;
+    act_bias_grad(l, out, dout, n, dy);
+    im2col(&g, in, n, col);
+    /* dW (filters x ckk) += dy . col^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, f, ckk, cols, 1.0f, dy, cols, col, cols, 1.0f, l->dW,
+                ckk);
+    if (!din) return;
+    /* dcol (ckk x cols) = W^T . dy, over col (no longer needed), then scattered back */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, cols, f, 1.0f, l->W, ckk, dy, cols, 0.0f, col,
+                cols);
+    memset(din, 0, sizeof(float) * (size_t)n * l->in_size);
+    col2im(&g, col, n, din);
+}
+
+/* ---- deconv: forward and backward ------------------------------------------------ */
+
+/* Scratch: xt (c x n*hw), then col (fkk x n*hw). col = W^T . xt with W (c x fkk), scattered
+ * into out by col2im, then bias + act in place. */
+static void deconv_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
+{
+    (void)ctx;
+    if (n <= 0) return;
+    conv_geom g = deconv_geometry(l);
+    int c = l->in.c, fkk = g.c * g.k * g.k, cols = n * g.oh * g.ow;
+    size_t hw = (size_t)g.oh * g.ow;
+    float *xt = l->scratch, *col = l->scratch + (size_t)c * cols;
+    to_channel_major(in, n, c, hw, xt);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, fkk, cols, c, 1.0f, l->W, fkk, xt, cols, 0.0f, col,
+                cols);
+    memset(out, 0, sizeof(float) * (size_t)n * l->out_size);
+    col2im(&g, col, n, out);
+    size_t ohw = (size_t)l->out.h * l->out.w;
+    bias_act_planes(l, out, ohw, l->out_size, out, n);
+}
+
+/* The input is re-permuted in backward for the same reason conv recomputes its columns. */
+static void deconv_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
+                            float *din, int n)
+{
+    (void)ctx;
+    if (n <= 0) return;
+    conv_geom g = deconv_geometry(l);
+    int c = l->in.c, fkk = g.c * g.k * g.k, cols = n * g.oh * g.ow;
+    size_t hw = (size_t)g.oh * g.ow;
+    float *xt = l->scratch, *col = l->scratch + (size_t)c * cols;
+    act_bias_grad(l, out, dout, n, NULL);
+    im2col(&g, dout, n, col);
+    to_channel_major(in, n, c, hw, xt);
+    /* dW (c x fkk) += xt . col^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, fkk, cols, 1.0f, xt, cols, col, cols, 1.0f, l->dW,
+                fkk);
+    if (!din) return;
+    /* dxt (c x cols) = W . col, over xt */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c, cols, fkk, 1.0f, l->W, fkk, col, cols, 0.0f, xt,
+                cols);
+    from_channel_major(xt, n, c, hw, din);
+}
+
+/* ---- maxpool ---------------------------------------------------------------------- */
+
+static const char *const pool_keys[] = {"size", "stride", "ceil", "name", NULL};
+
+/* Output length of one axis; ceil mode (PyTorch, no padding) adds a last,
+ * clipped window when it starts inside the input. */
+static int pool_out(int in, int k, int s, int ceil_mode)
+{
+    int out = (in - k + (ceil_mode ? s - 1 : 0)) / s + 1;
+    if (ceil_mode && (out - 1) * s >= in) out--;
+    return out;
+}
+
+static ae_status maxpool_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
+{
+    ae_status st;
+    if ((st = ae_layer_check_args(ls, 2, pool_keys, err))) return st;
+    if ((st = ae_layer_arg_int(ls, 0, "size", -1, 1, MAX_KSIZE, &l->ksize, err))) return st;
+    if ((st = ae_layer_arg_int(ls, 1, "stride", l->ksize, 1, MAX_STRIDE, &l->stride, err))) return st;
+    if ((st = arg_bool(ls, "ceil", 0, &l->ceil_mode, err))) return st;
+    int k = l->ksize, h = l->in.h, w = l->in.w;
+    if (k > h || k > w)
+        return ae_error_set(err, AE_ERR_SHAPE, "%s: maxpool: pool size %d larger than the %dx%d input", ls->origin,
+                            k, h, w);
+    if (l->in_size > MAX_EXACT_INDEX)
+        return ae_error_set(err, AE_ERR_SHAPE, "%s: maxpool: input of %zu values, at most %d supported",
+                            ls->origin, l->in_size, MAX_EXACT_INDEX);
+    l->out = (ae_shape){l->in.c, pool_out(h, k, l->stride, l->ceil_mode), pool_out(w, k, l->stride, l->ceil_mode)};
+    l->out_size = ae_shape_size(&l->out);
+    l->ws_per_sample = l->out_size; /* argmax: index into the sample's input */
+    return AE_OK;
+}
+
+static void maxpool_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
+{
+    (void)ctx;
+    int c = l->in.c, h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w, k = l->ksize, s = l->stride;
+    for (int smp = 0; smp < n; smp++) {
+        const float *x = in + (size_t)smp * l->in_size;
+        float *y = out + (size_t)smp * l->out_size, *arg = l->ws + (size_t)smp * l->out_size;
+        for (int ci = 0; ci < c; ci++) {
+            for (int yo = 0; yo < oh; yo++) {
+                int y0 = yo * s, y1 = y0 + k < h ? y0 + k : h;
+                for (int xo = 0; xo < ow; xo++) {
+                    int x0 = xo * s, x1 = x0 + k < w ? x0 + k : w;
+                    size_t best = ((size_t)ci * h + y0) * w + x0;
+                    for (int yi = y0; yi < y1; yi++)
+                        for (int xi = x0; xi < x1; xi++) {
+                            size_t i = ((size_t)ci * h + yi) * w + xi;
+                            if (x[i] > x[best]) best = i;
+                        }
+                    size_t o = ((size_t)ci * oh + yo) * ow + xo;
+                    y[o] = x[best];
+                    arg[o] = (float)best;
+                }
+            }
+        }
+    }
+}
+
+static void maxpool_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
+                             float *din, int n)
+{
+    (void)ctx; (void)in; (void)out;
+    if (!din) return;
+    memset(din, 0, sizeof(float) * (size_t)n * l->in_size);
+    for (int smp = 0; smp < n; smp++) {
+        const float *arg = l->ws + (size_t)smp * l->out_size, *d = dout + (size_t)smp * l->out_size;
+        float *dx = din + (size_t)smp * l->in_size;
+        for (size_t o = 0; o < l->out_size; o++) dx[(size_t)arg[o]] += d[o];
+    }
+}
+
+/* ---- upsample ------------------------------------------------------------------------ */
+
+static const char *const upsample_keys[] = {"factor", "name", NULL};
+
+static ae_status upsample_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
+{
+    ae_status st;
+    if ((st = ae_layer_check_args(ls, 1, upsample_keys, err))) return st;
+    if ((st = ae_layer_arg_int(ls, 0, "factor", -1, 1, MAX_FACTOR, &l->factor, err))) return st;
+    l->out = (ae_shape){l->in.c, l->in.h * l->factor, l->in.w * l->factor};
+    l->out_size = ae_shape_size(&l->out);
+    return AE_OK;
+}
+
+/* Each input pixel becomes a factor x factor block (Keras UpSampling2D, nearest). */
+static void upsample_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
+{
+    (void)ctx;
+    int f = l->factor, w = l->in.w, ow = l->out.w;
+    size_t rows = (size_t)n * l->in.c * l->in.h; /* input rows of all channels and samples */
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = in + r * (size_t)w;
+        float *y = out + r * (size_t)f * ow;
+        for (int xi = 0; xi < w; xi++)
+            for (int j = 0; j < f; j++) y[xi * f + j] = x[xi];
+        for (int i = 1; i < f; i++) memcpy(y + (size_t)i * ow, y, sizeof(float) * (size_t)ow);
+    }
+}
+
+static void upsample_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
+                              float *din, int n)
+{
+    (void)ctx; (void)in; (void)out;
+    if (!din) return;
+    int f = l->factor, w = l->in.w, ow = l->out.w;
+    size_t rows = (size_t)n * l->in.c * l->in.h;
+    for (size_t r = 0; r < rows; r++) {
+        float *dx = din + r * (size_t)w;
+        const float *dy = dout + r * (size_t)f * ow;
+        for (int xi = 0; xi < w; xi++) {
+            float sum = 0.0f;
+            for (int i = 0; i < f; i++)
+                for (int j = 0; j < f; j++) sum += dy[(size_t)i * ow + xi * f + j];
+            dx[xi] = sum;
+        }
+    }
+}
+
+/* ---- reshape (data layout unchanged) ----------------------------------------------------- */
+
+static const char *const reshape_keys[] = {"c", "h", "w", "name", NULL};
+
+static ae_status reshape_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
+{
+    ae_status st;
+    int c, h, w;
+    if ((st = ae_layer_check_args(ls, 3, reshape_keys, err))) return st;
+    if ((st = ae_layer_arg_int(ls, 0, "c", -1, 1, MAX_DIM, &c, err))) return st;
+    if ((st = ae_layer_arg_int(ls, 1, "h", -1, 1, MAX_DIM, &h, err))) return st;
+    if ((st = ae_layer_arg_int(ls, 2, "w", -1, 1, MAX_DIM, &w, err))) return st;
+    size_t size = (size_t)c * h * w;
+    if (size != l->in_size)
+        return ae_error_set(err, AE_ERR_SHAPE, "%s: reshape(%d, %d, %d) has %zu values, the %dx%dx%d input has %zu",
+                            ls->origin, c, h, w, size, l->in.c, l->in.h, l->in.w, l->in_size);
+    l->out = (ae_shape){c, h, w};
+    l->out_size = size;
+    return AE_OK;
+}
+
+static void reshape_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
+{
+    (void)ctx;
+    if (out != in) memcpy(out, in, sizeof(float) * (size_t)n * l->out_size);
+}
+
+static void reshape_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
+                             float *din, int n)
+{
+    (void)ctx; (void)in; (void)out;
+    if (din && din != dout) memcpy(din, dout, sizeof(float) * (size_t)n * l->in_size);
+}
+
+/* ---- the kinds ----------------------------------------------------------------------------- */
+
+const ae_layer_kind ae_kind_conv = {"conv", conv_setup, conv_init, conv_forward, conv_backward, NULL};
+const ae_layer_kind ae_kind_deconv = {"deconv", deconv_setup, deconv_init, deconv_forward, deconv_backward, NULL};
+const ae_layer_kind ae_kind_maxpool = {"maxpool", maxpool_setup, NULL, maxpool_forward, maxpool_backward, NULL};
+const ae_layer_kind ae_kind_upsample = {"upsample", upsample_setup, NULL, upsample_forward, upsample_backward,
+                                        NULL};
+const ae_layer_kind ae_kind_reshape = {"reshape", reshape_setup, NULL, reshape_forward, reshape_backward, NULL};
