@@ -98,6 +98,7 @@ static const char *const loss_kinds[] = {"mse", "bce", "ce", NULL};
 static const char *const opt_kinds[] = {"sgd", "rmsprop", "adam", "adadelta", NULL};
 static const char *const sched_kinds[] = {"constant", "step", "cosine", NULL};
 static const char *const ckpt_error_modes[] = {"stop", "continue", NULL};
+static const char *const reductions[] = {"mean", "sum", NULL};
 
 /* Per-optimizer defaults of optim.rho / optim.eps (0: the optimizer does not use it). */
 static const struct {
@@ -123,6 +124,8 @@ static const key_def keys[] = {
 
     K_ENUM("loss", "kind", loss, loss_kinds, "mse",
            "mse or bce (autoencoders), ce = softmax cross-entropy (classifiers)"),
+    K_ENUM("loss", "reduction", loss_sum, reductions, "mean",
+           "mean or sum of the reconstruction loss over a sample's features (then the mean over samples)"),
     K_FLT("loss", "l2", l2, "0", AT_LEAST(0), "weight decay: adds l2/2 * sum(W^2) over weights, not biases"),
     K_FLT("loss", "l1_activity", l1_activity, "0", AT_LEAST(0),
           "sparsity: adds l1_activity * sum|a| / batch over the output of activity_layer"),

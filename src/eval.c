@@ -44,13 +44,13 @@ ae_status ae_eval_dataset(ae_model *m, const ae_dataset *ds, float *xbuf, ae_eva
     if (st) return st;
     memset(out, 0, sizeof *out);
     double n = sums[SUM_N] > 0 ? sums[SUM_N] : 1.0;
-    double per = is_ae ? n * (double)w : n;
+    double per = is_ae && !m->loss_sum ? n * (double)w : n;
     out->n = (size_t)sums[SUM_N];
     out->loss = sums[SUM_LOSS] / per;
     out->penalty = sums[SUM_PEN] / n;
     if (is_ae) {
-        out->mse = sums[SUM_MSE] / per;
-        out->bce = sums[SUM_BCE] / per;
+        out->mse = sums[SUM_MSE] / (n * (double)w);
+        out->bce = sums[SUM_BCE] / (n * (double)w);
         out->code_mean = sums[SUM_CODE] / (n * (double)m->code_size);
     } else {
         out->accuracy = sums[SUM_CORRECT] / n;

@@ -24,4 +24,7 @@ extern const ae_layer_kind ae_kind_gauss, ae_kind_mask, ae_kind_saltpepper, ae_k
 /* conv.c */
 extern const ae_layer_kind ae_kind_conv, ae_kind_deconv, ae_kind_maxpool, ae_kind_upsample, ae_kind_reshape;
 
+/* vae.c */
+extern const ae_layer_kind ae_kind_sample;
+
 #endif

@@ -362,6 +362,7 @@ static const ae_layer_kind *const layer_kinds[] = {
     &ae_kind_saltpepper,
     &ae_kind_mult012,
     &ae_kind_dropout,
+    &ae_kind_sample,
     &ae_kind_conv,
     &ae_kind_deconv,
     &ae_kind_maxpool,

@@ -145,6 +145,7 @@ static ae_status check_loss(ae_model *m, const ae_spec *spec, ae_error *err)
                                                         : spec->decoder[spec->n_decoder - 1].origin;
     int has_z = strcmp(last->kind->name, "dense") == 0 || strcmp(last->kind->name, "act") == 0;
     m->loss = spec->loss;
+    m->loss_sum = spec->loss_sum;
     if (m->type == AE_MODEL_AUTOENCODER && m->out_size != m->in_size)
         return ae_error_set(err, AE_ERR_SHAPE, "%s: the decoder's output has %zu values, the input has %zu",
                             origin, m->out_size, m->in_size);
@@ -222,6 +223,12 @@ static ae_status alloc_buffers(ae_model *m, ae_error *err)
     }
     m->layers[m->n_layers - 1].z = m->fused ? m->z_last : NULL;
     return AE_OK;
+}
+
+float ae_model_loss_scale(const ae_model *m, int64_t nb)
+{
+    double per = (m->loss == AE_LOSS_CE || m->loss_sum) ? 1.0 : (double)m->out_size;
+    return nb > 0 ? (float)(1.0 / ((double)nb * per)) : 0.0f;
 }
 
 void ae_model_update(ae_model *m, const ae_ctx *ctx)
@@ -321,14 +328,15 @@ void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *
     case AE_LOSS_BCE: out->loss = ae_loss_bce_logits(m->z_last, target, (size_t)n, w, scale, d); break;
     case AE_LOSS_CE: out->loss = ae_loss_ce_logits(m->z_last, labels, (size_t)n, w, scale, d, &out->correct); break;
     }
-    if (m->l1_layer >= 0 && !backward) out->penalty = activity_penalty(m, ctx, n, 0.0f, NULL);
+    for (int i = 0; i < L; i++) out->penalty += m->layers[i].penalty;
+    if (m->l1_layer >= 0 && !backward) out->penalty += activity_penalty(m, ctx, n, 0.0f, NULL);
     if (!backward) return;
     /* the penalty is per sample: scale it by 1/N where the data loss is per element 1/(N w) */
-    float per_sample = m->loss == AE_LOSS_CE ? scale : scale * (float)w;
+    float per_sample = (m->loss == AE_LOSS_CE || m->loss_sum) ? scale : scale * (float)w;
     int cur = 0;
     for (int i = L - 1; i >= 0; i--) {
         ae_layer *l = &m->layers[i];
-        if (i == m->l1_layer) out->penalty = activity_penalty(m, ctx, n, per_sample, m->scratch[cur]);
+        if (i == m->l1_layer) out->penalty += activity_penalty(m, ctx, n, per_sample, m->scratch[cur]);
         float *din = i > 0 ? m->scratch[1 - cur] : NULL;
         l->kind->backward(l, ctx, i > 0 ? m->act[i - 1] : x, m->act[i], m->scratch[cur], din, n);
         cur = 1 - cur;

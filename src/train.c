@@ -208,7 +208,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     float *extra = m->extra;
     memset(m->grads, 0, sizeof(float) * (m->n_params + m->n_aux + AE_GRAD_EXTRA));
     int is_ae = m->type == AE_MODEL_AUTOENCODER;
-    float scale = is_ae ? 1.0f / (float)(nb * m->out_size) : 1.0f / (float)nb;
+    float scale = ae_model_loss_scale(m, (int64_t)nb);
     {
         /* an empty slice still runs the (empty) passes: synchronized layers reduce in them */
         ae_data_gather_x(ds, idx, (size_t)n, L->xbuf);
@@ -776,6 +776,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     }
 
     int is_ae = m->type == AE_MODEL_AUTOENCODER;
+    int has_kl = 0;
+    for (int i = 0; i < m->n_layers; i++) has_kl |= strcmp(m->layers[i].kind->name, "sample") == 0;
     double total_train_time = 0, total_samples = 0;
     int stopped_early = 0, interrupted = 0;
     ae_eval_out te = {0};
@@ -818,7 +820,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         total_samples += epoch_samples;
 
         ae_metrics_row row = {.epoch = L.epoch + 1, .step = L.step, .val_loss = NAN, .test_loss = NAN,
-                              .test_mse = NAN, .test_bce = NAN, .test_acc = NAN};
+                              .test_mse = NAN, .test_bce = NAN, .test_acc = NAN, .test_kl = NAN};
         row.train_loss = L.run_cnt > 0 ? L.run_sum / L.run_cnt : NAN;
         row.lr = L.lr;
         row.samples_per_s = L.t_steps > 0 ? epoch_samples / L.t_steps : 0;
@@ -836,19 +838,21 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
             if (is_ae) {
                 row.test_mse = te.mse;
                 row.test_bce = te.bce;
+                if (has_kl) row.test_kl = te.penalty;
             } else {
                 row.test_acc = te.accuracy;
             }
         }
         row.epoch_s = ae_dist_time() - te0;
-        char vs[48], ts[48], ms[48], bs[48], as[48];
+        char vs[48], ts[48], ms[48], bs[48], as[48], ks[48];
         fmt_metric(vs, sizeof vs, "val", row.val_loss);
         fmt_metric(ts, sizeof ts, "test", row.test_loss);
         fmt_metric(ms, sizeof ms, "mse", is_ae ? row.test_mse : NAN);
         fmt_metric(bs, sizeof bs, "bce", is_ae ? row.test_bce : NAN);
         fmt_metric(as, sizeof as, "acc", row.test_acc);
-        ae_report_log("epoch %3lld/%d  train %.5f%s%s%s%s%s  lr %.3g  %.0f samples/s  allreduce %.1f%%  %.1fs",
-                      (long long)L.epoch + 1, spec->epochs, row.train_loss, vs, ts, ms, bs, as, row.lr,
+        fmt_metric(ks, sizeof ks, "kl", row.test_kl);
+        ae_report_log("epoch %3lld/%d  train %.5f%s%s%s%s%s%s  lr %.3g  %.0f samples/s  allreduce %.1f%%  %.1fs",
+                      (long long)L.epoch + 1, spec->epochs, row.train_loss, vs, ts, ks, ms, bs, as, row.lr,
                       row.samples_per_s, 100 * row.allreduce_frac, row.epoch_s);
         if (ae_report_metrics(&row, err) != AE_OK) ae_report_warn("%s", err->msg);
         if (!epoch_done) break; /* max_steps reached mid-epoch */
@@ -901,6 +905,9 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     if (is_ae) {
         ae_report_log("test reconstruction: mse %.6f  bce %.6f per pixel; mean code activation %.4f", te.mse, te.bce,
                       te.code_mean);
+        if (has_kl)
+            ae_report_log("test -ELBO %.4f per sample = reconstruction %.4f + KL %.4f", te.loss + te.penalty, te.loss,
+                          te.penalty);
         if (isfinite(res->probe_acc))
             ae_report_log("test accuracy of a softmax probe on the %zu-d code: %.2f%%", m->code_size,
                           100 * res->probe_acc);
@@ -913,10 +920,11 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         char text[1024];
         snprintf(text, sizeof text,
                  "{\"test_loss\": %.9g, \"test_mse\": %.9g, \"test_bce\": %.9g, \"test_acc\": %.9g, "
-                 "\"probe_acc\": %.9g, \"code_mean\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, "
+                 "\"probe_acc\": %.9g, \"code_mean\": %.9g, \"test_penalty\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, "
                  "\"ranks\": %d}\n",
                  res->test_loss, is_ae ? te.mse : -1.0, is_ae ? te.bce : -1.0, is_ae ? -1.0 : te.accuracy,
-                 isfinite(res->probe_acc) ? res->probe_acc : -1.0, is_ae ? te.code_mean : -1.0, res->samples_per_s,
+                 isfinite(res->probe_acc) ? res->probe_acc : -1.0, is_ae ? te.code_mean : -1.0, te.penalty,
+                 res->samples_per_s,
                  (long long)L.step, P);
         if ((st = write_text(rc.dir, "result.json", text, err))) ae_report_warn("%s", err->msg);
         st = AE_OK;

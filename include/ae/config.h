@@ -54,6 +54,7 @@ typedef struct ae_spec {
 
     /* [loss] */
     ae_loss_kind loss;                           /* kind = mse | bce | ce */
+    int loss_sum;                                /* reduction = mean | sum (over the features of a sample) */
     float l2;                                    /* l2 = 0: adds l2/2 * sum(W^2) (weights, not biases) */
     float l1_activity;                           /* l1_activity = 0: adds l1 * sum|a| / batch on activity_layer */
     char activity_layer[32];                     /* activity_layer = code */

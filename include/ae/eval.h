@@ -14,7 +14,7 @@ typedef struct ae_eval_out {
     double bce;      /* autoencoder: binary cross-entropy per element (outputs clamped to [1e-7, 1-1e-7]
                         unless the model has a fused sigmoid output) */
     double accuracy; /* classifier: fraction correct */
-    double penalty;  /* activity penalty per sample */
+    double penalty;  /* penalties per sample: activity (L1, KL sparsity) and layers' own (VAE KL) */
     double code_mean;/* autoencoder: mean activation of the code layer over samples and units */
     size_t n;        /* samples evaluated (all ranks) */
 } ae_eval_out;

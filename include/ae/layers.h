@@ -105,6 +105,7 @@ struct ae_layer {
     float *ws;
     float *ws_fix;        /* the ws_fixed floats, after the per-sample part */
     float eps;            /* batch-norm epsilon */
+    double penalty;       /* a loss term the layer adds itself (VAE KL), summed over the last forward's samples */
     /* scratch shared by all layers (im2col columns ...): scratch_per_sample
      * floats per sample plus scratch_fixed, set in setup */
     size_t scratch_per_sample, scratch_fixed;

@@ -37,6 +37,7 @@ typedef struct ae_model {
     float *z_last;        /* pre-activation of the last layer (max_batch x out_size) */
     float *scratch[2];    /* gradient ping-pong, (max_batch x max layer size) */
     ae_loss_kind loss;
+    int loss_sum;         /* reconstruction loss summed over a sample's features (else averaged) */
     int fused;            /* loss computed from the last layer's logits */
     int l1_layer;         /* layer index of the L1 activity / KL sparsity penalties, -1 if none */
     float l1;
@@ -75,6 +76,10 @@ typedef struct ae_loss_out {
  * reconstruction, 1 / global batch for ce. */
 void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *target, const uint8_t *labels,
                    int n, float scale, int backward, ae_loss_out *out);
+
+/* Gradient scale of the data loss for a global batch of nb samples:
+ * 1 / (nb x out_size) for a per-element mean, 1 / nb for a per-sample sum or ce. */
+float ae_model_loss_scale(const ae_model *m, int64_t nb);
 
 /* After the step's allreduce: let layers fold the summed aux values into
  * their non-trainable state (same on every rank). */

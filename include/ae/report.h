@@ -16,6 +16,7 @@ typedef struct ae_metrics_row {
     double test_loss;       /* NAN when not evaluated this epoch */
     double test_mse, test_bce;
     double test_acc;        /* classifier; NAN otherwise */
+    double test_kl;         /* VAE: KL term per sample; NAN otherwise */
     double lr;
     double samples_per_s;   /* training samples / training time of the epoch */
     double allreduce_frac;  /* share of step time in the gradient allreduce */
