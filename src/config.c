@@ -121,6 +121,13 @@ static const key_def keys[] = {
              "decoder layers, code to reconstruction (required for autoencoders)"),
     K_LAYERS("model", "head", head, n_head, "dense(10, softmax)", "classifier layers after the encoder"),
     K_WORD("model", "init", init, init_names, "glorot_uniform", "weight initialisation"),
+    K_STR("model", "pretrained", pretrained, "", STR_ANY,
+          "checkpoint whose layers of the same name and size start this model (e.g. an autoencoder's encoder)"),
+    K_INT("model", "freeze", freeze, "0", AT_LEAST(0), "the first N layers are not trained"),
+
+    K_BOOL("pretrain", "layerwise", pretrain_layerwise, "false",
+           "greedy layer-wise pretraining (one phase per encoder layer) before training the whole stack"),
+    K_INT("pretrain", "epochs", pretrain_epochs, "10", AT_LEAST(0), "epochs of each pretraining phase"),
 
     K_ENUM("loss", "kind", loss, loss_kinds, "mse",
            "mse or bce (autoencoders), ce = softmax cross-entropy (classifiers)"),
@@ -1298,6 +1305,10 @@ ae_status ae_config_validate(ae_spec *spec, ae_error *err)
     if (!autoencoder && spec->loss != AE_LOSS_CE)
         return cross_fail(err, &at, "loss", "kind", "%s is for autoencoders (type = classifier needs ce)",
                           loss_kinds[spec->loss]);
+    if (spec->pretrain_layerwise && (!autoencoder || spec->n_decoder != spec->n_encoder))
+        return cross_fail(err, &at, "pretrain", "layerwise",
+                          "needs an autoencoder whose decoder has as many layers as its encoder (%d vs %d)",
+                          spec->n_decoder, spec->n_encoder);
     if (spec->optim.nesterov && (spec->optim.kind != AE_OPT_SGD || !(spec->optim.momentum > 0)))
         return cross_fail(err, &at, "optim", "nesterov", "needs kind = sgd and momentum > 0");
     if (!isfinite(spec->sched.base_lr) || !(spec->sched.base_lr > 0))

@@ -27,4 +27,7 @@ extern const ae_layer_kind ae_kind_conv, ae_kind_deconv, ae_kind_maxpool, ae_kin
 /* vae.c */
 extern const ae_layer_kind ae_kind_sample;
 
+/* lstm.c */
+extern const ae_layer_kind ae_kind_lstm, ae_kind_repeat, ae_kind_tdense;
+
 #endif

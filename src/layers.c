@@ -368,6 +368,9 @@ static const ae_layer_kind *const layer_kinds[] = {
     &ae_kind_maxpool,
     &ae_kind_upsample,
     &ae_kind_reshape,
+    &ae_kind_lstm,
+    &ae_kind_repeat,
+    &ae_kind_tdense,
 };
 
 const ae_layer_kind *ae_layers_find(const char *name)

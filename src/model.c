@@ -381,3 +381,33 @@ void ae_model_print(const ae_model *m, FILE *f)
                 ae_act_name(l->act), l->n_params, l->flops, i == m->n_encoder - 1 ? "   <- code" : "");
     }
 }
+
+void ae_model_zero_frozen(ae_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        ae_layer *l = &m->layers[i];
+        if (l->frozen && l->n_params) memset(m->grads + l->p_off, 0, sizeof(float) * l->n_params);
+    }
+}
+
+int ae_model_copy_layers(ae_model *dst, const ae_model *src, char *names, size_t cap)
+{
+    int copied = 0;
+    size_t len = 0;
+    if (cap) names[0] = '\0';
+    for (int i = 0; i < dst->n_layers; i++) {
+        ae_layer *d = &dst->layers[i];
+        int j = ae_model_find_layer(src, d->name);
+        if (j < 0) continue;
+        const ae_layer *s = &src->layers[j];
+        if (s->kind != d->kind || s->n_params != d->n_params || s->n_state != d->n_state || s->in_size != d->in_size ||
+            s->out_size != d->out_size)
+            continue;
+        if (d->n_params) memcpy(dst->params + d->p_off, src->params + s->p_off, sizeof(float) * d->n_params);
+        if (d->n_state) memcpy(dst->state + d->s_off, src->state + s->s_off, sizeof(float) * d->n_state);
+        copied++;
+        int w = snprintf(names + len, len < cap ? cap - len : 0, "%s%s", len ? ", " : "", d->name);
+        if (w > 0) len += (size_t)w;
+    }
+    return copied;
+}

@@ -232,6 +232,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         ae_model_update(m, &uctx);
     }
     ae_model_add_l2(m);
+    ae_model_zero_frozen(m);
     double norm = ae_optim_grad_norm(m->grads, m->n_params);
     if (!isfinite(norm) || !isfinite(extra[EX_LOSS])) {
         const char *where = nonfinite_layer(m);
@@ -541,6 +542,119 @@ static int eval_batch(int batch)
     return b < EVAL_MIN_BATCH ? EVAL_MIN_BATCH : b;
 }
 
+/* Train for epochs without checkpoints (the probe, pretraining phases); with
+ * a tag, log each epoch's training and validation loss. */
+static ae_status plain_epochs(loop *L, int epochs, const ae_dataset *val, float *ebuf, const char *tag,
+                              ae_error *err)
+{
+    ae_status st = AE_OK;
+    for (int e = 0; !st && e < epochs; e++) {
+        L->epoch = e;
+        L->step_in_epoch = 0;
+        L->run_sum = L->run_cnt = 0;
+        int stop = 0;
+        while (!st && L->step_in_epoch < L->steps_per_epoch && !stop) st = loop_step(L, &stop, err);
+        if (st) break;
+        if (stop) return ae_error_set(err, AE_ERR_INTERRUPTED, "stopped by a signal during %s",
+                                      tag ? tag : "the probe");
+        if (!tag) continue;
+        ae_eval_out ve = {0};
+        if (val && val->n && (st = ae_eval_dataset(L->m, val, ebuf, &ve, err))) break;
+        ae_report_log("%s epoch %3d/%d  train %.5f  val %.5f", tag, e + 1, epochs,
+                      L->run_cnt > 0 ? L->run_sum / L->run_cnt : NAN, val && val->n ? ve.loss : NAN);
+    }
+    return st;
+}
+
+/* Collective: greedy layer-wise pretraining of a symmetric stacked
+ * autoencoder. Phase k trains encoder layers 1..k with the mirrored last k
+ * decoder layers, all frozen but the newest pair, to reconstruct the input;
+ * the parameters move between the phase models and m by layer name. */
+static ae_status pretrain_layerwise(ae_model *m, const ae_spec *spec, const data_set *d, float *ebuf, ae_error *err)
+{
+    int K = spec->n_encoder;
+    ae_spec *ps = ae_malloc(sizeof *ps, err);
+    if (!ps) return AE_ERR_NOMEM;
+    ae_status st = AE_OK;
+    for (int k = 1; !st && k <= K; k++) {
+        *ps = *spec;
+        ps->n_encoder = k;
+        ps->n_decoder = k;
+        for (int j = 0; j < k; j++) ps->decoder[j] = spec->decoder[K - k + j];
+        /* the phase's layers carry the full model's names */
+        for (int j = 0; j < 2 * k; j++) {
+            ae_layer_spec *ls = j < k ? &ps->encoder[j] : &ps->decoder[j - k];
+            const char *full = m->layers[j < k ? j : K + (K - k) + (j - k)].name;
+            int a = 0;
+            while (a < ls->nargs && strcmp(ls->args[a].key, "name") != 0) a++;
+            if (a == ls->nargs && ls->nargs < AE_SPEC_MAX_ARGS) ls->nargs++;
+            snprintf(ls->args[a].key, sizeof ls->args[a].key, "name");
+            snprintf(ls->args[a].val, sizeof ls->args[a].val, "%s", full);
+        }
+        ps->pretrain_layerwise = 0;
+        ps->freeze = 0;
+        ps->epochs = spec->pretrain_epochs;
+        ps->max_steps = 0;
+        ae_model *pm = NULL;
+        loop L;
+        memset(&L, 0, sizeof L);
+        st = ae_model_create(ps, &m->in, m->max_batch, &pm, err);
+        if (!st) {
+            char names[512];
+            ae_model_copy_layers(pm, m, names, sizeof names);
+            for (int i = 0; i < pm->n_layers; i++) pm->layers[i].frozen = i != k - 1 && i != k;
+            st = loop_init(&L, pm, ps, &d->train, err);
+        }
+        char tag[128];
+        snprintf(tag, sizeof tag, "pretrain %d/%d (%s + %s)", k, K, pm ? pm->layers[k - 1].name : "",
+                 pm ? pm->layers[k].name : "");
+        if (!st) st = plain_epochs(&L, ps->epochs, &d->val, ebuf, tag, err);
+        if (!st) {
+            char names[512];
+            ae_model_copy_layers(m, pm, names, sizeof names);
+        }
+        loop_free(&L);
+        ae_model_free(pm);
+    }
+    free(ps);
+    return st;
+}
+
+/* Rank 0: start m from the same-named layers of a checkpoint's model. */
+static ae_status load_pretrained(ae_model *m, const ae_spec *spec, ae_error *err)
+{
+    ae_ckpt ck;
+    memset(&ck, 0, sizeof ck);
+    ae_spec *os = ae_malloc(sizeof *os, err);
+    ae_model *om = NULL;
+    ae_status st = os ? ae_ckpt_load(spec->pretrained, &ck, err) : AE_ERR_NOMEM;
+    if (!st) {
+        char origin[AE_SPEC_STR + 16];
+        snprintf(origin, sizeof origin, "%s:config", spec->pretrained);
+        st = ae_config_parse_string(ck.config_text, origin, os, err);
+        if (!st) st = ae_config_validate(os, err);
+        if (!st) st = ae_model_create(os, &m->in, 1, &om, err);
+        if (!st && (om->n_params != ck.n_params || om->n_state != ck.n_state))
+            st = ae_error_set(err, AE_ERR_FORMAT, "%s: its parameters do not match the model its config builds",
+                              spec->pretrained);
+    }
+    if (!st) {
+        memcpy(om->params, ck.params, sizeof(float) * om->n_params);
+        if (om->n_state) memcpy(om->state, ck.state, sizeof(float) * om->n_state);
+        char names[1024];
+        int n = ae_model_copy_layers(m, om, names, sizeof names);
+        if (n == 0)
+            st = ae_error_set(err, AE_ERR_SHAPE, "%s: no layer of the same name and size to load from",
+                              spec->pretrained);
+        else
+            ae_report_log("loaded %d layer%s from %s: %s", n, n == 1 ? "" : "s", spec->pretrained, names);
+    }
+    ae_model_free(om);
+    ae_ckpt_free(&ck);
+    free(os);
+    return st;
+}
+
 /* Build the probe spec: softmax regression on codes. */
 static ae_spec *probe_spec(const ae_spec *spec, int nclass, ae_error *err)
 {
@@ -599,12 +713,7 @@ static ae_status run_probe(ae_model *m, const ae_spec *spec, const ae_dataset *t
         ae_model_init_params(pm, spec->seed);
         st = loop_init(&L, pm, ps, &ctrain, err);
     }
-    for (int e = 0; !st && e < ps->epochs; e++) {
-        L.epoch = e;
-        L.step_in_epoch = 0;
-        int stop = 0;
-        while (!st && L.step_in_epoch < L.steps_per_epoch) st = loop_step(&L, &stop, err);
-    }
+    if (!st) st = plain_epochs(&L, ps->epochs, NULL, NULL, NULL, err);
     if (!st && !(xbuf = ae_alloc_floats((size_t)pm->max_batch * ctest.d, err))) st = AE_ERR_NOMEM;
     ae_eval_out eo;
     if (!st) st = ae_eval_dataset(pm, &ctest, xbuf, &eo, err);
@@ -766,7 +875,19 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     int64_t bad = 0;
     double best = INFINITY;
     ae_model_init_params(m, spec->seed);
+    for (int i = 0; i < m->n_layers && i < spec->freeze; i++) m->layers[i].frozen = 1;
+    if (spec->pretrained[0] && !resume_path[0]) {
+        st = rank == 0 ? load_pretrained(m, spec, err) : AE_OK;
+        if ((st = ae_dist_agree(st, err))) goto done;
+    }
     if ((st = ae_dist_bcast(m->params, sizeof(float) * m->n_params, 0, err))) goto done;
+    if ((st = ae_dist_bcast(m->state, sizeof(float) * m->n_state, 0, err))) goto done;
+    if (spec->freeze > 0)
+        ae_report_log("frozen: the first %d layer%s (%s%s)", spec->freeze, spec->freeze == 1 ? "" : "s",
+                      m->layers[0].name, spec->freeze > 1 ? ", ..." : "");
+    if (spec->pretrain_layerwise && !resume_path[0]) {
+        if ((st = pretrain_layerwise(m, spec, &d, ebuf, err))) goto done;
+    }
     if (resume_path[0]) {
         if ((st = load_resume(resume_path, &L, rc.config_text, &bad, &best, err))) goto done;
         ae_report_log("resumed from %s at epoch %lld, step %lld", resume_path, (long long)L.epoch + 1,

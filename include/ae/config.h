@@ -51,6 +51,12 @@ typedef struct ae_spec {
     int n_head;                                  /* head = layer list (classifier; default dense(10, softmax)) */
     ae_layer_spec head[AE_SPEC_MAX_LAYERS];
     char init[24];                               /* init = glorot_uniform | glorot_normal | he_uniform | he_normal */
+    char pretrained[AE_SPEC_STR];                /* pretrained = "" (checkpoint whose same-named layers load) */
+    int freeze;                                  /* freeze = 0 (leading layers kept fixed) */
+
+    /* [pretrain] */
+    int pretrain_layerwise;                      /* layerwise = false: greedy layer-wise pretraining first */
+    int pretrain_epochs;                         /* epochs = 10 (per phase) */
 
     /* [loss] */
     ae_loss_kind loss;                           /* kind = mse | bce | ce */

@@ -23,7 +23,7 @@
 #define AE_GRADCHECK_TOL 1e-3         /* a coordinate above this relative error counts as failed */
 #define AE_GRADCHECK_REL_STEP 0.2     /* h = rel_step * max(|p|, min_mag): large, against float noise; */
 #define AE_GRADCHECK_LEVELS 3         /* the truncation error is then removed: Richardson h, h/2, h/4 */
-#define AE_GRADCHECK_MIN_MAG 0.1      /* keeps h away from 0 for parameters near 0 */
+#define AE_GRADCHECK_MIN_MAG 0.5      /* h >= 0.1: parameters near 0 still get a step J can resolve */
 #define AE_GRADCHECK_NOISE_SIGMAS 6.0 /* floor = noise_sigmas * sd(numeric) / tol */
 #define AE_GRADCHECK_DITHERS 32       /* evaluations of J that measure its rounding noise */
 
@@ -58,7 +58,7 @@ typedef struct ae_gradcheck_result {
     size_t n_skipped;       /* coordinates not compared: even h/512 straddles a kink (relu, elu, |a|) */
     size_t n_shrunk;        /* coordinates compared with a smaller step, the first straddling a kink */
     size_t n_failed;        /* checked coordinates with relative error > tol */
-    size_t n_floored;       /* checked coordinates whose floor exceeded |analytic| (judged on noise) */
+    size_t n_floored;       /* checked coordinates below the floor (judged on noise), unless a == n exactly */
 } ae_gradcheck_result;
 
 /* The data-loss scale of the objective above for n samples. */
@@ -90,6 +90,10 @@ ae_status ae_gradcheck_model_against(ae_model *m, const float *x, const float *t
  * layer test runs. labels is for ce, target for mse and bce (n x out_size). */
 ae_status ae_gradcheck_model(ae_model *m, const float *x, const float *target, const uint8_t *labels, int n,
                              const ae_gradcheck_opts *o, ae_gradcheck_result *r, ae_error *err);
+
+/* One line for messages: "max rel err E at NAME[i] (analytic A, numeric N, floor F), C checked,
+ * S skipped, K floored, noise sd D". */
+void ae_gradcheck_format(const ae_gradcheck_result *r, char *buf, size_t n);
 
 /* A scalar function of len floats: returns f(x) (accumulated in double) and,
  * when grad != NULL, writes df/dx into grad (len floats). */

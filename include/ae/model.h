@@ -85,6 +85,14 @@ float ae_model_loss_scale(const ae_model *m, int64_t nb);
  * their non-trainable state (same on every rank). */
 void ae_model_update(ae_model *m, const ae_ctx *ctx);
 
+/* Zero the gradients of frozen layers (after the allreduce and L2). */
+void ae_model_zero_frozen(ae_model *m);
+
+/* Copy the parameters (and non-trainable state) of every layer of src into
+ * the layer of dst with the same name, kind and sizes. Returns the number of
+ * layers copied and lists their names in names (comma-separated). */
+int ae_model_copy_layers(ae_model *dst, const ae_model *src, char *names, size_t cap);
+
 /* Add the L2 penalty gradient l2 * W to grads (weights, not biases); returns
  * l2/2 * sum W^2. */
 double ae_model_add_l2(ae_model *m);
