@@ -636,7 +636,7 @@ static void test_config_error_messages(void)
     EXPECT_PARSE_ERROR("[optim]\n\nbeta = 1\n",
                        "t.ini:3: unknown key 'beta' in [optim] (did you mean 'beta1'?)", NULL);
     EXPECT_PARSE_ERROR("[train]\nbatch = 1\n[foo]\n",
-                       "t.ini:3: unknown section [foo] (allowed: model, loss, optim, "
+                       "t.ini:3: unknown section [foo] (allowed: model, pretrain, loss, optim, "
                        "schedule, train, data, run)",
                        NULL);
     EXPECT_PARSE_ERROR("[Train]\n", "t.ini:1: unknown section [Train] (did you mean [train]?)", NULL);
