@@ -31,6 +31,11 @@ static const char usage[] =
     "        --quiet    no output on stdout (the run folder's log.txt still gets it)\n"
     "  eval CKPT [--probe]\n"
     "        evaluate a checkpoint on its test set (--probe: also the softmax probe on the code)\n"
+    "  encode CKPT --out FILE [--train]\n"
+    "        write the codes of the test (or train) split: CSV (label, codes) or .npy (codes, plus\n"
+    "        FILE_labels.npy and the encoder weights FILE_<layer>_W.npy / _b.npy)\n"
+    "  pca CONFIG [-k 2,30] [--set ...]\n"
+    "        PCA baseline on the config's data: test reconstruction MSE for k components\n"
     "  check CONFIG [--set ...] [-n P]\n"
     "        print layer shapes, parameters, FLOPs per sample and memory per rank for P ranks\n"
     "  --help, --version\n"
@@ -55,7 +60,8 @@ static int usage_error(const char *fmt, const char *arg)
 }
 
 typedef struct args {
-    const char *cmd, *target, *resume, *run;
+    const char *cmd, *target, *resume, *run, *out, *ks;
+    int train_split;
     const char *sets[MAX_SETS];
     int nsets, quiet, probe, nranks;
 } args;
@@ -77,6 +83,12 @@ static int parse_args(int argc, char **argv, args *a)
             a->resume = argv[++i];
         } else if (strcmp(s, "--run") == 0 && has_next) {
             a->run = argv[++i];
+        } else if (strcmp(s, "--out") == 0 && has_next) {
+            a->out = argv[++i];
+        } else if (strcmp(s, "-k") == 0 && has_next) {
+            a->ks = argv[++i];
+        } else if (strcmp(s, "--train") == 0) {
+            a->train_split = 1;
         } else if (strcmp(s, "-n") == 0 && has_next) {
             a->nranks = atoi(argv[++i]);
         } else if (strcmp(s, "--quiet") == 0 || strcmp(s, "-q") == 0) {
@@ -130,7 +142,8 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "train") && strcmp(cmd, "eval") && strcmp(cmd, "check")) {
+    if (strcmp(cmd, "train") && strcmp(cmd, "eval") && strcmp(cmd, "check") && strcmp(cmd, "pca") &&
+        strcmp(cmd, "encode")) {
         fprintf(stderr, "aetrain: unknown command '%s'\n(see aetrain --help)\n", cmd);
         return 2;
     }
@@ -152,6 +165,28 @@ int main(int argc, char **argv)
         return st ? fail(&err, st) : 0;
     }
 
+    if (strcmp(cmd, "pca") == 0) {
+        int ks[64], nk = 0;
+        const char *p = a.ks ? a.ks : "2,30";
+        while (*p && nk < 64) {
+            char *end;
+            long k = strtol(p, &end, 10);
+            if (end == p || k < 1) return usage_error("-k takes component counts like 2,30: %s", a.ks);
+            ks[nk++] = (int)k;
+            p = *end == ',' ? end + 1 : end;
+        }
+        spec = malloc(sizeof *spec);
+        if (!spec) return ae_status_exit_code(AE_ERR_NOMEM);
+        st = load_spec(&a, spec, &err);
+        if (!st) st = ae_train_pca(spec, ks, nk, &err);
+        free(spec);
+        return st ? fail(&err, st) : 0;
+    }
+    if (strcmp(cmd, "encode") == 0) {
+        if (!a.out) return usage_error("encode needs --out FILE%s", "");
+        st = ae_train_encode(a.target, a.out, a.train_split, &err);
+        return st ? fail(&err, st) : 0;
+    }
     if ((st = ae_dist_init(&argc, &argv, &err))) return fail(&err, st);
     if (strcmp(cmd, "train") == 0) {
         spec = malloc(sizeof *spec);

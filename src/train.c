@@ -30,6 +30,7 @@
 #include "ae/eval.h"
 #include "ae/model.h"
 #include "ae/optim.h"
+#include "ae/pca.h"
 #include "ae/report.h"
 #include "ae/rng.h"
 
@@ -1162,4 +1163,133 @@ ae_status ae_train_check(ae_spec *spec, int nranks, ae_error *err)
            act_bytes / mib, data_bytes / mib);
     ae_model_free(m);
     return AE_OK;
+}
+
+/* ---- pca and encode ------------------------------------------------------------- */
+
+ae_status ae_train_pca(ae_spec *spec, const int *ks, int nk, ae_error *err)
+{
+    openblas_set_num_threads(ae_train_threads(spec->threads));
+    data_set d;
+    ae_status st = load_data(spec, 1, &d, err);
+    if (st) return st;
+    int kmax = 0;
+    for (int i = 0; i < nk; i++) kmax = ks[i] > kmax ? ks[i] : kmax;
+    ae_pca p;
+    double t0 = ae_dist_time();
+    st = ae_pca_fit(&d.train, (size_t)kmax, &p, err);
+    if (!st) {
+        printf("PCA of %s: fitted on %zu training samples of %zu features in %.1f s\n", spec->dataset, d.train.n,
+               d.train.d, ae_dist_time() - t0);
+        printf("%10s %14s %14s %14s\n", "components", "test MSE", "train MSE", "variance kept");
+        for (int i = 0; i < nk; i++) {
+            double kept = 0.0;
+            for (int c = 0; c < ks[i]; c++) kept += p.var[c];
+            printf("%10d %14.6f %14.6f %13.2f%%\n", ks[i], ae_pca_mse(&p, &d.test, (size_t)ks[i]),
+                   ae_pca_mse(&p, &d.train, (size_t)ks[i]), 100.0 * kept / p.total_var);
+        }
+        ae_pca_free(&p);
+    }
+    data_free(&d);
+    return st;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* NPY format 1.0: magic, header length, a dict padded to 64 bytes. */
+static ae_status write_npy(const char *path, const char *descr, size_t rows, size_t cols, const void *data,
+                           size_t elem, ae_error *err)
+{
+    char hdr[256];
+    int len = cols ? snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu, %zu), }",
+                              descr, rows, cols)
+                   : snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%zu,), }",
+                              descr, rows);
+    size_t total = 10 + (size_t)len + 1;
+    size_t pad = (64 - total % 64) % 64;
+    FILE *f = fopen(path, "wb");
+    if (!f) return ae_error_set(err, AE_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    unsigned short hl = (unsigned short)(len + (int)pad + 1);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc(hl & 0xff, f);
+    fputc(hl >> 8, f);
+    fwrite(hdr, 1, (size_t)len, f);
+    for (size_t i = 0; i < pad; i++) fputc(' ', f);
+    fputc('\n', f);
+    size_t count = rows * (cols ? cols : 1);
+    size_t wr = fwrite(data, elem, count, f);
+    if (fclose(f) != 0 || wr != count) return ae_error_set(err, AE_ERR_IO, "%s: write failed", path);
+    return AE_OK;
+}
+
+ae_status ae_train_encode(const char *ckpt, const char *out, int train_split, ae_error *err)
+{
+    ae_ckpt ck;
+    memset(&ck, 0, sizeof ck);
+    ae_spec *spec = ae_malloc(sizeof *spec, err);
+    ae_status st = spec ? ae_ckpt_load(ckpt, &ck, err) : AE_ERR_NOMEM;
+    if (!st) {
+        char origin[PATH_CAP + 16];
+        snprintf(origin, sizeof origin, "%s:config", ckpt);
+        st = ae_config_parse_string(ck.config_text, origin, spec, err);
+        if (!st) st = ae_config_validate(spec, err);
+    }
+    data_set d;
+    memset(&d, 0, sizeof d);
+    ae_model *m = NULL;
+    ae_dataset codes = {0};
+    if (!st) st = load_data(spec, train_split, &d, err);
+    const ae_dataset *ds = train_split ? &d.train : &d.test;
+    if (!st) {
+        ae_shape in = {ds->c, ds->h, ds->w};
+        st = ae_model_create(spec, &in, EVAL_MIN_BATCH, &m, err);
+    }
+    if (!st && (ck.n_params != m->n_params || ck.n_state != m->n_state))
+        st = ae_error_set(err, AE_ERR_FORMAT, "%s: its parameters do not match the model its config builds", ckpt);
+    if (!st) {
+        memcpy(m->params, ck.params, sizeof(float) * m->n_params);
+        if (m->n_state) memcpy(m->state, ck.state, sizeof(float) * m->n_state);
+        st = ae_eval_encode(m, ds, m->n_encoder, &codes, err);
+    }
+    if (!st && ends_with(out, ".npy")) {
+        st = write_npy(out, "<f4", codes.n, codes.d, codes.xf, sizeof(float), err);
+        char stem[PATH_CAP], path[PATH_CAP + 128];
+        snprintf(stem, sizeof stem, "%.*s", (int)(strlen(out) - 4), out);
+        if (!st && ds->y) {
+            snprintf(path, sizeof path, "%s_labels.npy", stem);
+            st = write_npy(path, "|u1", ds->n, 0, ds->y, 1, err);
+        }
+        for (int i = 0; !st && i < m->n_encoder; i++) {
+            const ae_layer *l = &m->layers[i];
+            if (!l->W || l->tied) continue;
+            size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
+            snprintf(path, sizeof path, "%s_%s_W.npy", stem, l->name);
+            st = write_npy(path, "<f4", l->in_size, nw / l->in_size, l->W, sizeof(float), err);
+            if (!st && l->b) {
+                snprintf(path, sizeof path, "%s_%s_b.npy", stem, l->name);
+                st = write_npy(path, "<f4", (size_t)l->units, 0, l->b, sizeof(float), err);
+            }
+        }
+    } else if (!st) {
+        FILE *f = fopen(out, "w");
+        if (!f) st = ae_error_set(err, AE_ERR_IO, "%s: cannot write: %s", out, strerror(errno));
+        for (size_t i = 0; !st && i < codes.n; i++) {
+            fprintf(f, "%d", ds->y ? ds->y[i] : -1);
+            for (size_t j = 0; j < codes.d; j++) fprintf(f, ",%.7g", codes.xf[i * codes.d + j]);
+            fputc('\n', f);
+        }
+        if (f && fclose(f) != 0 && !st) st = ae_error_set(err, AE_ERR_IO, "%s: write failed", out);
+    }
+    if (!st) printf("wrote %zu codes of %zu values (%s split) to %s\n", codes.n, codes.d,
+                    train_split ? "train" : "test", out);
+    ae_data_free(&codes);
+    ae_model_free(m);
+    data_free(&d);
+    ae_ckpt_free(&ck);
+    free(spec);
+    return st;
 }

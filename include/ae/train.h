@@ -37,6 +37,17 @@ ae_status ae_train_eval_ckpt(const char *path, int probe, int quiet, ae_error *e
  * for a P-rank run, without loading data or training. */
 ae_status ae_train_check(ae_spec *spec, int nranks, ae_error *err);
 
+/* PCA baseline: fit on the config's training split, print the test MSE per
+ * element for each of the nk component counts ks[] (not collective: run it
+ * as one process). */
+ae_status ae_train_pca(ae_spec *spec, const int *ks, int nk, ae_error *err);
+
+/* Write the codes of a checkpoint's model for its dataset's test (or
+ * train) split: CSV (label, c0, c1, ...) or, for a name ending in .npy, a
+ * float32 NPY array (n x code) plus <stem>_labels.npy (uint8) and the
+ * encoder's weights as <stem>_<layer>_W.npy / _b.npy. Not collective. */
+ae_status ae_train_encode(const char *ckpt, const char *out, int train_split, ae_error *err);
+
 /* OpenBLAS threads for this rank: requested > 0, or the usable cores of
  * this rank (its CPU affinity) divided by the ranks sharing the node. */
 int ae_train_threads(int requested);
