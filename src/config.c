@@ -184,6 +184,8 @@ static const key_def keys[] = {
     K_INT("train", "probe_epochs", probe_epochs, "30", AT_LEAST(0), "epochs of the probe"),
     K_FLT("train", "probe_lr", probe_lr, "1e-2", ABOVE(0), "learning rate of the probe"),
     K_INT("train", "probe_batch", probe_batch, "256", AT_LEAST(1), "batch size of the probe"),
+    K_INT("train", "knn", knn, "0", BETWEEN(0, 64),
+          "autoencoders: test accuracy of a k-nearest-neighbour classifier on the code at the end (0 = off)"),
     K_FLT("train", "watchdog", watchdog, "600", AT_LEAST(0),
           "seconds a rank may wait in one collective before it aborts the job (0 = off)"),
     K_ENUM("train", "on_checkpoint_error", ckpt_error_continue, ckpt_error_modes, "stop",

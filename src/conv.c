@@ -95,7 +95,10 @@ static void col2im(const conv_geom *g, const float *col, int n, float *x)
                     for (int y = ylo; y < yhi; y++) {
                         const float *s = src + (size_t)y * g->ow;
                         float *drow = dst + (size_t)(y * g->s - g->pt + ki) * g->w;
-                        for (int xo = xlo; xo < xhi; xo++) drow[xo * g->s + xoff] += s[xo];
+                        if (g->s == 1) /* contiguous: vectorizes */
+                            for (int xo = xlo; xo < xhi; xo++) drow[xo + xoff] += s[xo];
+                        else
+                            for (int xo = xlo; xo < xhi; xo++) drow[xo * g->s + xoff] += s[xo];
                     }
                 }
             }
@@ -124,7 +127,8 @@ static void from_channel_major(const float *t, int n, int c, size_t hw, float *x
  * src_ld between filters and hw between samples (src == out: in place). Each
  * filter plane is finished while it is in cache; softmax, which spans the
  * whole sample, runs once per sample. */
-static void bias_act_planes(ae_layer *l, const float *src, size_t src_ld, size_t src_sample, float *out, int n)
+static void bias_act_planes(ae_layer *l, const float *src, size_t src_ld, size_t src_sample, float *out,
+                            int n)
 {
     int f = l->filters;
     size_t hw = l->out_size / (size_t)f;
@@ -143,26 +147,42 @@ static void bias_act_planes(ae_layer *l, const float *src, size_t src_ld, size_t
     }
 }
 
-/* Backward prologue of conv and deconv: dout (n x filters x hw) becomes d/dz in
- * place (unless the loss already gave d/dz), db += its sums per filter, and,
- * when dst != NULL, dst (filters x n*hw) receives it channel-major. */
+/* Sum of x[0..n) in SUM_LANES independent partial sums: vectorizable (one running sum waits on each
+ * add's latency) and a little more accurate. */
+#define SUM_LANES 8
+static float sum_floats(const float *x, size_t n)
+{
+    float acc[SUM_LANES] = {0};
+    size_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int j = 0; j < SUM_LANES; j++) acc[j] += x[i + j];
+    float s = 0.0f;
+    for (; i < n; i++) s += x[i];
+    for (int j = 0; j < SUM_LANES; j++) s += acc[j];
+    return s;
+}
+
+/* Backward prologue of conv and deconv: d/dz from dout (unless the loss already gave d/dz), db += its
+ * sums per filter. With dst == NULL dout becomes d/dz in place; else dst (filters x n*hw) receives it
+ * channel-major, filled row by row (one sequential write stream) and the activation's derivative is
+ * applied to the copy while it is in cache. Softmax spans the whole sample: it is applied to dout
+ * first. */
 static void act_bias_grad(ae_layer *l, const float *out, float *dout, int n, float *dst)
 {
     int f = l->filters;
     size_t hw = l->out_size / (size_t)f, ld = (size_t)n * hw;
-    int per_plane = l->act != AE_ACT_SOFTMAX;
-    for (int smp = 0; smp < n; smp++) {
-        size_t so = (size_t)smp * l->out_size;
-        if (!l->fused_out && !per_plane) ae_act_backward(l->act, out + so, dout + so, 1, l->out_size);
-        for (int fi = 0; fi < f; fi++) {
-            float *d = dout + so + (size_t)fi * hw;
-            if (!l->fused_out && per_plane) ae_act_backward(l->act, out + so + (size_t)fi * hw, d, 1, hw);
-            if (l->use_bias) {
-                float sum = 0.0f;
-                for (size_t p = 0; p < hw; p++) sum += d[p];
-                l->db[fi] += sum;
+    int plane_act = !l->fused_out && l->act != AE_ACT_SOFTMAX;
+    if (!l->fused_out && l->act == AE_ACT_SOFTMAX)
+        ae_act_backward(l->act, out, dout, (size_t)n, l->out_size);
+    for (int fi = 0; fi < f; fi++) {
+        for (int smp = 0; smp < n; smp++) {
+            size_t off = (size_t)smp * l->out_size + (size_t)fi * hw;
+            float *d = dout + off;
+            if (dst) {
+                d = memcpy(dst + (size_t)fi * ld + (size_t)smp * hw, d, sizeof(float) * hw);
             }
-            if (dst) memcpy(dst + (size_t)fi * ld + (size_t)smp * hw, d, sizeof(float) * hw);
+            if (plane_act) ae_act_backward(l->act, out + off, d, 1, hw);
+            if (l->use_bias) l->db[fi] += sum_floats(d, hw);
         }
     }
 }
@@ -180,7 +200,8 @@ static void init_weights(float *w, size_t nw, double fan_in, double fan_out, ae_
     default: scale = sqrt(6.0 / (fan_in + fan_out)); normal = 0; break;
     }
     for (size_t i = 0; i < nw; i++)
-        w[i] = normal ? (float)scale * ae_rng_normal(rng) : (float)scale * (2.0f * ae_rng_uniform(rng) - 1.0f);
+        w[i] = normal ? (float)scale * ae_rng_normal(rng)
+                      : (float)scale * (2.0f * ae_rng_uniform(rng) - 1.0f);
 }
 
 /* A switch given as 1/0/true/false. */
@@ -191,14 +212,15 @@ static ae_status arg_bool(const ae_layer_spec *ls, const char *key, int def, int
     else if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0) *out = 1;
     else if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0) *out = 0;
     else
-        return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: %s = '%s' must be true or false", ls->origin, ls->kind,
-                            key, v);
+        return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: %s = '%s' must be true or false", ls->origin,
+                            ls->kind, key, v);
     return AE_OK;
 }
 
 /* ---- conv and deconv: arguments and shapes ------------------------------------ */
 
-static const char *const conv_keys[] = {"filters", "ksize", "act", "stride", "pad", "init", "bias", "name", NULL};
+static const char *const conv_keys[] = {"filters", "ksize", "act", "stride", "pad", "init", "bias", "name",
+                                        NULL};
 
 /* Arguments shared by conv and deconv; returns *valid (1: pad=valid, 0: same). */
 static ae_status conv_args(ae_layer *l, const ae_layer_spec *ls, int *valid, ae_error *err)
@@ -214,8 +236,8 @@ static ae_status conv_args(ae_layer *l, const ae_layer_spec *ls, int *valid, ae_
     if (!pad || strcmp(pad, "same") == 0) *valid = 0;
     else if (strcmp(pad, "valid") == 0) *valid = 1;
     else
-        return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: pad must be same or valid, not '%s'", ls->origin, ls->kind,
-                            pad);
+        return ae_error_set(err, AE_ERR_CONFIG, "%s: %s: pad must be same or valid, not '%s'", ls->origin,
+                            ls->kind, pad);
     const char *init = ae_layer_spec_arg(ls, -1, "init");
     if (init) {
         int i = ae_init_parse(init);
@@ -260,8 +282,9 @@ static ae_status conv_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
     int k = l->ksize, s = l->stride, h = l->in.h, w = l->in.w;
     if (valid) {
         if (k > h || k > w)
-            return ae_error_set(err, AE_ERR_SHAPE, "%s: conv: kernel %d larger than the %dx%d input (pad=valid)",
-                                ls->origin, k, h, w);
+            return ae_error_set(err, AE_ERR_SHAPE,
+                                "%s: conv: kernel %d larger than the %dx%d input (pad=valid)", ls->origin, k,
+                                h, w);
         l->out = (ae_shape){l->filters, (h - k) / s + 1, (w - k) / s + 1};
     } else {
         l->out = (ae_shape){l->filters, (h + s - 1) / s, (w + s - 1) / s};
@@ -426,12 +449,13 @@ static ae_status maxpool_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *e
     if ((st = arg_bool(ls, "ceil", 0, &l->ceil_mode, err))) return st;
     int k = l->ksize, h = l->in.h, w = l->in.w;
     if (k > h || k > w)
-        return ae_error_set(err, AE_ERR_SHAPE, "%s: maxpool: pool size %d larger than the %dx%d input", ls->origin,
-                            k, h, w);
+        return ae_error_set(err, AE_ERR_SHAPE, "%s: maxpool: pool size %d larger than the %dx%d input",
+                            ls->origin, k, h, w);
     if (l->in_size > MAX_EXACT_INDEX)
         return ae_error_set(err, AE_ERR_SHAPE, "%s: maxpool: input of %zu values, at most %d supported",
                             ls->origin, l->in_size, MAX_EXACT_INDEX);
-    l->out = (ae_shape){l->in.c, pool_out(h, k, l->stride, l->ceil_mode), pool_out(w, k, l->stride, l->ceil_mode)};
+    l->out = (ae_shape){l->in.c, pool_out(h, k, l->stride, l->ceil_mode),
+                        pool_out(w, k, l->stride, l->ceil_mode)};
     l->out_size = ae_shape_size(&l->out);
     l->ws_per_sample = l->out_size; /* argmax: index into the sample's input */
     return AE_OK;
@@ -539,7 +563,8 @@ static ae_status reshape_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *e
     if ((st = ae_layer_arg_int(ls, 2, "w", -1, 1, MAX_DIM, &w, err))) return st;
     size_t size = (size_t)c * h * w;
     if (size != l->in_size)
-        return ae_error_set(err, AE_ERR_SHAPE, "%s: reshape(%d, %d, %d) has %zu values, the %dx%dx%d input has %zu",
+        return ae_error_set(err, AE_ERR_SHAPE,
+                            "%s: reshape(%d, %d, %d) has %zu values, the %dx%dx%d input has %zu",
                             ls->origin, c, h, w, size, l->in.c, l->in.h, l->in.w, l->in_size);
     l->out = (ae_shape){c, h, w};
     l->out_size = size;
@@ -562,8 +587,11 @@ static void reshape_backward(ae_layer *l, const ae_ctx *ctx, const float *in, co
 /* ---- the kinds ----------------------------------------------------------------------------- */
 
 const ae_layer_kind ae_kind_conv = {"conv", conv_setup, conv_init, conv_forward, conv_backward, NULL};
-const ae_layer_kind ae_kind_deconv = {"deconv", deconv_setup, deconv_init, deconv_forward, deconv_backward, NULL};
-const ae_layer_kind ae_kind_maxpool = {"maxpool", maxpool_setup, NULL, maxpool_forward, maxpool_backward, NULL};
+const ae_layer_kind ae_kind_deconv = {"deconv", deconv_setup, deconv_init, deconv_forward, deconv_backward,
+                                      NULL};
+const ae_layer_kind ae_kind_maxpool = {"maxpool", maxpool_setup, NULL, maxpool_forward, maxpool_backward,
+                                       NULL};
 const ae_layer_kind ae_kind_upsample = {"upsample", upsample_setup, NULL, upsample_forward, upsample_backward,
                                         NULL};
-const ae_layer_kind ae_kind_reshape = {"reshape", reshape_setup, NULL, reshape_forward, reshape_backward, NULL};
+const ae_layer_kind ae_kind_reshape = {"reshape", reshape_setup, NULL, reshape_forward, reshape_backward,
+                                       NULL};

@@ -78,3 +78,47 @@ ae_status ae_eval_encode(ae_model *m, const ae_dataset *ds, int upto, ae_dataset
     free(xbuf);
     return AE_OK;
 }
+
+#define KNN_MAX 64
+#define KNN_CLASSES 256
+
+ae_status ae_eval_knn(const ae_dataset *train, const ae_dataset *test, int k, double *accuracy, ae_error *err)
+{
+    if (k < 1 || k > KNN_MAX || !train->xf || !test->xf || !train->y || !test->y || train->d != test->d ||
+        (size_t)k > train->n)
+        return ae_error_set(err, AE_ERR_ARG, "knn: needs labelled float codes of equal width and 1 <= k <= %d",
+                            KNN_MAX);
+    int P = ae_dist_size(), r = ae_dist_rank();
+    size_t lo = test->n * (size_t)r / (size_t)P, hi = test->n * (size_t)(r + 1) / (size_t)P, d = train->d;
+    double sums[2] = {0.0, (double)(hi - lo)};
+    for (size_t i = lo; i < hi; i++) {
+        const float *q = test->xf + i * d;
+        float best[KNN_MAX];
+        int lab[KNN_MAX] = {0}, nb = 0;
+        for (size_t j = 0; j < train->n; j++) {
+            const float *x = train->xf + j * d;
+            float dist = 0.0f;
+            for (size_t c = 0; c < d; c++) {
+                float e = q[c] - x[c];
+                dist += e * e;
+            }
+            if (nb == k && dist >= best[k - 1]) continue;
+            int pos = nb < k ? nb++ : k - 1;
+            while (pos > 0 && best[pos - 1] > dist) {
+                best[pos] = best[pos - 1];
+                lab[pos] = lab[pos - 1];
+                pos--;
+            }
+            best[pos] = dist;
+            lab[pos] = train->y[j];
+        }
+        int votes[KNN_CLASSES] = {0}, win = lab[0];
+        for (int t = 0; t < nb; t++)
+            if (++votes[lab[t]] > votes[win]) win = lab[t];
+        sums[0] += win == test->y[i];
+    }
+    ae_status st = ae_dist_allreduce_sum_f64(sums, 2, err);
+    if (st) return st;
+    *accuracy = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
+    return AE_OK;
+}

@@ -14,6 +14,10 @@
  * of the table, (4^j R(h/2) - R(h)) / (4^j - 1), removes the next even power of h. */
 #define RICH_MAX_LEVELS 4
 #define RICH_RATIO 4.0 /* halving h divides the h^2 term by 4 */
+#define KINK_RETRIES 9   /* a step that straddles a kink is retried at h/2, h/4, ... h/512 ... */
+#define KINK_SHRINK 2.0  /* ... (no smaller than needed: noise grows as 1/h) before it is skipped */
+#define DITHER_REL 1e-6      /* relative size of the noise-measuring dither: ~10 ulps */
+#define DITHER_ROUNDINGS 4.0 /* (J(p+d) + J(p-d)) - (J(p+d') + J(p-d')): four independent roundings */
 
 void ae_gradcheck_opts_default(ae_gradcheck_opts *o)
 {
@@ -24,6 +28,12 @@ void ae_gradcheck_opts_default(ae_gradcheck_opts *o)
     o->levels = AE_GRADCHECK_LEVELS;
     o->noise_sigmas = AE_GRADCHECK_NOISE_SIGMAS;
     o->n_dither = AE_GRADCHECK_DITHERS;
+}
+
+static const ae_gradcheck_opts *defaults(ae_gradcheck_opts *o)
+{
+    ae_gradcheck_opts_default(o);
+    return o;
 }
 
 /* ---- the core ------------------------------------------------------------ */
@@ -86,13 +96,11 @@ static double central(const checker *c, size_t i, double h, double *width, int *
     return (fp - fm) / *width;
 }
 
-/* dJ/dp[i] by Richardson-extrapolated central differences from h = rel_step * max(|p|, min_mag)
- * down to h / 2^(levels-1); *sd = its standard deviation from the rounding noise of J (two
- * evaluations per difference, independent roundings). */
-static double numeric(const checker *c, size_t i, double *sd, int *kink)
+/* dJ/dp[i] by Richardson-extrapolated central differences from h down to h / 2^(levels-1); *sd = its
+ * standard deviation from the rounding noise of J (two evaluations per difference, independent
+ * roundings). */
+static double numeric(const checker *c, size_t i, double h, double *sd, int *kink)
 {
-    const ae_gradcheck_opts *o = c->o;
-    double h = o->rel_step * fmax(fabs((double)c->p[i]), o->min_mag);
     double prev[RICH_MAX_LEVELS] = {0}, cur[RICH_MAX_LEVELS] = {0}, var = 0.0;
     for (int k = 0; k < c->levels; k++, h *= 0.5) {
         double width;
@@ -110,33 +118,44 @@ static double numeric(const checker *c, size_t i, double *sd, int *kink)
     return prev[c->levels - 1];
 }
 
-/* The rounding noise of J, measured: move every coordinate of p by one ulp up or down at random and
- * take the standard deviation of J over n_dither such points. A one-ulp move changes J by far less
- * than its rounding (sum |g| ulp(p) against ~1e-7 |J|), but reshuffles every rounding of the forward
- * pass, which is what J(p + h) and J(p - h) also see. Perturbing all coordinates at once makes it an
- * upper bound for any single one. */
+/* J at p + sign * delta, delta[i] = DITHER_REL * max(|p[i]|, min_mag) * (+-1 from rng). */
+static double dithered(checker *c, const float *save, uint32_t key, double sign)
+{
+    ae_rng rng;
+    ae_rng_init(&rng, c->o->seed, AE_RNG_TEST, 0, 1, key);
+    for (size_t i = 0; i < c->len; i++) {
+        double d = DITHER_REL * fmax(fabs((double)save[i]), c->o->min_mag);
+        c->p[i] = (float)((double)save[i] + ((ae_rng_u32(&rng) & 1u) ? sign * d : -sign * d));
+    }
+    int kink = 0;
+    return c->eval(c->ud, &kink);
+}
+
+/* The rounding noise of J, measured. Move every coordinate of p by about DITHER_REL of itself (some ten
+ * float ulps: enough to reshuffle every rounding of the forward pass, which is what J(p + h) and
+ * J(p - h) also see) in a random direction delta, both ways: J(p + delta) + J(p - delta) cancels the
+ * first-order change exactly and leaves delta' H delta ~ 1e-12 |H|, far below the rounding. The
+ * difference of two such sums is then four independent roundings: var = 4 sd^2. Perturbing all
+ * coordinates at once reshuffles every rounding, an upper bound for perturbing one. (A one-ulp dither
+ * is not enough: rounding is piecewise constant, and most results round the same way again.) */
 static ae_status measure_noise(checker *c, ae_error *err)
 {
     c->noise = 0.0;
-    if (c->o->n_dither < 2 || c->len == 0) return AE_OK;
+    int pairs = c->o->n_dither / 2;
+    if (pairs < 1 || c->len == 0) return AE_OK;
     float *save = ae_malloc(c->len * sizeof *save, err);
     if (!save) return AE_ERR_NOMEM;
     memcpy(save, c->p, c->len * sizeof *save);
-    ae_rng rng;
-    ae_rng_init(&rng, c->o->seed, AE_RNG_TEST, 0, 1, 0);
-    double sum = 0.0, sum2 = 0.0;
-    int kink = 0;
-    for (int d = 0; d < c->o->n_dither; d++) {
-        for (size_t i = 0; i < c->len; i++)
-            c->p[i] = nextafterf(save[i], (ae_rng_u32(&rng) & 1u) ? INFINITY : -INFINITY);
-        double j = c->eval(c->ud, &kink);
-        sum += j;
-        sum2 += j * j;
+    double ss = 0.0;
+    for (int k = 0; k < pairs; k++) {
+        uint32_t a = 2u * (uint32_t)k, b = a + 1u;
+        double sa = dithered(c, save, a, 1.0) + dithered(c, save, a, -1.0);
+        double sb = dithered(c, save, b, 1.0) + dithered(c, save, b, -1.0);
+        ss += (sa - sb) * (sa - sb);
     }
     memcpy(c->p, save, c->len * sizeof *save);
     free(save);
-    double n = c->o->n_dither, mean = sum / n;
-    c->noise = sqrt(fmax(0.0, (sum2 - n * mean * mean) / (n - 1.0)));
+    c->noise = sqrt(ss / (DITHER_ROUNDINGS * pairs));
     return AE_OK;
 }
 
@@ -221,7 +240,7 @@ static ae_status run_check(checker *c, const group *g, int ng, ae_gradcheck_resu
         /* close the group(s) ending before idx[k] */
         while (gk < ng && (k == n_idx || idx[k] >= g[gk].off + g[gk].count)) {
             if (o->verbose && g[gk].count)
-                fprintf(stderr, "gradcheck: %-10s max rel err %.3e over %zu coordinates (%zu skipped at kinks)\n",
+                fprintf(stderr, "gradcheck: %-10s max rel err %.3e over %zu coordinates (%zu skipped)\n",
                         g[gk].name, gworst, gchecked, gskipped);
             gk++;
             gworst = 0.0;
@@ -229,9 +248,15 @@ static ae_status run_check(checker *c, const group *g, int ng, ae_gradcheck_resu
         }
         if (k == n_idx) break;
         size_t i = idx[k];
-        int kink = 0;
-        double sd;
-        double num = numeric(c, i, &sd, &kink);
+        int kink = 1;
+        double sd = 0.0, num = 0.0;
+        double h = o->rel_step * fmax(fabs((double)c->p[i]), o->min_mag);
+        /* near a kink, retry with smaller steps: the floor follows the larger noise */
+        for (int t = 0; t <= KINK_RETRIES && kink; t++, h /= KINK_SHRINK) {
+            kink = 0;
+            num = numeric(c, i, h, &sd, &kink);
+            if (t == 1) r->n_shrunk++;
+        }
         if (kink) {
             r->n_skipped++;
             gskipped++;
@@ -243,7 +268,7 @@ static ae_status run_check(checker *c, const group *g, int ng, ae_gradcheck_resu
         r->n_checked++;
         gchecked++;
         gworst = fmax(gworst, e);
-        if (floor > fabs(a)) r->n_floored++;
+        if (floor > fmax(fabs(a), fabs(num)) && a != num) r->n_floored++; /* exact agreement is evidence */
         if (e > o->tol) {
             r->n_failed++;
             if (o->verbose)
@@ -270,18 +295,21 @@ static void result_clear(ae_gradcheck_result *r)
     r->worst_layer = -1;
 }
 
-/* ---- models ---------------------------------------------------------------- */
-
-float ae_gradcheck_scale(const ae_model *m, int n)
+void ae_gradcheck_format(const ae_gradcheck_result *r, char *buf, size_t n)
 {
-    double per = m->loss == AE_LOSS_CE ? 1.0 : (double)m->out_size;
-    return (float)(1.0 / ((double)n * per));
+    snprintf(buf, n,
+             "max rel err %.2e at %s[%zu] (analytic %.6g, numeric %.6g, floor %.2g), %zu checked, "
+             "%zu skipped, %zu floored, noise sd %.2g",
+             r->max_rel_err, r->worst_name, r->worst_index, r->worst_analytic, r->worst_numeric, r->floor,
+             r->n_checked, r->n_skipped, r->n_floored, r->noise);
 }
+
+/* ---- models ---------------------------------------------------------------- */
 
 double ae_gradcheck_objective(ae_model *m, const ae_ctx *ctx, const float *x, const float *target,
                               const uint8_t *labels, int n)
 {
-    float scale = ae_gradcheck_scale(m, n);
+    float scale = ae_model_loss_scale(m, n);
     ae_model_forward(m, ctx, x, n, m->n_layers);
     ae_loss_out lo;
     ae_model_loss(m, ctx, x, target, labels, n, scale, 0, &lo);
@@ -309,7 +337,7 @@ ae_status ae_gradcheck_model_grad(ae_model *m, const ae_ctx *ctx, const float *x
     if (st) return st;
     ae_ctx dctx = default_ctx(NULL);
     if (!ctx) ctx = &dctx;
-    float scale = ae_gradcheck_scale(m, n);
+    float scale = ae_model_loss_scale(m, n);
     memset(m->grads, 0, sizeof(float) * m->n_params);
     ae_model_forward(m, ctx, x, n, m->n_layers);
     ae_loss_out lo;
@@ -325,7 +353,7 @@ ae_status ae_gradcheck_model_grad(ae_model *m, const ae_ctx *ctx, const float *x
 static int kinked(const ae_model *m, int i)
 {
     ae_act a = m->layers[i].act;
-    return a == AE_ACT_RELU || a == AE_ACT_ELU || i == m->l1_layer;
+    return a == AE_ACT_RELU || a == AE_ACT_ELU || (i == m->l1_layer && m->l1 > 0.0f);
 }
 
 typedef struct model_ud {
@@ -358,10 +386,12 @@ static double model_eval(void *ud, int *kink)
 }
 
 ae_status ae_gradcheck_model_against(ae_model *m, const float *x, const float *target, const uint8_t *labels,
-                                     int n, const float *grad, const ae_gradcheck_opts *o, ae_gradcheck_result *r,
-                                     ae_error *err)
+                                     int n, const float *grad, const ae_gradcheck_opts *o,
+                                     ae_gradcheck_result *r, ae_error *err)
 {
     result_clear(r);
+    ae_gradcheck_opts dflt;
+    if (!o) o = defaults(&dflt);
     ae_status st = check_n(m, n, err);
     if (st) return st;
     ae_ctx dctx = default_ctx(o);
@@ -405,6 +435,8 @@ ae_status ae_gradcheck_model(ae_model *m, const float *x, const float *target, c
                              const ae_gradcheck_opts *o, ae_gradcheck_result *r, ae_error *err)
 {
     result_clear(r);
+    ae_gradcheck_opts dflt;
+    if (!o) o = defaults(&dflt);
     ae_ctx dctx = default_ctx(o);
     const ae_ctx *ctx = o->ctx ? o->ctx : &dctx;
     ae_status st = ae_gradcheck_model_grad(m, ctx, x, target, labels, n, NULL, NULL, err);
@@ -432,6 +464,8 @@ ae_status ae_gradcheck_func(ae_gradcheck_fn f, void *ud, float *x, size_t len, c
                             ae_gradcheck_result *r, ae_error *err)
 {
     result_clear(r);
+    ae_gradcheck_opts dflt;
+    if (!o) o = defaults(&dflt);
     float *g = ae_alloc_floats(len, err);
     if (!g) return AE_ERR_NOMEM;
     r->objective = f(ud, x, g);

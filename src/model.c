@@ -54,7 +54,6 @@ void ae_model_free(ae_model *m)
     if (m->act)
         for (int i = 0; i < m->n_layers; i++) free(m->act[i]);
     free(m->act);
-    free(m->layers);
     free(m->params);
     free(m->grads);
     free(m->state);
@@ -65,6 +64,7 @@ void ae_model_free(ae_model *m)
     free(m->kl_mean);
     if (m->layers)
         for (int i = 0; i < m->n_layers; i++) free(m->layers[i].ws);
+    free(m->layers);
     free(m);
 }
 
@@ -143,7 +143,10 @@ static ae_status check_loss(ae_model *m, const ae_spec *spec, ae_error *err)
     ae_layer *last = &m->layers[m->n_layers - 1];
     const char *origin = m->type == AE_MODEL_CLASSIFIER ? (spec->n_head ? spec->head[spec->n_head - 1].origin : "")
                                                         : spec->decoder[spec->n_decoder - 1].origin;
-    int has_z = strcmp(last->kind->name, "dense") == 0 || strcmp(last->kind->name, "act") == 0;
+    /* the kinds whose forward keeps the pre-activation in l->z for a fused loss */
+    static const char *const z_kinds[] = {"dense", "act", "tdense", "conv", "deconv", "bn"};
+    int has_z = 0;
+    for (size_t k = 0; k < sizeof z_kinds / sizeof z_kinds[0]; k++) has_z |= strcmp(last->kind->name, z_kinds[k]) == 0;
     m->loss = spec->loss;
     m->loss_sum = spec->loss_sum;
     if (m->type == AE_MODEL_AUTOENCODER && m->out_size != m->in_size)
@@ -152,14 +155,14 @@ static ae_status check_loss(ae_model *m, const ae_spec *spec, ae_error *err)
     if (spec->loss == AE_LOSS_BCE) {
         if (last->act != AE_ACT_SIGMOID || !has_z)
             return ae_error_set(err, AE_ERR_CONFIG,
-                                "%s: loss bce needs a sigmoid output layer (the last layer's act is %s)", origin,
-                                ae_act_name(last->act));
+                                "%s: loss bce needs a sigmoid output layer (the last layer is %s with act %s)",
+                                origin, last->kind->name, ae_act_name(last->act));
         m->fused = 1;
     } else if (spec->loss == AE_LOSS_CE) {
         if (last->act != AE_ACT_SOFTMAX || !has_z)
             return ae_error_set(err, AE_ERR_CONFIG,
-                                "%s: loss ce needs a softmax output layer (the last layer's act is %s)", origin,
-                                ae_act_name(last->act));
+                                "%s: loss ce needs a softmax output layer (the last layer is %s with act %s)",
+                                origin, last->kind->name, ae_act_name(last->act));
         m->fused = 1;
     }
     last->fused_out = m->fused;

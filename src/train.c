@@ -813,7 +813,7 @@ static void fmt_metric(char *buf, size_t cap, const char *name, double v)
 ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result *res, ae_error *err)
 {
     memset(res, 0, sizeof *res);
-    res->test_acc = res->probe_acc = NAN;
+    res->test_acc = res->probe_acc = res->knn_acc = NAN;
     install_signals();
     fault_read();
     int threads = ae_train_threads(spec->threads);
@@ -1024,12 +1024,24 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     if (is_ae && spec->probe && spec->probe_epochs > 0 && d.train.y && d.test.y) {
         if ((st = run_probe(m, spec, &d.train, &d.test, &res->probe_acc, err))) goto done;
     }
+    if (is_ae && spec->knn > 0 && d.train.y && d.test.y) {
+        ae_dataset ctrain = {0}, ctest = {0};
+        st = ae_eval_encode(m, &d.train, m->n_encoder, &ctrain, err);
+        if (!st) st = ae_eval_encode(m, &d.test, m->n_encoder, &ctest, err);
+        if (!st) st = ae_eval_knn(&ctrain, &ctest, spec->knn, &res->knn_acc, err);
+        ae_data_free(&ctrain);
+        ae_data_free(&ctest);
+        if (st) goto done;
+    }
     if (is_ae) {
         ae_report_log("test reconstruction: mse %.6f  bce %.6f per pixel; mean code activation %.4f", te.mse, te.bce,
                       te.code_mean);
         if (has_kl)
             ae_report_log("test -ELBO %.4f per sample = reconstruction %.4f + KL %.4f", te.loss + te.penalty, te.loss,
                           te.penalty);
+        if (isfinite(res->knn_acc))
+            ae_report_log("test accuracy of %d-NN on the %zu-d code: %.2f%%", spec->knn, m->code_size,
+                          100 * res->knn_acc);
         if (isfinite(res->probe_acc))
             ae_report_log("test accuracy of a softmax probe on the %zu-d code: %.2f%%", m->code_size,
                           100 * res->probe_acc);
@@ -1042,10 +1054,11 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         char text[1024];
         snprintf(text, sizeof text,
                  "{\"test_loss\": %.9g, \"test_mse\": %.9g, \"test_bce\": %.9g, \"test_acc\": %.9g, "
-                 "\"probe_acc\": %.9g, \"code_mean\": %.9g, \"test_penalty\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, "
+                 "\"probe_acc\": %.9g, \"knn_acc\": %.9g, \"code_mean\": %.9g, \"test_penalty\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, "
                  "\"ranks\": %d}\n",
                  res->test_loss, is_ae ? te.mse : -1.0, is_ae ? te.bce : -1.0, is_ae ? -1.0 : te.accuracy,
-                 isfinite(res->probe_acc) ? res->probe_acc : -1.0, is_ae ? te.code_mean : -1.0, te.penalty,
+                 isfinite(res->probe_acc) ? res->probe_acc : -1.0, isfinite(res->knn_acc) ? res->knn_acc : -1.0,
+                 is_ae ? te.code_mean : -1.0, te.penalty,
                  res->samples_per_s,
                  (long long)L.step, P);
         if ((st = write_text(rc.dir, "result.json", text, err))) ae_report_warn("%s", err->msg);

@@ -27,4 +27,9 @@ ae_status ae_eval_dataset(ae_model *m, const ae_dataset *ds, float *xbuf, ae_eva
  * dataset (labels copied). */
 ae_status ae_eval_encode(ae_model *m, const ae_dataset *ds, int upto, ae_dataset *codes, ae_error *err);
 
+/* Collective: accuracy of k-nearest-neighbour classification (Euclidean,
+ * majority vote, ties to the nearest) of test rows by train rows, float
+ * datasets with labels; each rank classifies its share of test. */
+ae_status ae_eval_knn(const ae_dataset *train, const ae_dataset *test, int k, double *accuracy, ae_error *err);
+
 #endif

@@ -71,8 +71,9 @@ typedef struct ae_loss_out {
 
 /* After ae_model_forward(..., n_layers): the loss of the output against
  * target (autoencoder: n x out_size floats) or labels (classifier). When
- * backward != 0, also back-propagates scale * d(loss + penalty) into
- * m->grads (accumulating). Typical scale: 1 / (global batch x out_size) for
+ * backward != 0, also back-propagates d(scale * loss + penalty / N) into
+ * m->grads (accumulating), N the global batch (scale x out_size for a
+ * per-element mean, scale otherwise: see ae_model_loss_scale). Typical scale: 1 / (global batch x out_size) for
  * reconstruction, 1 / global batch for ce. */
 void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *target, const uint8_t *labels,
                    int n, float scale, int backward, ae_loss_out *out);

@@ -19,6 +19,7 @@ typedef struct ae_train_opts {
 typedef struct ae_train_result {
     double test_loss, test_mse, test_bce, test_acc; /* test_acc: classifier, else NAN */
     double probe_acc;                                /* autoencoder probe, NAN when not run */
+    double knn_acc;                                  /* k-NN on the code, NAN when not run */
     double samples_per_s;                            /* mean training throughput */
     int64_t steps;
     char run_dir[4096];

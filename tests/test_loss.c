@@ -1,0 +1,352 @@
+/* test_loss.c - CUnit suite "loss": each loss and penalty of loss.h against
+ * values worked out by hand, and its d/d(input) against central differences
+ * (ae_gradcheck_func); a derivative with a deliberate mistake must fail that
+ * check. The losses fused into a model (bce and ce from the logits, L1 on a
+ * hidden layer, L2 on the weights) are checked through models in test_model.c. */
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ae/gradcheck.h"
+#include "ae/loss.h"
+#include "ae/rng.h"
+
+#define SEED 7u
+#define N_ROWS 4
+#define WIDTH 5
+#define LEN (N_ROWS * WIDTH)
+/* Hand values are exact in double; the losses round each element's term in float (~1e-7 relative). */
+#define VAL_TOL 1e-6
+/* Inputs of penalties with a kink at 0 stay this far from it, well beyond the largest step
+ * (AE_GRADCHECK_REL_STEP x |a| <= 0.02 here). */
+#define KINK_MARGIN 0.1f
+/* Steps relative to the input down to this magnitude: bce's log y has a pole at 0, so an output of 0.1
+ * must not get the model default step of 0.1. */
+#define LOSS_MIN_MAG 0.05
+#define BCE_Y_LO 0.1f
+#define BCE_Y_HI 0.6f
+#define WRONG_FACTOR 1.05f /* the deliberately wrong derivative entry is off by 5% */
+#define WRONG_INDEX 7
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void check_close_at(unsigned line, double got, double want, const char *what)
+{
+    char msg[160];
+    int ok = fabs(got - want) <= VAL_TOL * fmax(1.0, fabs(want));
+    snprintf(msg, sizeof msg, "%s = %.9g, want %.9g", what, got, want);
+    CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
+}
+#define CHECK_CLOSE(got, want) check_close_at(__LINE__, (double)(got), (want), #got)
+
+static void fill_uniform(ae_rng *r, float *x, size_t n, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * ae_rng_uniform(r);
+}
+
+/* Values in +-[KINK_MARGIN, hi): away from a kink at 0. */
+static void fill_away_from_zero(ae_rng *r, float *x, size_t n, float hi)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = KINK_MARGIN + (hi - KINK_MARGIN) * ae_rng_uniform(r);
+        x[i] = ae_rng_uniform(r) < 0.5f ? -v : v;
+    }
+}
+
+/* What a loss is evaluated against, and with which scale (the gradient is scale * d(sum)). */
+typedef struct loss_case {
+    const float *t;
+    const uint8_t *labels;
+    float scale, lambda;
+    int wrong; /* corrupt grad[WRONG_INDEX] by WRONG_FACTOR */
+} loss_case;
+
+/* f = scale * loss(x); the losses write scale * d(loss)/dx = df/dx. */
+static double f_mse(void *ud, const float *x, float *g)
+{
+    const loss_case *c = ud;
+    double s = c->scale * ae_loss_mse(x, c->t, N_ROWS, WIDTH, c->scale, g);
+    if (g && c->wrong) g[WRONG_INDEX] *= WRONG_FACTOR;
+    return s;
+}
+
+static double f_bce_logits(void *ud, const float *x, float *g)
+{
+    const loss_case *c = ud;
+    return c->scale * ae_loss_bce_logits(x, c->t, N_ROWS, WIDTH, c->scale, g);
+}
+
+static double f_bce(void *ud, const float *x, float *g)
+{
+    const loss_case *c = ud;
+    return c->scale * ae_loss_bce(x, c->t, N_ROWS, WIDTH, c->scale, g);
+}
+
+static double f_ce_logits(void *ud, const float *x, float *g)
+{
+    const loss_case *c = ud;
+    return c->scale * ae_loss_ce_logits(x, c->labels, N_ROWS, WIDTH, c->scale, g, NULL);
+}
+
+/* The L1 penalty accumulates into d: start from 0. */
+static double f_l1(void *ud, const float *x, float *g)
+{
+    const loss_case *c = ud;
+    if (g) memset(g, 0, sizeof(float) * LEN);
+    return c->scale * ae_loss_l1(x, LEN, c->lambda, c->scale, g);
+}
+
+static double f_l2(void *ud, const float *x, float *g)
+{
+    const loss_case *c = ud;
+    if (g) memset(g, 0, sizeof(float) * LEN);
+    return ae_loss_l2(x, LEN, c->lambda, g);
+}
+
+static void report(const char *what, const ae_gradcheck_result *r)
+{
+    if (!getenv("AE_GRADCHECK_VERBOSE")) return;
+    char desc[256];
+    ae_gradcheck_format(r, desc, sizeof desc);
+    fprintf(stderr, "\n    %-24s %s", what, desc);
+}
+
+static ae_gradcheck_result run_check(const char *what, ae_gradcheck_fn f, loss_case *c, float *x)
+{
+    ae_gradcheck_opts o;
+    ae_gradcheck_opts_default(&o);
+    o.min_mag = LOSS_MIN_MAG;
+    ae_gradcheck_result r;
+    ae_error err = {0};
+    ae_status st = ae_gradcheck_func(f, c, x, LEN, &o, &r, &err);
+    CU_ASSERT_EQUAL(st, AE_OK);
+    report(what, &r);
+    return r;
+}
+
+/* Asserts that every coordinate of f's gradient at x is within AE_GRADCHECK_TOL of the central
+ * difference, and that x comes back unchanged. */
+static void check_grad_at(unsigned line, const char *what, ae_gradcheck_fn f, loss_case *c, float *x)
+{
+    float before[LEN];
+    memcpy(before, x, sizeof before);
+    ae_gradcheck_result r = run_check(what, f, c, x);
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s: max rel err %.3e at [%zu] (analytic %.6g, numeric %.6g) <= %g", what,
+             r.max_rel_err, r.worst_index, r.worst_analytic, r.worst_numeric, AE_GRADCHECK_TOL);
+    CU_assertImplementation(r.max_rel_err <= AE_GRADCHECK_TOL && r.n_failed == 0 && r.n_checked == LEN, line,
+                            msg, __FILE__, "", CU_FALSE);
+    int same = memcmp(before, x, sizeof before) == 0;
+    CU_assertImplementation(same, line, "x restored", __FILE__, "", CU_FALSE);
+}
+#define CHECK_GRAD(f, c, x) check_grad_at(__LINE__, #f, (f), (c), (x))
+
+/* ---- values ------------------------------------------------------------------- */
+
+/* y = (0.5, 1, -1), t = (0, 1, 1): sum (y - t)^2 = 0.25 + 0 + 4 = 4.25; scale 0.5: d = 2 * 0.5 * (y - t). */
+static void test_loss_mse_values(void)
+{
+    const float y[] = {0.5f, 1.0f, -1.0f}, t[] = {0.0f, 1.0f, 1.0f};
+    float d[3];
+    CHECK_CLOSE(ae_loss_mse(y, t, 1, 3, 0.5f, d), 4.25);
+    CHECK_CLOSE(d[0], 0.5);
+    CHECK_CLOSE(d[1], 0.0);
+    CHECK_CLOSE(d[2], -2.0);
+    CHECK_CLOSE(ae_loss_mse(y, t, 3, 1, 1.0f, NULL), 4.25); /* n x w is what counts */
+}
+
+/* z = (0, 2, -3), t = (0.5, 1, 0): max(z,0) - z t + log(1 + e^-|z|) =
+ *   ln 2 = 0.6931471805599453,  2 - 2 + log1p(e^-2) = 0.1269280110429725,  log1p(e^-3) = 0.04858735157374206
+ * d = sigmoid(z) - t = (0, 0.8807970779778823 - 1, 0.04742587317756678). Large |z| stays finite. */
+static void test_loss_bce_logits_values(void)
+{
+    const float z[] = {0.0f, 2.0f, -3.0f}, t[] = {0.5f, 1.0f, 0.0f};
+    float d[3];
+    CHECK_CLOSE(ae_loss_bce_logits(z, t, 1, 3, 1.0f, d),
+                0.6931471805599453 + 0.1269280110429725 + 0.04858735157374206);
+    CHECK_CLOSE(d[0], 0.0);
+    CHECK_CLOSE(d[1], 0.8807970779778823 - 1.0);
+    CHECK_CLOSE(d[2], 0.04742587317756678);
+    const float big[] = {100.0f, -100.0f, 100.0f}, tb[] = {0.0f, 0.0f, 1.0f};
+    double l = ae_loss_bce_logits(big, tb, 1, 3, 1.0f, d);
+    CHECK_CLOSE(l, 100.0); /* only the confidently wrong first element costs */
+    CHECK_CLOSE(d[0], 1.0);
+    CHECK_CLOSE(d[1], 0.0);
+    CHECK_CLOSE(d[2], 0.0);
+}
+
+/* y = (0.25, 0.8, 0, 1.5), t = (1, 0, 1, 0): -ln 0.25 = 1.3862943611198906, -ln 0.2 = 1.6094379124341003;
+ * y = 0 is clamped to 1e-7: -ln 1e-7 = 16.11809565095832; y = 1.5 to 1 - 1e-7 with t = 0: the same.
+ * d = (p - t) / (p (1 - p)): -0.75 / 0.1875 = -4, 0.8 / 0.16 = 5; 0 where clamped. */
+static void test_loss_bce_clamped_values(void)
+{
+    const float y[] = {0.25f, 0.8f, 0.0f, 1.5f}, t[] = {1.0f, 0.0f, 1.0f, 0.0f};
+    float d[4];
+    double l = ae_loss_bce(y, t, 1, 4, 1.0f, d);
+    double p0 = (double)AE_BCE_EPS, p1 = (double)(1.0f - AE_BCE_EPS); /* the clamp bounds, in float */
+    CHECK_CLOSE(l, 1.3862943611198906 + 1.6094379124341003 - log(p0) - log1p(-p1));
+    CU_ASSERT(fabs(-log(p0) - 16.11809565095832) < 1e-5);
+    CHECK_CLOSE(d[0], -4.0);
+    CHECK_CLOSE(d[1], 5.0);
+    CU_ASSERT_EQUAL(d[2], 0.0f);
+    CU_ASSERT_EQUAL(d[3], 0.0f);
+    CU_ASSERT(isfinite(l));
+}
+
+/* Rows (1, 2, 3) label 2 and (3, 1, 0) label 1:
+ *   logsumexp(1,2,3) = 3.40760596444438, loss 0.40760596444438;  softmax = (0.0900, 0.2447, 0.6652)
+ *   logsumexp(3,1,0) = 3.1698460195562856, loss 2.1698460195562856 (argmax 0: wrong)
+ * d = scale * (softmax - onehot). */
+static void test_loss_ce_logits_values(void)
+{
+    const float z[] = {1.0f, 2.0f, 3.0f, 3.0f, 1.0f, 0.0f};
+    const uint8_t lab[] = {2, 1};
+    float d[6];
+    size_t correct = 0;
+    CHECK_CLOSE(ae_loss_ce_logits(z, lab, 2, 3, 0.5f, d, &correct), 0.40760596444438 + 2.1698460195562856);
+    CU_ASSERT_EQUAL(correct, 1);
+    CHECK_CLOSE(d[0], 0.5 * 0.09003057317038046);
+    CHECK_CLOSE(d[1], 0.5 * 0.24472847105479767);
+    CHECK_CLOSE(d[2], 0.5 * (0.6652409557748219 - 1.0));
+    CHECK_CLOSE(d[4], 0.5 * (exp(1.0 - 3.1698460195562856) - 1.0));
+    double row = 0.0;
+    for (int j = 0; j < 3; j++) row += d[3 + j];
+    CHECK_CLOSE(row, 0.0); /* softmax minus one-hot sums to 0 */
+}
+
+/* a = (0.5, -2, 0), lambda 0.1: 0.1 * 2.5 = 0.25; d += scale lambda sign(a), onto what d held. */
+static void test_loss_l1_values(void)
+{
+    const float a[] = {0.5f, -2.0f, 0.0f};
+    float d[3] = {1.0f, 1.0f, 1.0f};
+    CHECK_CLOSE(ae_loss_l1(a, 3, 0.1f, 2.0f, d), 0.25);
+    CHECK_CLOSE(d[0], 1.0 + 0.2);
+    CHECK_CLOSE(d[1], 1.0 - 0.2);
+    CHECK_CLOSE(d[2], 1.0);
+}
+
+/* w = (1, -2, 3), lambda 0.5: 0.25 * 14 = 3.5; g += lambda w. */
+static void test_loss_l2_values(void)
+{
+    const float w[] = {1.0f, -2.0f, 3.0f};
+    float g[3] = {1.0f, 0.0f, -1.0f};
+    CHECK_CLOSE(ae_loss_l2(w, 3, 0.5f, g), 3.5);
+    CHECK_CLOSE(g[0], 1.5);
+    CHECK_CLOSE(g[1], -1.0);
+    CHECK_CLOSE(g[2], 0.5);
+    CHECK_CLOSE(ae_loss_l2(w, 3, 0.5f, NULL), 3.5);
+}
+
+/* ---- gradients ------------------------------------------------------------------- */
+
+static void test_loss_mse_grad(void)
+{
+    ae_rng r;
+    ae_rng_init(&r, SEED, AE_RNG_TEST, 1, 0, 0);
+    float y[LEN], t[LEN];
+    fill_uniform(&r, y, LEN, -1.0f, 2.0f);
+    fill_uniform(&r, t, LEN, 0.0f, 1.0f);
+    loss_case c = {.t = t, .scale = 1.0f / LEN};
+    CHECK_GRAD(f_mse, &c, y);
+}
+
+/* Logits up to +-8 (saturated sigmoids: the stable form must still give sigmoid(z) - t) and soft targets. */
+static void test_loss_bce_logits_grad(void)
+{
+    ae_rng r;
+    ae_rng_init(&r, SEED, AE_RNG_TEST, 2, 0, 0);
+    float z[LEN], t[LEN];
+    fill_uniform(&r, z, LEN, -8.0f, 8.0f);
+    fill_uniform(&r, t, LEN, 0.0f, 1.0f);
+    t[0] = 0.0f;
+    t[1] = 1.0f;
+    loss_case c = {.t = t, .scale = 1.0f / LEN};
+    CHECK_GRAD(f_bce_logits, &c, z);
+}
+
+/* Outputs inside (0.1, 0.6) - the steps (0.2 |y|) stay clear of the clamp and of the poles of log y and
+ * log(1 - y) - and, clamped, outside [0, 1] by more than a step: there the loss is flat and the
+ * gradient must be 0 too. */
+static void test_loss_bce_clamped_grad(void)
+{
+    ae_rng r;
+    ae_rng_init(&r, SEED, AE_RNG_TEST, 3, 0, 0);
+    float y[LEN], t[LEN];
+    fill_uniform(&r, y, LEN, BCE_Y_LO, BCE_Y_HI);
+    fill_uniform(&r, t, LEN, 0.0f, 1.0f);
+    y[0] = -0.5f;
+    y[1] = 1.5f;
+    loss_case c = {.t = t, .scale = 1.0f / LEN};
+    CHECK_GRAD(f_bce, &c, y);
+}
+
+static void test_loss_ce_logits_grad(void)
+{
+    ae_rng r;
+    ae_rng_init(&r, SEED, AE_RNG_TEST, 4, 0, 0);
+    float z[LEN];
+    uint8_t lab[N_ROWS];
+    fill_uniform(&r, z, LEN, -4.0f, 4.0f);
+    for (int i = 0; i < N_ROWS; i++) lab[i] = (uint8_t)ae_rng_below(&r, WIDTH);
+    loss_case c = {.labels = lab, .scale = 1.0f / N_ROWS};
+    CHECK_GRAD(f_ce_logits, &c, z);
+}
+
+static void test_loss_l1_grad(void)
+{
+    ae_rng r;
+    ae_rng_init(&r, SEED, AE_RNG_TEST, 5, 0, 0);
+    float a[LEN];
+    fill_away_from_zero(&r, a, LEN, 2.0f);
+    loss_case c = {.scale = 1.0f / N_ROWS, .lambda = 0.3f};
+    CHECK_GRAD(f_l1, &c, a);
+}
+
+static void test_loss_l2_grad(void)
+{
+    ae_rng r;
+    ae_rng_init(&r, SEED, AE_RNG_TEST, 6, 0, 0);
+    float w[LEN];
+    fill_uniform(&r, w, LEN, -1.0f, 1.0f);
+    loss_case c = {.lambda = 0.01f};
+    CHECK_GRAD(f_l2, &c, w);
+}
+
+/* The checker must be able to fail: one derivative entry off by 5% is reported, at its index. */
+static void test_loss_wrong_gradient_fails(void)
+{
+    ae_rng r;
+    ae_rng_init(&r, SEED, AE_RNG_TEST, 1, 0, 0);
+    float y[LEN], t[LEN];
+    fill_uniform(&r, y, LEN, -1.0f, 2.0f);
+    fill_uniform(&r, t, LEN, 0.0f, 1.0f);
+    t[WRONG_INDEX] = y[WRONG_INDEX] - 1.0f; /* make the corrupted entry large: |d| = 2 scale */
+    loss_case c = {.t = t, .scale = 1.0f / LEN, .wrong = 1};
+    ae_gradcheck_result res = run_check("mse (wrong on purpose)", f_mse, &c, y);
+    CU_ASSERT(res.max_rel_err > AE_GRADCHECK_TOL);
+    CU_ASSERT(fabs(res.max_rel_err - (WRONG_FACTOR - 1.0) / WRONG_FACTOR) < 1e-3);
+    CU_ASSERT_EQUAL(res.worst_index, WRONG_INDEX);
+    CU_ASSERT_EQUAL(res.n_failed, 1);
+    CU_ASSERT_EQUAL(res.worst_layer, -1);
+}
+
+void ae_test_register_loss(void)
+{
+    CU_pSuite s = CU_add_suite("loss", NULL, NULL);
+    if (!s) return;
+    CU_add_test(s, "test_loss_mse_values", test_loss_mse_values);
+    CU_add_test(s, "test_loss_bce_logits_values", test_loss_bce_logits_values);
+    CU_add_test(s, "test_loss_bce_clamped_values", test_loss_bce_clamped_values);
+    CU_add_test(s, "test_loss_ce_logits_values", test_loss_ce_logits_values);
+    CU_add_test(s, "test_loss_l1_values", test_loss_l1_values);
+    CU_add_test(s, "test_loss_l2_values", test_loss_l2_values);
+    CU_add_test(s, "test_loss_mse_grad", test_loss_mse_grad);
+    CU_add_test(s, "test_loss_bce_logits_grad", test_loss_bce_logits_grad);
+    CU_add_test(s, "test_loss_bce_clamped_grad", test_loss_bce_clamped_grad);
+    CU_add_test(s, "test_loss_ce_logits_grad", test_loss_ce_logits_grad);
+    CU_add_test(s, "test_loss_l1_grad", test_loss_l1_grad);
+    CU_add_test(s, "test_loss_l2_grad", test_loss_l2_grad);
+    CU_add_test(s, "test_loss_wrong_gradient_fails", test_loss_wrong_gradient_fails);
+}
