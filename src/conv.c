@@ -188,22 +188,6 @@ static void act_bias_grad(ae_layer *l, const float *out, float *dout, int n, flo
 }
 
 /* Glorot / He weight init from explicit fans (conv kinds use the Keras fans). */
-static void init_weights(float *w, size_t nw, double fan_in, double fan_out, ae_init init, ae_rng *rng)
-{
-    double scale;
-    int normal;
-    switch (init) {
-    case AE_INIT_GLOROT_NORMAL: scale = sqrt(2.0 / (fan_in + fan_out)); normal = 1; break;
-    case AE_INIT_HE_UNIFORM: scale = sqrt(6.0 / fan_in); normal = 0; break;
-    case AE_INIT_HE_NORMAL: scale = sqrt(2.0 / fan_in); normal = 1; break;
-    case AE_INIT_GLOROT_UNIFORM:
-    default: scale = sqrt(6.0 / (fan_in + fan_out)); normal = 0; break;
-    }
-    for (size_t i = 0; i < nw; i++)
-        w[i] = normal ? (float)scale * ae_rng_normal(rng)
-                      : (float)scale * (2.0f * ae_rng_uniform(rng) - 1.0f);
-}
-
 /* A switch given as 1/0/true/false. */
 static ae_status arg_bool(const ae_layer_spec *ls, const char *key, int def, int *out, ae_error *err)
 {
@@ -331,7 +315,7 @@ static void conv_init(ae_layer *l, ae_rng *rng)
     double kk = (double)l->ksize * l->ksize;
     size_t nw = l->n_params - (l->use_bias ? (size_t)l->filters : 0);
     if (l->use_bias) memset(l->b, 0, sizeof(float) * (size_t)l->filters);
-    init_weights(l->W, nw, l->in.c * kk, l->filters * kk, l->init, rng);
+    ae_layer_init_weights(l->W, nw, l->in.c * kk, l->filters * kk, l->init, rng);
 }
 
 static void deconv_init(ae_layer *l, ae_rng *rng)
@@ -339,7 +323,7 @@ static void deconv_init(ae_layer *l, ae_rng *rng)
     double kk = (double)l->ksize * l->ksize;
     size_t nw = l->n_params - (l->use_bias ? (size_t)l->filters : 0);
     if (l->use_bias) memset(l->b, 0, sizeof(float) * (size_t)l->filters);
-    init_weights(l->W, nw, l->filters * kk, l->in.c * kk, l->init, rng);
+    ae_layer_init_weights(l->W, nw, l->filters * kk, l->in.c * kk, l->init, rng);
 }
 
 /* ---- conv: forward and backward ------------------------------------------------- */
@@ -360,8 +344,9 @@ static void conv_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float 
 }
 
 /* The columns are recomputed rather than kept from forward: the scratch is shared by all layers (the
- * next layer's forward overwrites it), and keeping them would cost k^2 times the input activation per
- * sample for the whole step, while rebuilding them is one memory pass, 1/filters of the sgemm's work. */
+ * next layer's forward overwrites it), and keeping them would hold k^2 times the layer's input per
+ * sample through the whole step (14.5 MB for 32 -> 64 channels, 3x3, 14x14, batch 64), while rebuilding
+ * them is one memory pass (~1.9 ms there, against ~18 ms of sgemm: 1/filters of the work). */
 static void conv_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
                           float *din, int n)
 {

@@ -83,11 +83,14 @@ void ae_act_backward(ae_act act, const float *y, float *d, size_t n, size_t w)
     case AE_ACT_TANH:
         for (size_t i = 0; i < len; i++) d[i] *= 1.0f - y[i] * y[i];
         break;
-    case AE_ACT_RELU:
-        for (size_t i = 0; i < len; i++) d[i] = y[i] > 0.0f ? d[i] : 0.0f;
+    case AE_ACT_RELU: /* written so that it compiles to a mask, not a data-dependent branch */
+        for (size_t i = 0; i < len; i++) d[i] *= (float)(y[i] > 0.0f);
         break;
-    case AE_ACT_ELU:
-        for (size_t i = 0; i < len; i++) d[i] = y[i] > 0.0f ? d[i] : d[i] * (y[i] + 1.0f);
+    case AE_ACT_ELU: /* y > 0: 1, else y + 1 */
+        for (size_t i = 0; i < len; i++) {
+            float pos = (float)(y[i] > 0.0f);
+            d[i] *= pos + (1.0f - pos) * (y[i] + 1.0f);
+        }
         break;
     case AE_ACT_SOFTMAX:
         for (size_t r = 0; r < n; r++) {
@@ -207,15 +210,11 @@ static ae_status dense_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err
     return AE_OK;
 }
 
-static void dense_init(ae_layer *l, ae_rng *rng)
+void ae_layer_init_weights(float *w, size_t nw, double fan_in, double fan_out, ae_init init, ae_rng *rng)
 {
-    if (l->use_bias) memset(l->b, 0, sizeof(float) * l->units);
-    if (l->tie_name[0]) return;
-    double fan_in = (double)l->in_size, fan_out = (double)l->units;
-    size_t nw = l->in_size * (size_t)l->units;
     double scale;
     int normal;
-    switch (l->init) {
+    switch (init) {
     case AE_INIT_GLOROT_NORMAL: scale = sqrt(2.0 / (fan_in + fan_out)); normal = 1; break;
     case AE_INIT_HE_UNIFORM: scale = sqrt(6.0 / fan_in); normal = 0; break;
     case AE_INIT_HE_NORMAL: scale = sqrt(2.0 / fan_in); normal = 1; break;
@@ -223,8 +222,14 @@ static void dense_init(ae_layer *l, ae_rng *rng)
     default: scale = sqrt(6.0 / (fan_in + fan_out)); normal = 0; break;
     }
     for (size_t i = 0; i < nw; i++)
-        l->W[i] = normal ? (float)scale * ae_rng_normal(rng)
-                         : (float)scale * (2.0f * ae_rng_uniform(rng) - 1.0f);
+        w[i] = normal ? (float)scale * ae_rng_normal(rng) : (float)scale * (2.0f * ae_rng_uniform(rng) - 1.0f);
+}
+
+static void dense_init(ae_layer *l, ae_rng *rng)
+{
+    if (l->use_bias) memset(l->b, 0, sizeof(float) * l->units);
+    if (l->tie_name[0]) return;
+    ae_layer_init_weights(l->W, l->in_size * (size_t)l->units, (double)l->in_size, (double)l->units, l->init, rng);
 }
 
 /* Bias add and activation in one pass; keeps the pre-activation when asked. */

@@ -36,6 +36,13 @@ static uint64_t arch_hash(const ae_model *m)
                        l->out.c, l->out.h, l->out.w, l->n_params, l->n_state, (int)l->act, l->use_bias,
                        l->tie_name, i < m->n_encoder);
         h = fnv1a(h, buf, (size_t)len);
+        /* geometry that changes the maths without changing shapes or counts (conv, pool, upsample);
+         * only when set, so that dense models keep their hashes */
+        if (l->ksize || l->stride || l->pad_top || l->pad_left || l->ceil_mode || l->factor) {
+            len = snprintf(buf, sizeof buf, " k=%d s=%d p=%d,%d c=%d f=%d", l->ksize, l->stride, l->pad_top,
+                           l->pad_left, l->ceil_mode, l->factor);
+            h = fnv1a(h, buf, (size_t)len);
+        }
     }
     return h;
 }
