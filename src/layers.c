@@ -387,7 +387,7 @@ const ae_layer_kind *ae_layers_find(const char *name)
 
 const char *ae_layers_names(void)
 {
-    static char names[256];
+    static char names[1024];
     if (!names[0]) {
         size_t len = 0;
         for (size_t i = 0; i < sizeof layer_kinds / sizeof layer_kinds[0]; i++) {

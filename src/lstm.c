@@ -12,10 +12,10 @@
 
 /* The four gates are column blocks of Wx (F x 4H), Wh (H x 4H) and b (4H), in this order. */
 #define N_GATES 4
-#define GATE_I 0 /* input gate, sigmoid */
-#define GATE_F 1 /* forget gate, sigmoid */
-#define GATE_G 2 /* candidate cell, tanh */
-#define GATE_O 3 /* output gate, sigmoid */
+#define GATE_I 0              /* input gate, sigmoid */
+#define GATE_F 1              /* forget gate, sigmoid */
+#define GATE_G 2              /* candidate cell, tanh */
+#define GATE_O 3              /* output gate, sigmoid */
 #define FORGET_BIAS_INIT 1.0f /* Gers et al. 2000, Jozefowicz et al. 2015: keep the cell by default */
 #define ORTHO_PASSES 2        /* Gram-Schmidt twice: orthogonal to float precision ("twice is enough") */
 #define MAX_HIDDEN (1 << 20)  /* 4 x hidden must fit an int (sgemm dimensions) */
@@ -39,7 +39,8 @@ static ae_status seq_dims(const ae_layer *l, const ae_layer_spec *ls, int *T, in
     } else {
         return ae_error_set(err, AE_ERR_SHAPE,
                             "%s: %s needs a sequence input (1 x steps x features) or a flat vector, "
-                            "got %dx%dx%d (reshape it first)", ls->origin, ls->kind, s->c, s->h, s->w);
+                            "got %dx%dx%d (reshape it first)",
+                            ls->origin, ls->kind, s->c, s->h, s->w);
     }
     return AE_OK;
 }
@@ -56,7 +57,8 @@ static ae_status arg_init(const ae_layer_spec *ls, ae_init *out, ae_error *err)
     if (i < 0)
         return ae_error_set(err, AE_ERR_CONFIG,
                             "%s: %s: unknown init '%s' (allowed: glorot_uniform, glorot_normal, he_uniform, "
-                            "he_normal)", ls->origin, ls->kind, v);
+                            "he_normal)",
+                            ls->origin, ls->kind, v);
     *out = (ae_init)i;
     return AE_OK;
 }
@@ -127,8 +129,9 @@ static ae_status lstm_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
     if ((st = seq_dims(l, ls, &T, &F, err))) return st;
     size_t G = (size_t)N_GATES * H, steps = (size_t)T;
     if (steps * (G + F) > (size_t)INT_MAX / MAX_BATCH_ROWS)
-        return ae_error_set(err, AE_ERR_SHAPE, "%s: lstm: %d steps x (%d features + 4 x %d hidden) is too large",
-                            ls->origin, T, F, H);
+        return ae_error_set(err, AE_ERR_SHAPE,
+                            "%s: lstm: %d steps x (%d features + 4 x %d hidden) is too large", ls->origin, T,
+                            F, H);
     l->units = (int)G;
     l->use_bias = 1;
     l->flag = seq;
@@ -136,6 +139,7 @@ static ae_status lstm_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
     l->out_size = ae_shape_size(&l->out);
     l->n_params = ((size_t)F + H) * G + G;
     l->ws_per_sample = steps * (G + 2 * (size_t)H) + (seq ? 0 : steps * H);
+    l->ws_fixed = (size_t)H; /* zeros: the cell before the first step */
     /* backward: dA (T x 4H), the shifted hidden states (T x H), dh and dc (H each) */
     l->scratch_per_sample = steps * (G + H) + 2 * (size_t)H;
     l->flops = 2.0 * (double)T * (double)G * ((double)F + H);
@@ -175,34 +179,106 @@ static void lstm_init(ae_layer *l, ae_rng *rng)
     for (int j = 0; j < d.H; j++) l->b[GATE_F * d.H + j] = FORGET_BIAS_INIT;
 }
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* Elementwise loops run in spans of VEC_BLOCK values and then the rest: GCC's -O2 vectorizes only loops
+ * whose trip count it knows (a span), and only with restrict pointers (one per gate block). */
+#define VEC_BLOCK 16
 
-/* Step t of every sample: gates from the pre-activations already in w->gates (x Wx + h Wh), plus the
- * bias; then the cell and the hidden state:
- *   c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t),  c_{-1} = 0. */
-static void lstm_cell_forward(const lstm_dims *d, const float *b, const lstm_ws *w, float *hid, int n, int t)
+/* tanh as a rational minimax approximation (Eigen's float tanh: odd numerator of degree 13 over even
+ * denominator of degree 6, clamped where tanh rounds to +-1), within 3e-7 of tanh. Unlike libm's tanhf
+ * and expf it vectorizes; those calls took most of the forward time. */
+#define TANH_CLAMP 7.90531110763549805f
+#define TANH_P13 -2.76076847742355e-16f
+#define TANH_P11 2.00018790482477e-13f
+#define TANH_P9 -8.60467152213735e-11f
+#define TANH_P7 5.12229709037114e-08f
+#define TANH_P5 1.48572235717979e-05f
+#define TANH_P3 6.37261928875436e-04f
+#define TANH_P1 4.89352455891786e-03f
+#define TANH_Q6 1.19825839466702e-06f
+#define TANH_Q4 1.18534705686654e-04f
+#define TANH_Q2 2.26843463243900e-03f
+#define TANH_Q0 4.89352518554385e-03f
+
+static inline float tanh_fast(float x)
 {
-    int H = d->H;
-    for (int s = 0; s < n; s++) {
-        size_t row = (size_t)s * d->T + t;
-        float *a = w->gates + row * d->G;
-        float *c = w->cell + row * H, *tc = w->tcell + row * H, *h = hid + row * H;
-        const float *cp = t > 0 ? c - H : NULL;
-        float *ai = a + GATE_I * H, *af = a + GATE_F * H, *ag = a + GATE_G * H, *ao = a + GATE_O * H;
-        const float *bi = b + GATE_I * H, *bf = b + GATE_F * H, *bg = b + GATE_G * H, *bo = b + GATE_O * H;
-        for (int j = 0; j < H; j++) {
-            float ig = sigmoidf(ai[j] + bi[j]), fg = sigmoidf(af[j] + bf[j]);
-            float gg = tanhf(ag[j] + bg[j]), og = sigmoidf(ao[j] + bo[j]);
-            float cj = ig * gg + (cp ? fg * cp[j] : 0.0f);
-            ai[j] = ig;
-            af[j] = fg;
-            ag[j] = gg;
-            ao[j] = og;
-            c[j] = cj;
-            tc[j] = tanhf(cj);
-            h[j] = og * tc[j];
-        }
+    float v = x < -TANH_CLAMP ? -TANH_CLAMP : x; /* ternaries, not fminf: they vectorize */
+    v = v > TANH_CLAMP ? TANH_CLAMP : v;
+    float v2 = v * v;
+    float p =
+        ((((((TANH_P13 * v2 + TANH_P11) * v2 + TANH_P9) * v2 + TANH_P7) * v2 + TANH_P5) * v2 + TANH_P3) * v2 +
+         TANH_P1);
+    float q = ((TANH_Q6 * v2 + TANH_Q4) * v2 + TANH_Q2) * v2 + TANH_Q0;
+    return v * p / q;
+}
+
+/* sigmoid(x) = (1 + tanh(x / 2)) / 2, within 2e-7 (it saturates to 0 and 1 beyond |x| ~ 16, where a
+ * gate is shut or open anyway). */
+static inline float sigmoid_fast(float x) { return 0.5f + 0.5f * tanh_fast(0.5f * x); }
+
+static inline void sigmoid_span(float *restrict x, int n)
+{
+    for (int k = 0; k < n; k++) x[k] = sigmoid_fast(x[k]);
+}
+
+static inline void tanh_span(float *restrict x, int n)
+{
+    for (int k = 0; k < n; k++) x[k] = tanh_fast(x[k]);
+}
+
+static inline void add_span(float *restrict x, const float *restrict y, int n)
+{
+    for (int k = 0; k < n; k++) x[k] += y[k];
+}
+
+static void sigmoid_inplace(float *x, int n)
+{
+    int k = 0;
+    for (; k + VEC_BLOCK <= n; k += VEC_BLOCK) sigmoid_span(x + k, VEC_BLOCK);
+    sigmoid_span(x + k, n - k);
+}
+
+static void tanh_inplace(float *x, int n)
+{
+    int k = 0;
+    for (; k + VEC_BLOCK <= n; k += VEC_BLOCK) tanh_span(x + k, VEC_BLOCK);
+    tanh_span(x + k, n - k);
+}
+
+static void add_inplace(float *x, const float *y, int n)
+{
+    int k = 0;
+    for (; k + VEC_BLOCK <= n; k += VEC_BLOCK) add_span(x + k, y + k, VEC_BLOCK);
+    add_span(x + k, y + k, n - k);
+}
+
+/* c = f * cp + i * g,  h = o * tanh(c) */
+static inline void cell_span(const float *restrict ig, const float *restrict fg, const float *restrict gg,
+                             const float *restrict og, const float *restrict cp, float *restrict c,
+                             float *restrict tc, float *restrict h, int n)
+{
+    for (int j = 0; j < n; j++) {
+        c[j] = fg[j] * cp[j] + ig[j] * gg[j];
+        tc[j] = tanh_fast(c[j]);
+        h[j] = og[j] * tc[j];
     }
+}
+
+/* One sample at one step: a (4H) holds x Wx + h Wh and becomes the activated gates i, f, g, o; then the
+ * cell c and hidden state h from the previous cell cp (a row of zeros at the first step). */
+static void lstm_cell_forward(float *a, const float *b, const float *cp, float *c, float *tc, float *h, int H)
+{
+    add_inplace(a, b, N_GATES * H);
+    sigmoid_inplace(a + GATE_I * H, H);
+    sigmoid_inplace(a + GATE_F * H, H);
+    tanh_inplace(a + GATE_G * H, H);
+    sigmoid_inplace(a + GATE_O * H, H);
+#define CELL_SPAN(k, n)                                                                               \
+    cell_span(a + GATE_I * H + (k), a + GATE_F * H + (k), a + GATE_G * H + (k), a + GATE_O * H + (k), \
+              cp + (k), c + (k), tc + (k), h + (k), (n))
+    int k = 0;
+    for (; k + VEC_BLOCK <= H; k += VEC_BLOCK) CELL_SPAN(k, VEC_BLOCK);
+    CELL_SPAN(k, H - k);
+#undef CELL_SPAN
 }
 
 /* All steps' input projections in one sgemm [n*T x F] . [F x 4H], then per step the recurrent
@@ -216,41 +292,66 @@ static void lstm_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float 
     float *hid = l->flag ? out : w.hid;
     const float *Wx = l->W, *Wh = l->W + (size_t)d.F * d.G;
     int rows = n * d.T, ldg = d.T * d.G, ldh = d.T * d.H;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d.G, d.F, 1.0f, in, d.F, Wx, d.G, 0.0f, w.gates,
-                d.G);
+    memset(l->ws_fix, 0, sizeof(float) * (size_t)d.H); /* c_{-1} */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d.G, d.F, 1.0f, in, d.F, Wx, d.G, 0.0f,
+                w.gates, d.G);
     for (int t = 0; t < d.T; t++) {
         if (t > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d.G, d.H, 1.0f, hid + (size_t)(t - 1) * d.H,
-                        ldh, Wh, d.G, 1.0f, w.gates + (size_t)t * d.G, ldg);
-        lstm_cell_forward(&d, l->b, &w, hid, n, t);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d.G, d.H, 1.0f,
+                        hid + (size_t)(t - 1) * d.H, ldh, Wh, d.G, 1.0f, w.gates + (size_t)t * d.G, ldg);
+        for (int s = 0; s < n; s++) {
+            size_t row = (size_t)s * d.T + t;
+            float *c = w.cell + row * d.H;
+            lstm_cell_forward(w.gates + row * d.G, l->b, t > 0 ? c - d.H : l->ws_fix, c, w.tcell + row * d.H,
+                              hid + row * d.H, d.H);
+        }
     }
     if (!l->flag)
         for (int s = 0; s < n; s++)
             memcpy(out + (size_t)s * d.H, hid + ((size_t)s * d.T + d.T - 1) * d.H, sizeof(float) * d.H);
 }
 
-/* Step t of every sample backwards: from dh_t (sample s at dh + s * ldh) and the running dc (gradient
- * of c_t from step t + 1), the pre-activation gradients dA_t; dc becomes the gradient of c_{t-1}. */
-static void lstm_cell_backward(const lstm_dims *d, const lstm_ws *w, const float *dh, int ldh, float *dc,
-                               float *dA, int n, int t)
+/* Through h = o * tanh(c): dc += dh * o * (1 - tanh(c)^2), and the output gate's pre-activation. */
+static inline void back_out_span(const float *restrict og, const float *restrict tc, const float *restrict dh,
+                                 float *restrict dc, float *restrict dao, int n)
 {
-    int H = d->H;
-    for (int s = 0; s < n; s++) {
-        size_t row = (size_t)s * d->T + t;
-        const float *a = w->gates + row * d->G, *tc = w->tcell + row * H;
-        const float *cp = t > 0 ? w->cell + (row - 1) * H : NULL;
-        const float *dhs = dh + (size_t)s * ldh;
-        float *da = dA + row * d->G, *dcs = dc + (size_t)s * H;
-        for (int j = 0; j < H; j++) {
-            float ig = a[GATE_I * H + j], fg = a[GATE_F * H + j], gg = a[GATE_G * H + j], og = a[GATE_O * H + j];
-            float dcj = dcs[j] + dhs[j] * og * (1.0f - tc[j] * tc[j]);
-            da[GATE_I * H + j] = dcj * gg * ig * (1.0f - ig);
-            da[GATE_F * H + j] = cp ? dcj * cp[j] * fg * (1.0f - fg) : 0.0f;
-            da[GATE_G * H + j] = dcj * ig * (1.0f - gg * gg);
-            da[GATE_O * H + j] = dhs[j] * tc[j] * og * (1.0f - og);
-            dcs[j] = dcj * fg;
-        }
+    for (int j = 0; j < n; j++) {
+        dc[j] += dh[j] * og[j] * (1.0f - tc[j] * tc[j]);
+        dao[j] = dh[j] * tc[j] * og[j] * (1.0f - og[j]);
     }
+}
+
+/* Through c = f * cp + i * g: the i, f, g pre-activations, and dc becomes the gradient of cp. */
+static inline void back_cell_span(const float *restrict ig, const float *restrict fg,
+                                  const float *restrict gg, const float *restrict cp, float *restrict dc,
+                                  float *restrict dai, float *restrict daf, float *restrict dag, int n)
+{
+    for (int j = 0; j < n; j++) {
+        dai[j] = dc[j] * gg[j] * ig[j] * (1.0f - ig[j]);
+        daf[j] = dc[j] * cp[j] * fg[j] * (1.0f - fg[j]);
+        dag[j] = dc[j] * ig[j] * (1.0f - gg[j] * gg[j]);
+        dc[j] *= fg[j];
+    }
+}
+
+/* One sample at one step backwards: from dh (gradient of h_t) and dc (of c_t, from step t + 1) the
+ * gates' pre-activation gradients da (4H); dc becomes the gradient of c_{t-1}. a: the activated gates,
+ * cp: the previous cell (zeros at the first step). */
+static void lstm_cell_backward(const float *a, const float *tc, const float *cp, const float *dh, float *dc,
+                               float *da, int H)
+{
+#define OUT_SPAN(k, n) \
+    back_out_span(a + GATE_O * H + (k), tc + (k), dh + (k), dc + (k), da + GATE_O * H + (k), (n))
+#define CELL_SPAN(k, n)                                                                                  \
+    back_cell_span(a + GATE_I * H + (k), a + GATE_F * H + (k), a + GATE_G * H + (k), cp + (k), dc + (k), \
+                   da + GATE_I * H + (k), da + GATE_F * H + (k), da + GATE_G * H + (k), (n))
+    int k = 0;
+    for (; k + VEC_BLOCK <= H; k += VEC_BLOCK) OUT_SPAN(k, VEC_BLOCK);
+    OUT_SPAN(k, H - k);
+    for (k = 0; k + VEC_BLOCK <= H; k += VEC_BLOCK) CELL_SPAN(k, VEC_BLOCK);
+    CELL_SPAN(k, H - k);
+#undef OUT_SPAN
+#undef CELL_SPAN
 }
 
 /* Backpropagation through all T steps. The recurrence runs one [n x 4H] . [4H x H] sgemm per step;
@@ -275,29 +376,32 @@ static void lstm_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const
     if (!l->flag) memcpy(dh_last, dout, sizeof(float) * (size_t)n * d.H);
     for (int t = d.T - 1; t >= 0; t--) {
         float *dh = l->flag ? dout + (size_t)t * d.H : dh_last;
-        lstm_cell_backward(&d, &w, dh, ldh, dc, dA, n, t);
+        for (int s = 0; s < n; s++) {
+            size_t row = (size_t)s * d.T + t;
+            lstm_cell_backward(w.gates + row * d.G, w.tcell + row * d.H,
+                               t > 0 ? w.cell + (row - 1) * d.H : l->ws_fix, dh + (size_t)s * ldh,
+                               dc + (size_t)s * d.H, dA + row * d.G, d.H);
+        }
         if (t > 0) /* dh_{t-1} (+)= dA_t . Wh^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d.H, d.G, 1.0f, dA + (size_t)t * d.G, ldg, Wh,
-                        d.G, l->flag ? 1.0f : 0.0f, l->flag ? dh - d.H : dh_last, ldh);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d.H, d.G, 1.0f, dA + (size_t)t * d.G, ldg,
+                        Wh, d.G, l->flag ? 1.0f : 0.0f, l->flag ? dh - d.H : dh_last, ldh);
     }
-    for (int r = 0; r < rows; r++) {
-        const float *da = dA + (size_t)r * d.G;
-        for (int j = 0; j < d.G; j++) l->db[j] += da[j];
-    }
+    for (int r = 0; r < rows; r++) add_inplace(l->db, dA + (size_t)r * d.G, d.G);
     /* dWx += X^T dA;  dWh += Hprev^T dA with Hprev row (s, t) = h_{t-1} (0 at t = 0) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.F, d.G, rows, 1.0f, in, d.F, dA, d.G, 1.0f, dWx, d.G);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.F, d.G, rows, 1.0f, in, d.F, dA, d.G, 1.0f, dWx,
+                d.G);
     if (d.T > 1) {
         for (int s = 0; s < n; s++) {
             float *hp = hprev + (size_t)s * d.T * d.H;
             memset(hp, 0, sizeof(float) * (size_t)d.H);
             memcpy(hp + d.H, hid + (size_t)s * d.T * d.H, sizeof(float) * (size_t)(d.T - 1) * d.H);
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.H, d.G, rows, 1.0f, hprev, d.H, dA, d.G, 1.0f, dWh,
-                    d.G);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.H, d.G, rows, 1.0f, hprev, d.H, dA, d.G, 1.0f,
+                    dWh, d.G);
     }
     if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, d.F, d.G, 1.0f, dA, d.G, Wx, d.G, 0.0f, din,
-                    d.F);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, d.F, d.G, 1.0f, dA, d.G, Wx, d.G, 0.0f,
+                    din, d.F);
 }
 
 /* ---- repeat ------------------------------------------------------------------------ */
@@ -323,13 +427,14 @@ static void repeat_forward(ae_layer *l, const ae_ctx *ctx, const float *in, floa
     (void)ctx;
     size_t D = l->in_size, T = (size_t)l->out.h;
     for (int s = 0; s < n; s++)
-        for (size_t t = 0; t < T; t++) memcpy(out + ((size_t)s * T + t) * D, in + (size_t)s * D, sizeof(float) * D);
+        for (size_t t = 0; t < T; t++)
+            memcpy(out + ((size_t)s * T + t) * D, in + (size_t)s * D, sizeof(float) * D);
 }
 
 static void repeat_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
                             float *din, int n)
 {
-    (void)ctx; (void)in; (void)out;
+    (void)ctx, (void)in, (void)out;
     if (!din) return;
     size_t D = l->in_size, T = (size_t)l->out.h;
     for (int s = 0; s < n; s++) {
@@ -391,4 +496,5 @@ static void tdense_backward(ae_layer *l, const ae_ctx *ctx, const float *in, con
 
 const ae_layer_kind ae_kind_lstm = {"lstm", lstm_setup, lstm_init, lstm_forward, lstm_backward, NULL};
 const ae_layer_kind ae_kind_repeat = {"repeat", repeat_setup, NULL, repeat_forward, repeat_backward, NULL};
-const ae_layer_kind ae_kind_tdense = {"tdense", tdense_setup, tdense_init, tdense_forward, tdense_backward, NULL};
+const ae_layer_kind ae_kind_tdense = {"tdense", tdense_setup, tdense_init, tdense_forward, tdense_backward,
+                                      NULL};

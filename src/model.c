@@ -368,12 +368,15 @@ double ae_model_add_l2(ae_model *m)
 
 size_t ae_model_act_bytes_per_sample(const ae_model *m)
 {
-    size_t f = m->out_size, maxw = m->in_size;
+    /* outputs, the two gradient buffers, per-sample workspaces and the largest shared scratch */
+    size_t f = m->out_size, maxw = m->in_size, scr = 0;
     for (int i = 0; i < m->n_layers; i++) {
-        f += m->layers[i].out_size;
-        if (m->layers[i].out_size > maxw) maxw = m->layers[i].out_size;
+        const ae_layer *l = &m->layers[i];
+        f += l->out_size + l->ws_per_sample;
+        if (l->out_size > maxw) maxw = l->out_size;
+        if (l->scratch_per_sample > scr) scr = l->scratch_per_sample;
     }
-    return (f + 2 * maxw) * sizeof(float);
+    return (f + 2 * maxw + scr) * sizeof(float);
 }
 
 void ae_model_print(const ae_model *m, FILE *f)
