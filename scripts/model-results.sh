@@ -13,7 +13,7 @@ shift $((OPTIND - 1))
 aetrain=${AETRAIN:-$root/build/aetrain}
 mkdir -p "$out"
 csv="$out/results.csv"
-[ -f "$csv" ] || echo "config,seed,ranks,test_loss,test_mse,test_bce,test_acc,probe_acc,samples_per_s,steps,seconds" >"$csv"
+[ -f "$csv" ] || echo "config,seed,ranks,test_loss,test_mse,test_bce,test_acc,probe_acc,knn_acc,code_mean,test_penalty,samples_per_s,steps,seconds" >"$csv"
 for cfg in "$@"; do
   name=$(basename "$cfg" .ini)
   for seed in $seeds; do
@@ -25,9 +25,10 @@ for cfg in "$@"; do
     python3 - "$r" "$name" "$seed" "$np" "$((t1 - t0))" >>"$csv" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-f = lambda k: "" if r[k] == -1 else "%.6g" % r[k]
+f = lambda k: "" if r.get(k, -1) == -1 else "%.6g" % r[k]
 print(",".join([sys.argv[2], sys.argv[3], sys.argv[4], f("test_loss"), f("test_mse"), f("test_bce"),
-                f("test_acc"), f("probe_acc"), "%.0f" % r["samples_per_s"], str(r["steps"]), sys.argv[5]]))
+                f("test_acc"), f("probe_acc"), f("knn_acc"), f("code_mean"), f("test_penalty"),
+                "%.0f" % r["samples_per_s"], str(r["steps"]), sys.argv[5]]))
 PY
     tail -n 1 "$csv"
   done
@@ -35,13 +36,14 @@ done
 python3 - "$csv" <<'PY'
 import csv, sys, statistics as st
 rows = list(csv.DictReader(open(sys.argv[1])))
-print("\n| config | seeds | test MSE | test BCE | accuracy | probe accuracy | samples/s |")
-print("|---|---|---|---|---|---|---|")
+print("\n| config | seeds | test loss | test MSE | test BCE | accuracy | probe accuracy | 5-NN | code mean | KL | samples/s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for name in dict.fromkeys(r["config"] for r in rows):
     rs = [r for r in rows if r["config"] == name]
     def m(k, scale=1.0, fmt="%.4f"):
-        v = [float(r[k]) * scale for r in rs if r[k]]
+        v = [float(r[k]) * scale for r in rs if r.get(k)]
         return (fmt % st.mean(v)) + (" ± " + fmt % st.stdev(v) if len(v) > 1 else "") if v else "—"
-    print(f"| {name} | {len(rs)} | {m('test_mse')} | {m('test_bce')} | {m('test_acc', 100, '%.2f')} "
-          f"| {m('probe_acc', 100, '%.2f')} | {m('samples_per_s', 1, '%.0f')} |")
+    print(f"| {name} | {len(rs)} | {m('test_loss')} | {m('test_mse')} | {m('test_bce')} | {m('test_acc', 100, '%.2f')} "
+          f"| {m('probe_acc', 100, '%.2f')} | {m('knn_acc', 100, '%.2f')} | {m('code_mean')} | {m('test_penalty', 1, '%.2f')} "
+          f"| {m('samples_per_s', 1, '%.0f')} |")
 PY
