@@ -3,6 +3,7 @@
  * activation fused into one pass over the output. */
 #include "ae/layers.h"
 
+#include "fastmath.h"
 #include "layer_kinds.h"
 
 #include <cblas.h>
@@ -42,10 +43,8 @@ static void softmax_rows(float *x, size_t n, size_t w)
         float mx = row[0];
         for (size_t j = 1; j < w; j++) mx = row[j] > mx ? row[j] : mx;
         float s = 0.0f;
-        for (size_t j = 0; j < w; j++) {
-            row[j] = expf(row[j] - mx);
-            s += row[j];
-        }
+        for (size_t j = 0; j < w; j++) row[j] = ae_fast_exp(row[j] - mx);
+        for (size_t j = 0; j < w; j++) s += row[j];
         float inv = 1.0f / s;
         for (size_t j = 0; j < w; j++) row[j] *= inv;
     }
@@ -57,7 +56,7 @@ void ae_act_forward(ae_act act, float *x, size_t n, size_t w)
     switch (act) {
     case AE_ACT_LINEAR: break;
     case AE_ACT_SIGMOID:
-        for (size_t i = 0; i < len; i++) x[i] = 1.0f / (1.0f + expf(-x[i]));
+        for (size_t i = 0; i < len; i++) x[i] = ae_fast_sigmoid(x[i]);
         break;
     case AE_ACT_TANH:
         for (size_t i = 0; i < len; i++) x[i] = tanhf(x[i]);
@@ -66,7 +65,10 @@ void ae_act_forward(ae_act act, float *x, size_t n, size_t w)
         for (size_t i = 0; i < len; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
     case AE_ACT_ELU:
-        for (size_t i = 0; i < len; i++) x[i] = x[i] > 0.0f ? x[i] : expm1f(x[i]);
+        for (size_t i = 0; i < len; i++) {
+            float e = ae_fast_exp(x[i]) - 1.0f; /* exp(x) - 1: absolute error ~1e-7 near 0 */
+            x[i] = x[i] > 0.0f ? x[i] : e;
+        }
         break;
     case AE_ACT_SOFTMAX: softmax_rows(x, n, w); break;
     }
