@@ -16,8 +16,10 @@
 #define AE_LN2_LO -2.12194440e-4f
 #define AE_ROUND_MAGIC 12582912.0f
 
-static inline float ae_fast_exp(float x)
+static inline float ae_fast_exp(float x0)
 {
+    /* NaN is kept out of the integer conversion (undefined behaviour) and returned as it came */
+    float x = x0 == x0 ? x0 : 0.0f;
     x = x > AE_EXP_HI ? AE_EXP_HI : x;
     x = x < AE_EXP_LO ? AE_EXP_LO : x;
     /* round x / ln 2 to the nearest integer with the 1.5 * 2^23 trick (no branch, no libm) */
@@ -27,10 +29,10 @@ static inline float ae_fast_exp(float x)
     float y = ((((1.9875691500e-4f * x + 1.3981999507e-3f) * x + 8.3334519073e-3f) * x + 4.1665795894e-2f) * x +
                1.6666665459e-1f) * x + 5.0000001201e-1f;
     y = y * z + x + 1.0f;
-    int32_t e = ((int32_t)t + 127) << 23;
+    uint32_t e = (uint32_t)((int32_t)t + 127) << 23;
     float p;
     memcpy(&p, &e, sizeof p);
-    return y * p;
+    return x0 == x0 ? y * p : x0;
 }
 
 /* Natural log of x > 0 (normal floats). */
