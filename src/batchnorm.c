@@ -19,8 +19,9 @@
 #define BN_DEFAULT_EPS 1e-5f
 
 /* ws: xhat per sample; ws_fix: per channel mean, inv_std, then 2C sums
- * (x and x^2 in forward; dy and dy*xhat in backward). state: running mean,
- * running var. aux: sum x, sum x^2 of this rank's slice. */
+ * (x - r and (x - r)^2 in forward, r the running mean; dy and dy*xhat in
+ * backward). state: running mean, running var. aux: the forward sums of this
+ * rank's slice. */
 enum { BN_MEAN, BN_INVSTD, BN_SUMS, BN_NFIXED = 4 };
 
 static const char *const bn_keys[] = {"momentum", "eps", "sync", "act", "name", NULL};
@@ -69,13 +70,16 @@ static void bn_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *o
     float *cmean = l->ws_fix + BN_MEAN * C, *cinv = l->ws_fix + BN_INVSTD * C, *sums = l->ws_fix + BN_SUMS * C;
     float *xhat = l->ws;
     if (ctx->training) {
+        /* sums of x - shift, shift = the running mean (the same on every rank): the variance
+         * E[(x-s)^2] - E[x-s]^2 keeps its precision for inputs far from 0 */
         for (size_t c = 0; c < C; c++) {
-            double a = 0.0, b = 0.0;
+            double a = 0.0, b = 0.0, sh = l->state[c];
             for (int i = 0; i < n; i++) {
                 const float *p = in + ((size_t)i * C + c) * S;
                 for (size_t k = 0; k < S; k++) {
-                    a += p[k];
-                    b += (double)p[k] * p[k];
+                    double v = (double)p[k] - sh;
+                    a += v;
+                    b += v * v;
                 }
             }
             sums[c] = (float)a;
@@ -90,6 +94,7 @@ static void bn_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *o
         for (size_t c = 0; c < C; c++) {
             double m = cnt > 0 ? sums[c] / cnt : 0.0;
             double v = cnt > 0 ? sums[C + c] / cnt - m * m : 0.0;
+            m += l->state[c];
             cmean[c] = (float)m;
             cinv[c] = (float)(1.0 / sqrt((v > 0 ? v : 0.0) + l->eps));
         }
@@ -163,8 +168,9 @@ static void bn_update(ae_layer *l, const ae_ctx *ctx)
     if (cnt <= 0) return;
     float mom = l->rate;
     for (size_t c = 0; c < C; c++) {
-        double m = l->aux[c] / cnt;
+        double m = l->aux[c] / cnt; /* of x - running mean, see bn_forward */
         double v = l->aux[C + c] / cnt - m * m;
+        m += l->state[c];
         if (v < 0) v = 0;
         double unbiased = cnt > 1 ? v * cnt / (cnt - 1) : v;
         l->state[c] = (1.0f - mom) * l->state[c] + mom * (float)m;
