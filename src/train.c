@@ -867,6 +867,10 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     if (!st) st = loop_init(&L, m, spec, &d.train, err);
     if (!st && !(ebuf = ae_alloc_floats((size_t)m->max_batch * d.train.d, err))) st = AE_ERR_NOMEM;
     if ((st = ae_dist_agree(st, err))) goto done;
+    if (m->type == AE_MODEL_AUTOENCODER && m->code_size >= m->in_size)
+        ae_report_warn("%s: the code has %zu values, not fewer than the input's %zu: without sparsity, corruption or "
+                       "a bottleneck elsewhere the autoencoder can learn the identity", spec->source, m->code_size,
+                       m->in_size);
     ae_report_log("data %s: %zu train, %zu validation, %zu test samples of %dx%dx%d", spec->dataset, d.train.n,
                   d.val.n, d.test.n, in.c, in.h, in.w);
     ae_report_log("model: %d layers, %zu parameters, %.3g MFLOP/sample forward; batch %d (%d per rank), "

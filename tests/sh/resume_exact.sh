@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training 4 epochs straight, and 2 epochs then --resume for the rest, give
-# bitwise identical parameters and optimizer state; so does resuming from a
-# mid-epoch checkpoint (checkpoint_steps).
+# bitwise identical parameters, optimizer state and non-trainable state; so
+# does resuming from a mid-epoch checkpoint (checkpoint_steps); for a dense
+# config and for a conv config with batch norm and a corruption layer.
 . "$(dirname "$0")/common.bash"
 make_data "$WORK/data" 500 100
 cat > "$WORK/r.ini" <<EOC
@@ -32,4 +33,28 @@ mpi 2 "$AETRAIN" train "$WORK/r.ini" --run mid --quiet --set train.checkpoint_st
 mpi 2 "$AETRAIN" train "$WORK/r.ini" --run mid --quiet --resume auto
 if out=$("$TOOL" bitequal "$(newest_ckpt "$WORK/runs/straight")" "$(newest_ckpt "$WORK/runs/mid")"); then
   ok "mid-epoch resume: $out"; else bad "mid-epoch resume: $out"; fi
+# conv + batch norm (running statistics in the non-trainable state) + masking noise, on 12x12 images
+make_data "$WORK/cdata" 300 60 12
+cat > "$WORK/c.ini" <<EOC
+[model]
+encoder = mask(0.2), conv(4, 3, bias=0), bn(act=relu, sync=1), maxpool(2), conv(4, 3, relu, name=code)
+decoder = upsample(2), conv(1, 3, sigmoid)
+[loss]
+kind = bce
+[train]
+batch = 40
+epochs = 4
+validation = 60
+probe = false
+keep = 100
+[data]
+dataset = $WORK/cdata
+[run]
+dir = $WORK/runs
+EOC
+mpi 2 "$AETRAIN" train "$WORK/c.ini" --run cstraight --quiet
+mpi 2 "$AETRAIN" train "$WORK/c.ini" --run csplit --quiet --set train.checkpoint_steps=4 --set train.max_steps=10
+mpi 2 "$AETRAIN" train "$WORK/c.ini" --run csplit --quiet --resume auto
+if out=$("$TOOL" bitequal "$(newest_ckpt "$WORK/runs/cstraight")" "$(newest_ckpt "$WORK/runs/csplit")"); then
+  ok "conv + bn mid-epoch resume: $out"; else bad "conv + bn mid-epoch resume: $out"; fi
 finish
