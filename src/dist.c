@@ -193,6 +193,11 @@ ae_status ae_dist_allreduce_sum_f64(double *buf, size_t n, ae_error *err)
     return allreduce(buf, n, MPI_DOUBLE, sizeof(double), MPI_SUM, "MPI_Allreduce(sum)", err);
 }
 
+ae_status ae_dist_allreduce_sum_i64(int64_t *buf, size_t n, ae_error *err)
+{
+    return allreduce(buf, n, MPI_INT64_T, sizeof(int64_t), MPI_SUM, "MPI_Allreduce(int64 sum)", err);
+}
+
 ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err)
 {
     return allreduce(buf, n, MPI_DOUBLE, sizeof(double), MPI_MAX, "MPI_Allreduce(max)", err);

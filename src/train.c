@@ -127,6 +127,9 @@ typedef struct loop {
     uint8_t *ybuf;
     uint32_t *perm;
     int64_t perm_epoch;
+    /* deterministic mode: fixed micro-shards, fixed-point exact sums */
+    int det, shards;
+    int64_t *fix;         /* (2 x ntot + 1): high words, low words, non-finite count */
     /* position */
     int64_t epoch, step, step_in_epoch;
     double run_sum, run_cnt;
@@ -137,6 +140,7 @@ typedef struct loop {
 
 static void loop_free(loop *L)
 {
+    free(L->fix);
     free(L->opt);
     free(L->xbuf);
     free(L->ybuf);
@@ -162,6 +166,15 @@ static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_d
     if (!(L->xbuf = ae_alloc_floats((size_t)m->max_batch * train->d, err))) return AE_ERR_NOMEM;
     if (!(L->ybuf = ae_calloc((size_t)m->max_batch, 1, err))) return AE_ERR_NOMEM;
     if (!(L->perm = ae_calloc(train->n ? train->n : 1, sizeof(uint32_t), err))) return AE_ERR_NOMEM;
+    L->det = spec->deterministic;
+    L->shards = spec->micro_shards;
+    if (L->det) {
+        if (ae_dist_size() > L->shards)
+            return ae_error_set(err, AE_ERR_CONFIG, "%s: [train] micro_shards = %d is fewer than the %d ranks",
+                                spec->source, L->shards, ae_dist_size());
+        size_t ntot = m->n_params + m->n_aux + AE_GRAD_EXTRA;
+        if (!(L->fix = ae_calloc(2 * ntot + 1, sizeof(int64_t), err))) return AE_ERR_NOMEM;
+    }
     return AE_OK;
 }
 
@@ -175,6 +188,38 @@ static const char *nonfinite_layer(const ae_model *m)
     return NULL;
 }
 
+/* Fixed point of deterministic mode: a float g is split into
+ * hi = trunc(g 2^FIX_HI_BITS) and lo = trunc((g 2^FIX_HI_BITS - hi) 2^FIX_LO_BITS),
+ * both exact in double and int64; sums of each word are exact, so the result
+ * of summing any set of values does not depend on their order or grouping.
+ * Resolution 2^-64; |g| must stay below FIX_MAX (2^39) per micro-shard. */
+#define FIX_HI_BITS 24
+#define FIX_LO_BITS 40
+#define FIX_MAX 549755813888.0f
+
+/* acc += fixed(g); returns the count of values that are not finite or too large. */
+static int64_t fixed_add(const float *restrict g, int64_t *restrict hi, int64_t *restrict lo, size_t n)
+{
+    int64_t bad = 0;
+    const double up = 0x1p24, up2 = 0x1p40;
+    for (size_t i = 0; i < n; i++) {
+        float v = g[i];
+        int ok = fabsf(v) < FIX_MAX; /* false for NaN and inf too */
+        bad += !ok;
+        double d = (double)(ok ? v : 0.0f) * up;
+        int64_t h = (int64_t)d;
+        hi[i] += h;
+        lo[i] += (int64_t)((d - (double)h) * up2);
+    }
+    return bad;
+}
+
+static void fixed_get(const int64_t *restrict hi, const int64_t *restrict lo, float *restrict g, size_t n)
+{
+    const double down = 0x1p-24, down2 = 0x1p-64;
+    for (size_t i = 0; i < n; i++) g[i] = (float)((double)hi[i] * down + (double)lo[i] * down2);
+}
+
 /* Layers' in-forward reductions (synchronized batch norm). */
 static ae_status reduce_cb(float *buf, size_t n, void *user)
 {
@@ -182,9 +227,33 @@ static ae_status reduce_cb(float *buf, size_t n, void *user)
     return ae_dist_allreduce_sum(buf, n, NULL);
 }
 
+/* Forward and backward of global-batch samples [lo, hi) of this step into
+ * m->grads (zeroed first) and its trailing scalars. */
+static void local_pass(loop *L, const uint32_t *perm_batch, size_t lo, size_t hi, size_t nb, int sync)
+{
+    ae_model *m = L->m;
+    int n = (int)(hi - lo);
+    float *extra = m->extra;
+    memset(m->grads, 0, sizeof(float) * (m->n_params + m->n_aux + AE_GRAD_EXTRA));
+    int is_ae = m->type == AE_MODEL_AUTOENCODER;
+    float scale = ae_model_loss_scale(m, (int64_t)nb);
+    /* an empty slice still runs the (empty) passes: synchronized layers reduce in them */
+    ae_data_gather_x(L->train, perm_batch + lo, (size_t)n, L->xbuf);
+    if (!is_ae) ae_data_gather_y(L->train, perm_batch + lo, (size_t)n, L->ybuf);
+    ae_ctx ctx = {1, L->seed, L->epoch, L->step, (int64_t)lo, (int64_t)nb, sync ? reduce_cb : NULL, NULL};
+    ae_model_forward(m, &ctx, L->xbuf, n, m->n_layers);
+    ae_loss_out lo_;
+    ae_model_loss(m, &ctx, L->xbuf, L->xbuf, L->ybuf, n, scale, 1, &lo_);
+    extra[EX_LOSS] = (float)(lo_.loss * scale);
+    extra[EX_PENALTY] = (float)(lo_.penalty / (double)nb);
+    extra[EX_CORRECT] = (float)lo_.correct;
+    if (fault_at("nan", L->step + 1)) extra[EX_LOSS] = NAN;
+}
+
 /* One global step: local forward/backward on this rank's slice, one
  * allreduce, penalties, clipping, optimizer. *stop is set when any rank
- * asked to stop (signal). */
+ * asked to stop (signal). In deterministic mode the slice is a fixed set of
+ * micro-shards whose gradients are summed in exact fixed point. */
 static ae_status loop_step(loop *L, int *stop, ae_error *err)
 {
     ae_model *m = L->m;
@@ -203,33 +272,35 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     int P = ae_dist_size(), r = ae_dist_rank();
     size_t start = (size_t)L->step_in_epoch * (size_t)L->batch;
     size_t nb = ds->n - start < (size_t)L->batch ? ds->n - start : (size_t)L->batch;
-    size_t lo = nb * (size_t)r / (size_t)P, hi = nb * (size_t)(r + 1) / (size_t)P;
-    int n = (int)(hi - lo);
-    const uint32_t *idx = L->perm + start + lo;
+    const uint32_t *batch = L->perm + start;
+    size_t ntot = m->n_params + m->n_aux + AE_GRAD_EXTRA;
     float *extra = m->extra;
-    memset(m->grads, 0, sizeof(float) * (m->n_params + m->n_aux + AE_GRAD_EXTRA));
-    int is_ae = m->type == AE_MODEL_AUTOENCODER;
-    float scale = ae_model_loss_scale(m, (int64_t)nb);
-    {
-        /* an empty slice still runs the (empty) passes: synchronized layers reduce in them */
-        ae_data_gather_x(ds, idx, (size_t)n, L->xbuf);
-        if (!is_ae) ae_data_gather_y(ds, idx, (size_t)n, L->ybuf);
-        ae_ctx ctx = {1, L->seed, L->epoch, L->step, (int64_t)lo, (int64_t)nb, reduce_cb, NULL};
-        ae_model_forward(m, &ctx, L->xbuf, n, m->n_layers);
-        ae_loss_out lo_;
-        ae_model_loss(m, &ctx, L->xbuf, L->xbuf, L->ybuf, n, scale, 1, &lo_);
-        extra[EX_LOSS] = (float)(lo_.loss * scale);
-        extra[EX_PENALTY] = (float)(lo_.penalty / (double)nb);
-        extra[EX_CORRECT] = (float)lo_.correct;
+    float stop_req = stop_signal ? 1.0f : 0.0f;
+    ae_status st;
+    double t1, t2;
+    if (!L->det) {
+        local_pass(L, batch, nb * (size_t)r / (size_t)P, nb * (size_t)(r + 1) / (size_t)P, nb, 1);
+        extra[EX_STOP] = stop_req;
+        t1 = ae_dist_time();
+        if ((st = ae_dist_allreduce_sum(m->grads, ntot, err))) return st;
+        t2 = ae_dist_time();
+    } else {
+        int64_t *hi = L->fix, *lo = L->fix + ntot, *bad = L->fix + 2 * ntot;
+        memset(L->fix, 0, sizeof(int64_t) * (2 * ntot + 1));
+        int M = L->shards, j0 = M * r / P, j1 = M * (r + 1) / P;
+        for (int j = j0; j < j1; j++) {
+            local_pass(L, batch, nb * (size_t)j / (size_t)M, nb * (size_t)(j + 1) / (size_t)M, nb, 0);
+            extra[EX_STOP] = j == j0 ? stop_req : 0.0f;
+            *bad += fixed_add(m->grads, hi, lo, ntot);
+        }
+        t1 = ae_dist_time();
+        if ((st = ae_dist_allreduce_sum_i64(L->fix, 2 * ntot + 1, err))) return st;
+        t2 = ae_dist_time();
+        fixed_get(hi, lo, m->grads, ntot);
+        if (*bad > 0) extra[EX_LOSS] = NAN; /* reported below as non-finite */
     }
-    if (fault_at("nan", L->step + 1)) extra[EX_LOSS] = NAN;
-    extra[EX_STOP] = stop_signal ? 1.0f : 0.0f;
-    double t1 = ae_dist_time();
-    ae_status st = ae_dist_allreduce_sum(m->grads, m->n_params + m->n_aux + AE_GRAD_EXTRA, err);
-    if (st) return st;
-    double t2 = ae_dist_time();
     if (m->n_aux) {
-        ae_ctx uctx = {1, L->seed, L->epoch, L->step, 0, (int64_t)nb, reduce_cb, NULL};
+        ae_ctx uctx = {1, L->seed, L->epoch, L->step, 0, (int64_t)nb, NULL, NULL};
         ae_model_update(m, &uctx);
     }
     ae_model_add_l2(m);
@@ -816,7 +887,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     res->test_acc = res->probe_acc = res->knn_acc = NAN;
     install_signals();
     fault_read();
-    int threads = ae_train_threads(spec->threads);
+    /* deterministic mode: one OpenBLAS thread unless told otherwise (results can differ with the count) */
+    int threads = ae_train_threads(spec->deterministic && spec->threads == 0 ? 1 : spec->threads);
     openblas_set_num_threads(threads);
     int rank = ae_dist_rank(), P = ae_dist_size();
 
@@ -839,6 +911,16 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         snprintf(rc.ckpt_dir, sizeof rc.ckpt_dir, "%s/ckpt", rc.dir);
         if (!st && mkdir_p(rc.ckpt_dir) != 0)
             st = ae_error_set(err, AE_ERR_IO, "%s: cannot create the run folder: %s", rc.dir, strerror(errno));
+        if (!st) { /* a save killed mid-write leaves name.tmp: never loaded, removed here */
+            char **names;
+            int n = list_names(rc.ckpt_dir, "", ".tmp", &names);
+            for (int i = 0; i < n; i++) {
+                char tmp[2 * PATH_CAP];
+                snprintf(tmp, sizeof tmp, "%s/%s", rc.ckpt_dir, names[i]);
+                unlink(tmp);
+            }
+            free_names(names, n);
+        }
         if (!st) st = ae_report_open(rc.dir, opts->quiet, err);
         if (!st) st = write_text(rc.dir, "config.ini", rc.config_text, err);
     }

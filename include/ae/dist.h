@@ -26,6 +26,10 @@ ae_status ae_dist_hostnames(char *buf, size_t cap, ae_error *err);
 /* In-place sum over ranks of n floats (chunked above INT_MAX). */
 ae_status ae_dist_allreduce_sum(float *buf, size_t n, ae_error *err);
 ae_status ae_dist_allreduce_sum_f64(double *buf, size_t n, ae_error *err);
+/* In-place exact sum over ranks of n int64 (deterministic mode's
+ * fixed-point gradients): integer addition is associative, so the result
+ * does not depend on the rank count or the reduction order. */
+ae_status ae_dist_allreduce_sum_i64(int64_t *buf, size_t n, ae_error *err);
 ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err);
 /* Broadcast bytes from root. */
 ae_status ae_dist_bcast(void *buf, size_t bytes, int root, ae_error *err);

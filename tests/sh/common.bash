@@ -42,7 +42,7 @@ finish() {
   [ "$FAILS" -eq 0 ]
 }
 
-make_data() { # make_data DIR NTRAIN NTEST
+make_data() { # make_data DIR NTRAIN NTEST [SIDE]
   mkdir -p "$1"
-  "$TOOL" mkdata "$1" "$2" "$3"
+  "$TOOL" mkdata "$@"
 }
