@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install what aetrain needs on Debian 12 (only what is missing), fetch the
 # data into data/, and build into build/. Safe to run again.
+#   scripts/setup.sh          what training needs
+#   scripts/setup.sh --test   also what the test suite needs (valgrind, clang's libFuzzer)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -8,6 +10,9 @@ cd "$root"
 pkgs=(build-essential cmake pkg-config git ca-certificates libopenmpi-dev openmpi-bin libopenblas-dev
       libzstd-dev zlib1g-dev libcunit1-dev dataset-fashion-mnist)
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(valgrind clang libclang-rt-14-dev)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
