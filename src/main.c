@@ -6,6 +6,7 @@
 
 #include "ae/config.h"
 #include "ae/dist.h"
+#include "ae/plot.h"
 #include "ae/status.h"
 #include "ae/train.h"
 
@@ -36,6 +37,11 @@ static const char usage[] =
     "        FILE_labels.npy and the encoder weights FILE_<layer>_W.npy / _b.npy)\n"
     "  pca CONFIG [-k 2,30] [--set ...]\n"
     "        PCA baseline on the config's data: test reconstruction MSE for k components\n"
+    "  plot RUN_DIR\n"
+    "        draw the pictures of a run into RUN_DIR/images/: curves, recon, codes, filters,\n"
+    "        manifold, interpolation, denoise, epochs (those that apply; see docs/pictures.md)\n"
+    "  reconstruct CKPT --out FILE.png [-n N]\n"
+    "        a grid of N test images (default 20) above their reconstructions by CKPT's model\n"
     "  check CONFIG [--set ...] [-n P]\n"
     "        print layer shapes, parameters, FLOPs per sample and memory per rank for P ranks\n"
     "  --help, --version\n"
@@ -143,7 +149,7 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "train") && strcmp(cmd, "eval") && strcmp(cmd, "check") && strcmp(cmd, "pca") &&
-        strcmp(cmd, "encode")) {
+        strcmp(cmd, "encode") && strcmp(cmd, "plot") && strcmp(cmd, "reconstruct")) {
         fprintf(stderr, "aetrain: unknown command '%s'\n(see aetrain --help)\n", cmd);
         return 2;
     }
@@ -185,6 +191,15 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "encode") == 0) {
         if (!a.out) return usage_error("encode needs --out FILE%s", "");
         st = ae_train_encode(a.target, a.out, a.train_split, &err);
+        return st ? fail(&err, st) : 0;
+    }
+    if (strcmp(cmd, "plot") == 0) {
+        st = ae_plot_run(a.target, &err);
+        return st ? fail(&err, st) : 0;
+    }
+    if (strcmp(cmd, "reconstruct") == 0) {
+        if (!a.out) return usage_error("reconstruct needs --out FILE.png%s", "");
+        st = ae_plot_reconstruct(a.target, a.out, a.nranks > 0 ? a.nranks : 20, &err);
         return st ? fail(&err, st) : 0;
     }
     if ((st = ae_dist_init(&argc, &argv, &err))) return fail(&err, st);
