@@ -15,6 +15,7 @@ static struct {
     FILE *log, *csv, *jsonl;
     int quiet;
     int progress_shown;
+    double last_plain;
 } g;
 
 static FILE *open_append(const char *dir, const char *name, int *fresh, ae_error *err)
@@ -53,7 +54,8 @@ void ae_report_close(void)
 static void clear_progress(void)
 {
     if (g.progress_shown) {
-        fprintf(stderr, "\r\033[K");
+        fputs("\r\033[K", stdout);
+        fflush(stdout);
         g.progress_shown = 0;
     }
 }
@@ -99,16 +101,37 @@ void ae_report_warn(const char *fmt, ...)
     }
 }
 
+/* On a terminal the line is redrawn in place; otherwise (batch jobs, logs)
+ * a plain line is printed at most every PROGRESS_PLAIN_PERIOD_S seconds. */
+#define PROGRESS_PLAIN_PERIOD_S 30.0
+
 void ae_report_progress(const char *fmt, ...)
 {
-    if (ae_dist_rank() != 0 || g.quiet || !isatty(STDERR_FILENO)) return;
+    if (ae_dist_rank() != 0 || g.quiet) return;
     va_list ap;
-    fputs("\r\033[K", stderr);
+    /* stdout: under mpirun a rank's stdout is a pseudo-terminal when mpirun's is, stderr a pipe */
+    if (isatty(STDOUT_FILENO)) {
+        fputs("\r\033[K", stdout);
+        va_start(ap, fmt);
+        vfprintf(stdout, fmt, ap);
+        va_end(ap);
+        fflush(stdout);
+        g.progress_shown = 1;
+        return;
+    }
+    double now = ae_dist_time();
+    if (g.last_plain > 0 && now - g.last_plain < PROGRESS_PLAIN_PERIOD_S) return;
+    if (g.last_plain == 0) { /* the first call starts the clock */
+        g.last_plain = now;
+        return;
+    }
+    g.last_plain = now;
+    fputs("progress: ", stdout);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vfprintf(stdout, fmt, ap);
     va_end(ap);
-    fflush(stderr);
-    g.progress_shown = 1;
+    fputc('\n', stdout);
+    fflush(stdout);
 }
 
 /* JSON has no NaN: write null. */

@@ -1003,11 +1003,14 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
             double now = ae_dist_time();
             if (now - last_prog > PROGRESS_PERIOD_S) {
                 last_prog = now;
-                ae_report_progress("epoch %lld/%d  step %lld/%lld  loss %.5f  %.0f samples/s",
+                double per_step = L.t_steps / (double)(L.step_in_epoch - first_step);
+                double eta = per_step * (double)(L.total_steps - L.step);
+                ae_report_progress("epoch %lld/%d  step %lld/%lld  loss %.5f  %.0f samples/s  ETA %02d:%02d:%02d "
+                                   "(training steps)",
                                    (long long)L.epoch + 1, spec->epochs, (long long)L.step_in_epoch,
                                    (long long)L.steps_per_epoch, L.run_cnt > 0 ? L.run_sum / L.run_cnt : 0.0,
-                                   L.t_steps > 0 ? (double)(L.step_in_epoch - first_step) * spec->batch / L.t_steps
-                                                 : 0.0);
+                                   per_step > 0 ? spec->batch / per_step : 0.0, (int)(eta / 3600),
+                                   (int)(eta / 60) % 60, (int)eta % 60);
             }
             if (stop) {
                 interrupted = 1;

@@ -31,7 +31,8 @@ void ae_report_close(void);
 void ae_report_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Rank 0: a warning to stderr and the log. */
 void ae_report_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Rank 0: a transient progress line on a terminal (stderr), nothing otherwise. */
+/* Rank 0: a progress line, redrawn in place on a terminal, else printed as a
+ * plain line at most every 30 s (batch jobs); nothing when quiet. */
 void ae_report_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 ae_status ae_report_metrics(const ae_metrics_row *row, ae_error *err);
 
