@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ae/config.h"
+#include "ae/cpu.h"
 #include "ae/dist.h"
 #include "ae/plot.h"
 #include "ae/status.h"
@@ -139,6 +140,7 @@ static void join_args(int argc, char **argv, char *out, size_t cap)
 
 int main(int argc, char **argv)
 {
+    ae_cpu_fix_openblas(argv);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

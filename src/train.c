@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "ae/ckpt.h"
+#include "ae/cpu.h"
 #include "ae/data.h"
 #include "ae/dist.h"
 #include "ae/eval.h"
@@ -551,10 +552,11 @@ static ae_status write_record(const char *dir, const ae_train_opts *opts, int th
     int len = snprintf(text, sizeof text,
              "{\n  \"aetrain_version\": \"%s\",\n  \"git_commit\": \"%s\",\n  \"started\": \"%s\",\n"
              "  \"command\": \"%s\",\n  \"ranks\": %d,\n  \"ranks_per_node\": %d,\n  \"threads_per_rank\": %d,\n"
-             "  \"openblas_core\": \"%s\",\n  \"openblas_config\": \"%s\",\n  \"hosts\": \"%s\",\n"
+             "  \"openblas_core\": \"%s\",\n  \"openblas_config\": \"%s\",\n  \"openblas_note\": \"%s\",\n"
+             "  \"hosts\": \"%s\",\n"
              "  \"resumed_from\": \"%s\"\n}\n",
              AE_VERSION, AE_GIT_COMMIT, ts, cmd, ae_dist_size(), ae_dist_local_size(), threads,
-             openblas_get_corename(), openblas_get_config(), host_esc, res_esc);
+             openblas_get_corename(), openblas_get_config(), ae_cpu_note(), host_esc, res_esc);
     if (len >= (int)sizeof text) return ae_error_set(err, AE_ERR_IO, "%s: run record too long", dir);
     char name[64];
     /* one record per start: run.json for the first, run-<k>.json for resumes */
@@ -937,6 +939,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
 
     ae_report_log("aetrain %s (%s): %d rank%s x %d thread%s, OpenBLAS %s, hosts %s", AE_VERSION, AE_GIT_COMMIT, P,
                   P == 1 ? "" : "s", threads, threads == 1 ? "" : "s", openblas_get_corename(), hosts);
+    if (ae_cpu_note()[0]) ae_report_log("%s", ae_cpu_note());
     ae_report_log("run folder %s", rc.dir);
 
     if ((st = ae_dist_watchdog_start(spec->watchdog, err))) goto done;

@@ -58,6 +58,11 @@ check "encode .npy: header and size (200 x 16 float32)" \
   'head -c 6 "$WORK/codes.npy" | od -c | grep -q "N   U   M   P   Y" && [ "$(stat -c %s "$WORK/codes.npy")" -eq $((128 + 200 * 16 * 4)) ] && [ -f "$WORK/codes_labels.npy" ] && [ -f "$WORK/codes_enc1_W.npy" ]'
 check "pca prints the test MSE for 2 and 16 components" \
   '"$AETRAIN" pca "$WORK/r.ini" -k 2,16 | grep -qE "^ +16 +0\.[0-9]+"'
+out=$(AE_CORETYPE_TEST_FROM=Prescott "$AETRAIN" train "$WORK/r.ini" --run core --set train.epochs=1 --set train.probe=false \
+  --set train.knn=0 2>&1)
+check "weaker OpenBLAS kernels than the CPU's: OPENBLAS_CORETYPE set, re-exec, said in the log and run.json" \
+  'grep -qE "OPENBLAS_CORETYPE=(SkylakeX|Haswell|Sandybridge) set by aetrain: OpenBLAS had chosen Prescott" <<<"$out" &&
+   grep -q "OpenBLAS had chosen Prescott" "$WORK/runs/core/run.json"'
 check "--version" '"$AETRAIN" --version | grep -q "^aetrain "'
 check "--help lists the commands" '"$AETRAIN" --help | grep -q "encode CKPT" && "$AETRAIN" --help | grep -q "exit codes"'
 finish

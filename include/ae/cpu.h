@@ -1,0 +1,26 @@
+/* cpu.h - make OpenBLAS run the kernels this CPU deserves.
+ *
+ * Debian's DYNAMIC_ARCH OpenBLAS picks its kernels from the CPU model; on
+ * virtual CPUs whose model is hidden it can fall back to its Prescott (SSE3)
+ * kernels on a machine with AVX-512, 5x slower for sgemm. The core type is
+ * read from OPENBLAS_CORETYPE when the library loads, before main, so the
+ * fix is to set the variable and re-execute the program. */
+#ifndef AE_CPU_H
+#define AE_CPU_H
+
+/* The OpenBLAS core type the CPU's features support ("SkylakeX" for
+ * AVX-512 F/VL/BW/DQ, "Haswell" for AVX2 + FMA, "Sandybridge" for AVX), or
+ * NULL when nothing better than the generic kernels applies. */
+const char *ae_cpu_best_coretype(void);
+
+/* When OpenBLAS loaded weaker kernels than ae_cpu_best_coretype() and the
+ * user did not set OPENBLAS_CORETYPE (a user's choice is never overridden),
+ * set it and re-execute argv[0] via /proc/self/exe; returns only when no
+ * re-exec is needed or it failed. Call first in main, before MPI_Init. */
+void ae_cpu_fix_openblas(char **argv);
+
+/* A note for logs: "" normally, or what ae_cpu_fix_openblas changed (e.g.
+ * "OPENBLAS_CORETYPE=SkylakeX set by aetrain: OpenBLAS had chosen Prescott"). */
+const char *ae_cpu_note(void);
+
+#endif

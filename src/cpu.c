@@ -1,0 +1,65 @@
+/* cpu.c - detect OpenBLAS kernels weaker than the CPU and re-exec with
+ * OPENBLAS_CORETYPE set (see cpu.h). */
+#define _GNU_SOURCE
+#include "ae/cpu.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define REEXEC_ENV "AE_OPENBLAS_REEXEC" /* set across the re-exec: what OpenBLAS had chosen */
+
+/* Instruction-set tier of an OpenBLAS core name: 3 AVX-512, 2 AVX2, 1 AVX, 0 older. */
+static int core_tier(const char *name)
+{
+    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    static const char *const avx2[] = {"Haswell", "Zen", "Skylake"};
+    static const char *const avx[] = {"Sandybridge", "Bulldozer", "Piledriver", "Steamroller", "Excavator"};
+    for (size_t i = 0; i < sizeof avx512 / sizeof avx512[0]; i++)
+        if (strcasecmp(name, avx512[i]) == 0) return 3;
+    for (size_t i = 0; i < sizeof avx2 / sizeof avx2[0]; i++)
+        if (strcasecmp(name, avx2[i]) == 0) return 2;
+    for (size_t i = 0; i < sizeof avx / sizeof avx[0]; i++)
+        if (strcasecmp(name, avx[i]) == 0) return 1;
+    return 0;
+}
+
+const char *ae_cpu_best_coretype(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    if (__builtin_cpu_supports("avx")) return "Sandybridge";
+    return NULL;
+}
+
+static char note[256];
+
+void ae_cpu_fix_openblas(char **argv)
+{
+    const char *prev = getenv(REEXEC_ENV);
+    if (prev) {
+        snprintf(note, sizeof note, "OPENBLAS_CORETYPE=%s set by aetrain: OpenBLAS had chosen %s",
+                 getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "?", prev);
+        unsetenv(REEXEC_ENV);
+        return;
+    }
+    if (getenv("OPENBLAS_CORETYPE") || getenv("AE_NO_CORETYPE_FIX")) return;
+    const char *best = ae_cpu_best_coretype();
+    /* AE_CORETYPE_TEST_FROM pretends OpenBLAS chose that core (for the tests) */
+    const char *cur = getenv("AE_CORETYPE_TEST_FROM") ? getenv("AE_CORETYPE_TEST_FROM") : openblas_get_corename();
+    if (!best || !cur || core_tier(cur) >= core_tier(best)) return;
+    setenv("OPENBLAS_CORETYPE", best, 1);
+    setenv(REEXEC_ENV, cur, 1);
+    unsetenv("AE_CORETYPE_TEST_FROM");
+    execv("/proc/self/exe", argv);
+    /* exec failed: go on with what we have */
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv(REEXEC_ENV);
+}
+
+const char *ae_cpu_note(void) { return note; }
