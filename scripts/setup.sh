@@ -2,7 +2,8 @@
 # Install what aetrain needs on Debian 12 (only what is missing), fetch the
 # data into data/, and build into build/. Safe to run again.
 #   scripts/setup.sh          what training needs
-#   scripts/setup.sh --test   also what the test suite needs (valgrind, clang's libFuzzer)
+#   scripts/setup.sh --test   also what the test suite needs (valgrind, clang's libFuzzer,
+#                             iproute2 for the multi-host test, Slurm and munge)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -11,7 +12,7 @@ pkgs=(build-essential cmake pkg-config git ca-certificates libopenmpi-dev openmp
       libzstd-dev zlib1g-dev libcunit1-dev libpng-dev libcairo2-dev fonts-dejavu-core dataset-fashion-mnist)
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(valgrind clang libclang-rt-14-dev)
+  pkgs+=(valgrind clang libclang-rt-14-dev iproute2 slurm-wlm munge)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
