@@ -9,10 +9,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 pkgs=(build-essential cmake pkg-config git ca-certificates libopenmpi-dev openmpi-bin libopenblas-dev
-      libzstd-dev zlib1g-dev libcunit1-dev libpng-dev libcairo2-dev fonts-dejavu-core dataset-fashion-mnist)
+      libzstd-dev zlib1g-dev libcunit1-dev libpng-dev libcairo2-dev fonts-dejavu-core libprotobuf-c-dev protobuf-c-compiler
+      dataset-fashion-mnist)
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(valgrind clang libclang-rt-14-dev iproute2 slurm-wlm munge)
+  pkgs+=(valgrind clang libclang-rt-14-dev iproute2 slurm-wlm munge protobuf-compiler python3-protobuf)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

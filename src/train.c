@@ -34,6 +34,7 @@
 #include "ae/pca.h"
 #include "ae/report.h"
 #include "ae/rng.h"
+#include "ae/tboard.h"
 
 #ifndef AE_VERSION
 #define AE_VERSION "0.0.0"
@@ -906,6 +907,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     float *ebuf = NULL;
     char hosts[4096] = "";
     ae_status st = AE_OK;
+    ae_tb *tb = NULL;
 
     rc.config_text = ae_config_dump(spec, err);
     if (!rc.config_text) st = AE_ERR_NOMEM;
@@ -925,6 +927,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
             free_names(names, n);
         }
         if (!st) st = ae_report_open(rc.dir, opts->quiet, err);
+        if (!st) st = ae_tb_open(rc.dir, &tb, err); /* TensorBoard events: tensorboard --logdir runs */
         if (!st) st = write_text(rc.dir, "config.ini", rc.config_text, err);
     }
     st = ae_dist_agree(st, err);
@@ -1070,6 +1073,22 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                       (long long)L.epoch + 1, spec->epochs, row.train_loss, vs, ts, ks, ms, bs, as, row.lr,
                       row.samples_per_s, 100 * row.allreduce_frac, row.epoch_s);
         if (ae_report_metrics(&row, err) != AE_OK) ae_report_warn("%s", err->msg);
+        if (tb) {
+            const struct { const char *tag; double v; } sc[] = {
+                {"loss/train", row.train_loss}, {"loss/validation", row.val_loss}, {"loss/test", row.test_loss},
+                {"test/mse", row.test_mse},     {"test/bce", row.test_bce},       {"test/accuracy", row.test_acc},
+                {"test/kl", row.test_kl},       {"train/lr", row.lr},             {"speed/samples_per_s", row.samples_per_s},
+                {"speed/allreduce_share", row.allreduce_frac}};
+            for (size_t k = 0; k < sizeof sc / sizeof sc[0] && tb; k++) {
+                if (!isfinite(sc[k].v)) continue;
+                ae_error tberr;
+                if (ae_tb_scalar(tb, sc[k].tag, row.epoch, (float)sc[k].v, &tberr) != AE_OK) {
+                    ae_report_warn("%s (TensorBoard events stop here)", tberr.msg);
+                    ae_tb_close(tb);
+                    tb = NULL;
+                }
+            }
+        }
         if (!epoch_done) break; /* max_steps reached mid-epoch */
 
         /* the position is now the start of the next epoch */
@@ -1158,6 +1177,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         st = AE_OK;
     }
 done:
+    ae_tb_close(tb);
     ae_dist_watchdog_stop();
     free(ebuf);
     loop_free(&L);

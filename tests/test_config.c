@@ -31,8 +31,7 @@ static void check_msg_at(int line, const char *msg, const char *needle)
 {
     int ok = needle == NULL || strstr(msg, needle) != NULL;
     if (!ok) fprintf(stderr, "\n    test_config.c:%d: '%s' not in message '%s'\n", line, needle, msg);
-    CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, (unsigned)line, "message contains the expected text",
-                            __FILE__, "", CU_FALSE);
+    TU_ASSERT_AT(ok, line, "message contains the expected text");
 }
 #define CHECK_MSG(msg, needle) check_msg_at(__LINE__, (msg), (needle))
 
@@ -43,8 +42,7 @@ static void expect_parse_error_at(int line, const char *text, ae_status code, co
     ae_error err = {0};
     ae_status st = ae_config_parse_string(text, "t.ini", s, &err);
     if (st != code) fprintf(stderr, "\n    test_config.c:%d: status %d, message '%s'\n", line, st, err.msg);
-    CU_assertImplementation(st == code ? CU_TRUE : CU_FALSE, (unsigned)line, "status", __FILE__, "",
-                            CU_FALSE);
+    TU_ASSERT_AT(st == code, line, "status");
     check_msg_at(line, err.msg, n1);
     check_msg_at(line, err.msg, n2);
     free(s);
@@ -58,12 +56,10 @@ static void expect_set_error_at(int line, ae_spec *s, const char *a, const char 
     memcpy(before, s, sizeof *before);
     ae_error err = {0};
     ae_status st = ae_config_set(s, a, &err);
-    CU_assertImplementation(st == AE_ERR_CONFIG ? CU_TRUE : CU_FALSE, (unsigned)line, "status", __FILE__, "",
-                            CU_FALSE);
+    TU_ASSERT_AT(st == AE_ERR_CONFIG, line, "status");
     check_msg_at(line, err.msg, n1);
     check_msg_at(line, err.msg, n2);
-    CU_assertImplementation(memcmp(before, s, sizeof *s) == 0 ? CU_TRUE : CU_FALSE, (unsigned)line,
-                            "spec unchanged", __FILE__, "", CU_FALSE);
+    TU_ASSERT_AT(memcmp(before, s, sizeof *s) == 0, line, "spec unchanged");
     free(before);
 }
 #define EXPECT_SET_ERROR(s, a, n1, n2) expect_set_error_at(__LINE__, (s), (a), (n1), (n2))
@@ -73,18 +69,23 @@ static ae_status parse(const char *text, ae_spec *s, ae_error *err)
     return ae_config_parse_string(text, "t.ini", s, err);
 }
 
+/* dir/name into path (PATH_MAX_TEST chars); returns path. */
+static char *in_dir(char *path, const char *dir, const char *name)
+{
+    snprintf(path, PATH_MAX_TEST, "%s/%s", dir, name);
+    return path;
+}
+
 static void write_in(const char *dir, const char *name, const char *text)
 {
     char p[PATH_MAX_TEST];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    CU_ASSERT_EQUAL_FATAL(tu_write_file(p, text, strlen(text)), 0);
+    CU_ASSERT_EQUAL_FATAL(tu_write_file(in_dir(p, dir, name), text, strlen(text)), 0);
 }
 
 static void make_dir(const char *dir, const char *name)
 {
     char p[PATH_MAX_TEST];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    CU_ASSERT_EQUAL_FATAL(mkdir(p, 0755), 0);
+    CU_ASSERT_EQUAL_FATAL(mkdir(in_dir(p, dir, name), 0755), 0);
 }
 
 static void layers_match(const ae_layer_spec *a, const ae_layer_spec *b, int n)
@@ -295,10 +296,9 @@ static void test_config_full_file(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
     write_in(dir, "full.ini", full_config);
     char path[PATH_MAX_TEST];
-    snprintf(path, sizeof path, "%s/full.ini", dir);
     ae_spec *s = new_spec();
     ae_error err = {0};
-    CU_ASSERT_EQUAL_FATAL(ae_config_parse_file(path, s, &err), AE_OK);
+    CU_ASSERT_EQUAL_FATAL(ae_config_parse_file(in_dir(path, dir, "full.ini"), s, &err), AE_OK);
     CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_OK);
     CU_ASSERT_STRING_EQUAL(s->source, path);
     CU_ASSERT_EQUAL(s->type, AE_MODEL_AUTOENCODER);
@@ -379,10 +379,9 @@ static void test_config_include_override_order(void)
              "encoder = dense(16)\n");
     write_in(dir, "more.ini", "[train]\nepochs = 5\n[optim]\nkind = adam\n");
     char path[PATH_MAX_TEST];
-    snprintf(path, sizeof path, "%s/main.ini", dir);
     ae_spec *s = new_spec();
     ae_error err = {0};
-    CU_ASSERT_EQUAL_FATAL(ae_config_parse_file(path, s, &err), AE_OK);
+    CU_ASSERT_EQUAL_FATAL(ae_config_parse_file(in_dir(path, dir, "main.ini"), s, &err), AE_OK);
     CU_ASSERT_EQUAL(s->lr, 0.1f);
     CU_ASSERT_EQUAL(s->batch, 64);
     CU_ASSERT_EQUAL(s->epochs, 5);
@@ -396,15 +395,13 @@ static void test_config_include_override_order(void)
 
     /* A layer list set only in the included file keeps that file's origin. */
     write_in(dir, "main2.ini", "include = base.ini\n");
-    snprintf(path, sizeof path, "%s/main2.ini", dir);
-    CU_ASSERT_EQUAL_FATAL(ae_config_parse_file(path, s, &err), AE_OK);
+    CU_ASSERT_EQUAL_FATAL(ae_config_parse_file(in_dir(path, dir, "main2.ini"), s, &err), AE_OK);
     snprintf(origin, sizeof origin, "%s/base.ini:8", dir);
     CU_ASSERT_STRING_EQUAL(s->encoder[0].origin, origin);
 
     /* The same key twice in one file is an error even with an include in between. */
     write_in(dir, "dup.ini", "[train]\nepochs = 1\ninclude = more.ini\nepochs = 2\n");
-    snprintf(path, sizeof path, "%s/dup.ini", dir);
-    CU_ASSERT_EQUAL(ae_config_parse_file(path, s, &err), AE_ERR_CONFIG);
+    CU_ASSERT_EQUAL(ae_config_parse_file(in_dir(path, dir, "dup.ini"), s, &err), AE_ERR_CONFIG);
     snprintf(origin, sizeof origin, "dup.ini:4: [train] epochs: duplicate key, first set at %s/dup.ini:2",
              dir);
     CHECK_MSG(err.msg, origin);
@@ -423,18 +420,16 @@ static void test_config_include_relative_path(void)
     write_in(dir, "conf/common/base.ini", "include = ../../shared.ini\n[train]\nepochs = 2\n");
     write_in(dir, "shared.ini", "[optim]\nlr = 0.25\n[train]\nepochs = 1\n");
     char path[PATH_MAX_TEST];
-    snprintf(path, sizeof path, "%s/conf/main.ini", dir);
     ae_spec *s = new_spec();
     ae_error err = {0};
-    CU_ASSERT_EQUAL_FATAL(ae_config_parse_file(path, s, &err), AE_OK);
+    CU_ASSERT_EQUAL_FATAL(ae_config_parse_file(in_dir(path, dir, "conf/main.ini"), s, &err), AE_OK);
     CU_ASSERT_EQUAL(s->batch, 8);
     CU_ASSERT_EQUAL(s->epochs, 2);
     CU_ASSERT_EQUAL(s->lr, 0.25f);
 
     /* A missing include is an I/O error naming the including file:line and the path tried. */
     write_in(dir, "conf/bad.ini", "[train]\nbatch = 8\ninclude = \"nope.ini\"\n");
-    snprintf(path, sizeof path, "%s/conf/bad.ini", dir);
-    CU_ASSERT_EQUAL(ae_config_parse_file(path, s, &err), AE_ERR_IO);
+    CU_ASSERT_EQUAL(ae_config_parse_file(in_dir(path, dir, "conf/bad.ini"), s, &err), AE_ERR_IO);
     CHECK_MSG(err.msg, "conf/bad.ini:3: include '");
     CHECK_MSG(err.msg, "conf/nope.ini'");
     CU_ASSERT_EQUAL(s->epochs, 2); /* unchanged by the failed parse */
@@ -442,8 +437,8 @@ static void test_config_include_relative_path(void)
     /* An error inside an included file names that file. */
     write_in(dir, "conf/common/broken.ini", "[train]\n\nbatch = many\n");
     write_in(dir, "conf/uses_broken.ini", "[optim]\ninclude = common/broken.ini\n");
-    snprintf(path, sizeof path, "%s/conf/uses_broken.ini", dir);
-    CU_ASSERT_EQUAL(ae_config_parse_file(path, s, &err), AE_ERR_CONFIG);
+    CU_ASSERT_EQUAL(ae_config_parse_file(in_dir(path, dir, "conf/uses_broken.ini"), s, &err),
+                    AE_ERR_CONFIG);
     CHECK_MSG(err.msg, "conf/common/broken.ini:3: [train] batch: 'many' is not an integer");
 
     /* parse_string resolves includes against the current directory: absolute paths work anywhere. */
@@ -453,8 +448,7 @@ static void test_config_include_relative_path(void)
     CU_ASSERT_EQUAL(s->lr, 0.25f);
 
     /* A missing top-level file. */
-    snprintf(path, sizeof path, "%s/absent.ini", dir);
-    CU_ASSERT_EQUAL(ae_config_parse_file(path, s, &err), AE_ERR_IO);
+    CU_ASSERT_EQUAL(ae_config_parse_file(in_dir(path, dir, "absent.ini"), s, &err), AE_ERR_IO);
     CHECK_MSG(err.msg, "absent.ini");
     free(s);
     tu_rmtree(dir);
@@ -471,12 +465,10 @@ static void test_config_include_cycle(void)
     char path[PATH_MAX_TEST];
     ae_spec *s = new_spec();
     ae_error err = {0};
-    snprintf(path, sizeof path, "%s/a.ini", dir);
-    CU_ASSERT_EQUAL(ae_config_parse_file(path, s, &err), AE_ERR_CONFIG);
+    CU_ASSERT_EQUAL(ae_config_parse_file(in_dir(path, dir, "a.ini"), s, &err), AE_ERR_CONFIG);
     CHECK_MSG(err.msg, "b.ini:2: include cycle: ");
     CHECK_MSG(err.msg, "a.ini -> ");
-    snprintf(path, sizeof path, "%s/self.ini", dir);
-    CU_ASSERT_EQUAL(ae_config_parse_file(path, s, &err), AE_ERR_CONFIG);
+    CU_ASSERT_EQUAL(ae_config_parse_file(in_dir(path, dir, "self.ini"), s, &err), AE_ERR_CONFIG);
     CHECK_MSG(err.msg, "self.ini:1: include cycle");
 
     /* Includes nested 16 deep are fine; 17 deep is an error. */
@@ -488,11 +480,10 @@ static void test_config_include_cycle(void)
     }
     snprintf(name, sizeof name, "c%d.ini", CHAIN_BAD + 1);
     write_in(dir, name, "[train]\nepochs = 4\n");
-    snprintf(path, sizeof path, "%s/c%d.ini", dir, CHAIN_BAD + 1 - CHAIN_OK);
-    CU_ASSERT_EQUAL(ae_config_parse_file(path, s, &err), AE_OK);
+    snprintf(name, sizeof name, "c%d.ini", CHAIN_BAD + 1 - CHAIN_OK);
+    CU_ASSERT_EQUAL(ae_config_parse_file(in_dir(path, dir, name), s, &err), AE_OK);
     CU_ASSERT_EQUAL(s->epochs, 4);
-    snprintf(path, sizeof path, "%s/c0.ini", dir);
-    CU_ASSERT_EQUAL(ae_config_parse_file(path, s, &err), AE_ERR_CONFIG);
+    CU_ASSERT_EQUAL(ae_config_parse_file(in_dir(path, dir, "c0.ini"), s, &err), AE_ERR_CONFIG);
     CHECK_MSG(err.msg, "deeper than 16");
     snprintf(name, sizeof name, "c%d.ini:1", CHAIN_OK);
     CHECK_MSG(err.msg, name);
@@ -691,8 +682,7 @@ static void test_config_error_messages(void)
     char *dir = tu_tempdir();
     CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
     char path[PATH_MAX_TEST];
-    snprintf(path, sizeof path, "%s/nul.ini", dir);
-    CU_ASSERT_EQUAL(tu_write_file(path, "[train]\0x", 9), 0);
+    CU_ASSERT_EQUAL(tu_write_file(in_dir(path, dir, "nul.ini"), "[train]\0x", 9), 0);
     s = new_spec();
     CU_ASSERT_EQUAL(ae_config_parse_file(path, s, &err), AE_ERR_FORMAT);
     CHECK_MSG(err.msg, "NUL byte");

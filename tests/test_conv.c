@@ -19,6 +19,7 @@
 #include "ae/loss.h"
 #include "ae/model.h"
 #include "ae/rng.h"
+#include "testutil.h"
 
 #define ORIGIN "conv.ini"
 #define SEED 20240612u
@@ -26,7 +27,6 @@
 #define MAX_BATCH 4
 #define BIAS_SCALE 0.5f /* biases are drawn in [-0.5, 0.5): init leaves them at 0 */
 #define INI_MAX 1024
-#define MSG_MAX (AE_ERROR_MSG_MAX + 512) /* room for an error message and context */
 /* At most this fraction of the coordinates may sit within a step of a relu/elu kink. */
 #define MAX_SKIP_FRACTION 0.25
 /* Forward values: sums of at most 9 float products of small integers, exact or within an ulp. */
@@ -49,32 +49,9 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void fill_uniform(ae_rng *r, float *x, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * ae_rng_uniform(r);
-}
+#define S(c, h, w) ((ae_shape){(c), (h), (w)})
 
-static int verbose(void) { return getenv("AE_GRADCHECK_VERBOSE") != NULL; }
-
-/* Parse ini (named ORIGIN), validate it and build the model; NULL on failure (message in err). */
-static ae_model *build_err(const char *ini, ae_shape in, ae_error *err)
-{
-    ae_spec *s = calloc(1, sizeof *s);
-    ae_model *m = NULL;
-    ae_status st = s ? ae_config_parse_string(ini, ORIGIN, s, err) : AE_ERR_NOMEM;
-    if (!st) st = ae_config_validate(s, err);
-    if (!st) st = ae_model_create(s, &in, MAX_BATCH, &m, err);
-    free(s);
-    return st ? NULL : m;
-}
-
-static ae_model *build(const char *ini, ae_shape in)
-{
-    ae_error err = {0};
-    ae_model *m = build_err(ini, in, &err);
-    if (!m) fprintf(stderr, "\n    building '%s' failed: %s\n", ini, err.msg);
-    return m;
-}
+static const tu_setup SETUP = {ORIGIN, MAX_BATCH, SEED, BIAS_SCALE};
 
 /* A model whose first layer is the one under test; the decoder only makes it a valid autoencoder. */
 static ae_model *build_layer(const char *layer, ae_shape in)
@@ -82,19 +59,7 @@ static ae_model *build_layer(const char *layer, ae_shape in)
     char ini[INI_MAX];
     snprintf(ini, sizeof ini, "[model]\nencoder = %s\ndecoder = flatten, dense(%zu)\n", layer,
              ae_shape_size(&in));
-    return build(ini, in);
-}
-
-/* The model's init (seed SEED) plus random biases, so that bias gradients are not all alike. */
-static void init_params(ae_model *m)
-{
-    ae_model_init_params(m, SEED);
-    ae_rng r;
-    ae_rng_init(&r, SEED, AE_RNG_TEST, 1, 0, 0);
-    for (int i = 0; i < m->n_layers; i++) {
-        ae_layer *l = &m->layers[i];
-        if (l->b) fill_uniform(&r, l->b, (size_t)l->units, -BIAS_SCALE, BIAS_SCALE);
-    }
+    return tu_build(&SETUP, ini, in);
 }
 
 /* Runs one layer kind's setup on the first layer of "encoder = <layer>" for input in. Returns the
@@ -115,28 +80,6 @@ static ae_status setup_one(const char *layer, ae_shape in, ae_layer *l, ae_error
     }
     free(s);
     return st;
-}
-
-static void check_result_at(unsigned line, const char *what, ae_status st, const ae_error *err,
-                            const ae_gradcheck_result *r, size_t expect_checked)
-{
-    char msg[MSG_MAX];
-    if (verbose())
-        fprintf(stderr, "\n    %-44s max rel err %.2e at %s[%zu] (a %.4g, n %.4g), %zu checked, %zu skipped",
-                what, r->max_rel_err, r->worst_name, r->worst_index, r->worst_analytic, r->worst_numeric,
-                r->n_checked, r->n_skipped);
-    snprintf(msg, sizeof msg, "%s: gradcheck status %d (%s)", what, (int)st, err->msg);
-    CU_assertImplementation(st == AE_OK, line, msg, __FILE__, "", CU_FALSE);
-    snprintf(msg, sizeof msg, "%s: max rel err %.3e at %s[%zu] (analytic %.6g, numeric %.6g) <= %g", what,
-             r->max_rel_err, r->worst_name, r->worst_index, r->worst_analytic, r->worst_numeric,
-             AE_GRADCHECK_TOL);
-    CU_assertImplementation(r->max_rel_err <= AE_GRADCHECK_TOL && r->n_failed == 0, line, msg, __FILE__, "",
-                            CU_FALSE);
-    snprintf(msg, sizeof msg, "%s: %zu checked + %zu skipped of %zu, skipped <= %g", what, r->n_checked,
-             r->n_skipped, expect_checked, MAX_SKIP_FRACTION);
-    CU_assertImplementation(r->n_checked + r->n_skipped == expect_checked &&
-                                (double)r->n_skipped <= MAX_SKIP_FRACTION * (double)expect_checked,
-                            line, msg, __FILE__, "", CU_FALSE);
 }
 
 /* ---- one layer on its own ------------------------------------------------------ */
@@ -182,7 +125,7 @@ static double probe_eval(void *ud, const float *v, float *grad)
 static void probe_input(ae_rng *r, float *x, size_t in_size, int n, int spread)
 {
     if (!spread) {
-        fill_uniform(r, x, (size_t)n * in_size, -1.0f, 1.0f);
+        tu_fill_uniform(r, x, (size_t)n * in_size, -1.0f, 1.0f);
         return;
     }
     uint32_t *perm = malloc(sizeof *perm * in_size);
@@ -201,9 +144,9 @@ static void probe_input(ae_rng *r, float *x, size_t in_size, int n, int spread)
 static double probe_layer_at(unsigned line, const char *layer, ae_shape in, int bce, int wrong)
 {
     ae_model *m = build_layer(layer, in);
-    CU_assertImplementation(m != NULL, line, "model builds", __FILE__, "", CU_FALSE);
+    TU_ASSERT_AT(m != NULL, line, "model builds");
     if (!m) return INFINITY;
-    init_params(m);
+    tu_init_params(&SETUP, m, NULL);
     layer_probe p = {m, &m->layers[0], N_SAMPLES, bce, wrong, NULL, NULL, NULL, NULL, NULL};
     ae_layer *l = p.l;
     size_t out_len = (size_t)p.n * l->out_size, in_len = (size_t)p.n * l->in_size, len = l->n_params + in_len;
@@ -219,7 +162,7 @@ static double probe_layer_at(unsigned line, const char *layer, ae_shape in, int 
     if (l->n_params) memcpy(v, m->params + l->p_off, sizeof(float) * l->n_params);
     int pool = strcmp(l->kind->name, "maxpool") == 0;
     probe_input(&r, v + l->n_params, l->in_size, p.n, pool);
-    fill_uniform(&r, p.r, out_len, bce ? 0.0f : -1.0f, 1.0f);
+    tu_fill_uniform(&r, p.r, out_len, bce ? 0.0f : -1.0f, 1.0f);
     ae_gradcheck_opts o;
     ae_gradcheck_opts_default(&o);
     if (pool)
@@ -231,10 +174,11 @@ static double probe_layer_at(unsigned line, const char *layer, ae_shape in, int 
     char what[INI_MAX];
     snprintf(what, sizeof what, "%s on %dx%dx%d%s", layer, in.c, in.h, in.w, bce ? " (bce)" : "");
     if (wrong) {
-        CU_assertImplementation(st == AE_OK && res.n_failed > 0, line, "a wrong derivative fails the check",
-                                __FILE__, "", CU_FALSE);
+        TU_ASSERT_AT(st == AE_OK && res.n_failed > 0, line, "a wrong derivative fails the check");
     } else {
-        check_result_at(line, what, st, &err, &res, len);
+        tu_gradcheck_verdict verdict;
+        tu_gradcheck_judge(&verdict, what, st, &err, &res, len, MAX_SKIP_FRACTION, -1.0);
+        TU_ASSERT_GRADCHECK_AT(line, &verdict);
         if (bce) /* the layer's output is the sigmoid of what it kept in z */
             for (size_t i = 0; i < out_len; i++)
                 CU_ASSERT(fabsf(p.out[i] - 1.0f / (1.0f + expf(-p.z[i]))) <= FWD_TOL);
@@ -262,34 +206,22 @@ static double probe_layer_at(unsigned line, const char *layer, ae_shape in, int 
  * parameters (0 if the model cannot be built). */
 static size_t check_model_at(unsigned line, const char *what, const char *ini, ae_shape in)
 {
-    ae_model *m = build(ini, in);
-    CU_assertImplementation(m != NULL, line, "model builds", __FILE__, "", CU_FALSE);
-    if (!m) return 0;
-    init_params(m);
-    ae_rng r;
-    ae_rng_init(&r, SEED, AE_RNG_TEST, 3, 0, 0);
-    float *x = malloc(sizeof(float) * N_SAMPLES * m->in_size);
-    float *t = malloc(sizeof(float) * N_SAMPLES * m->out_size);
-    CU_ASSERT_FATAL(x && t);
-    fill_uniform(&r, x, N_SAMPLES * m->in_size, -1.0f, 1.0f);
-    fill_uniform(&r, t, N_SAMPLES * m->out_size, 0.0f, 1.0f);
+    tu_fixture f;
+    int rc = tu_fixture_make(&f, &SETUP, ini, in, 3, N_SAMPLES, NULL);
+    TU_ASSERT_AT(rc != TU_NO_MODEL, line, "model builds");
+    if (rc == TU_NO_MODEL) return 0;
+    TU_ASSERT_FATAL_AT(rc != TU_NO_DATA, line, "data allocated");
     ae_gradcheck_opts o;
     ae_gradcheck_opts_default(&o);
     o.max_per_layer = MODEL_MAX_PER_LAYER;
     o.seed = SEED;
-    for (int i = 0; i < m->n_layers; i++)
-        if (strcmp(m->layers[i].kind->name, "maxpool") == 0) o.rel_step = POOL_MODEL_REL_STEP;
-    ae_gradcheck_result res;
-    ae_error err = {0};
-    ae_status st = ae_gradcheck_model(m, x, t, NULL, N_SAMPLES, &o, &res, &err);
-    size_t expect = 0;
-    for (int i = 0; i < m->n_layers; i++)
-        expect += m->layers[i].n_params < MODEL_MAX_PER_LAYER ? m->layers[i].n_params : MODEL_MAX_PER_LAYER;
-    check_result_at(line, what, st, &err, &res, expect);
-    size_t np = m->n_params;
-    free(x);
-    free(t);
-    ae_model_free(m);
+    for (int i = 0; i < f.m->n_layers; i++)
+        if (strcmp(f.m->layers[i].kind->name, "maxpool") == 0) o.rel_step = POOL_MODEL_REL_STEP;
+    tu_gradcheck_verdict v;
+    tu_gradcheck_model(&v, what, f.m, f.x, f.t, NULL, N_SAMPLES, &o, MAX_SKIP_FRACTION, -1.0);
+    TU_ASSERT_GRADCHECK_AT(line, &v);
+    size_t np = f.m->n_params;
+    tu_fixture_free(&f);
     return np;
 }
 #define CHECK_MODEL(what, ini, ...) check_model_at(__LINE__, (what), (ini), (ae_shape){__VA_ARGS__})
@@ -469,9 +401,9 @@ static void check_values_at(unsigned line, const char *what, const float *got, c
 {
     for (size_t i = 0; i < n; i++) {
         int ok = fabs((double)got[i] - want[i]) <= FWD_TOL * fmax(1.0, fabs(want[i]));
-        char msg[MSG_MAX];
+        char msg[TU_MSG_MAX];
         snprintf(msg, sizeof msg, "%s[%zu] = %.9g, want %.9g", what, i, (double)got[i], want[i]);
-        CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
+        TU_ASSERT_AT(ok, line, msg);
     }
 }
 #define CHECK_VALUES(what, got, want)                                                                        \
@@ -481,10 +413,9 @@ static void check_values_at(unsigned line, const char *what, const float *got, c
 static const float X3[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
 
 /* The model of one layer spec, its layer 0 given weights and biases (NULL: none) and run forward on x
- * (one sample) into out. */
-
+ * (one sample) into m->act[0]. */
 static ae_model *run_tiny(const char *layer, ae_shape in, const float *x, const float *w, size_t nw,
-                          const float *b, float *out)
+                          const float *b)
 {
     ae_model *m = build_layer(layer, in);
     if (!m) return NULL;
@@ -492,9 +423,22 @@ static ae_model *run_tiny(const char *layer, ae_shape in, const float *x, const 
     if (w) memcpy(l->W, w, sizeof(float) * nw);
     if (b) memcpy(l->b, b, sizeof(float) * (size_t)l->units);
     ae_ctx ctx = {0};
-    l->kind->forward(l, &ctx, x, out, 1);
+    l->kind->forward(l, &ctx, x, m->act[0], 1);
     return m;
 }
+
+/* Asserts that run_tiny builds the layer and that its n outputs are want. */
+static void check_tiny_at(unsigned line, const char *what, const char *layer, ae_shape in, const float *x,
+                          const float *w, size_t nw, const float *b, const double *want, size_t n)
+{
+    ae_model *m = run_tiny(layer, in, x, w, nw, b);
+    TU_ASSERT_FATAL_AT(m != NULL, line, "model builds");
+    check_values_at(line, what, m->act[0], want, n);
+    ae_model_free(m);
+}
+#define CHECK_TINY(what, layer, in, x, w, nw, b, want)                             \
+    check_tiny_at(__LINE__, (what), (layer), (in), (x), (w), (nw), (b), (want), \
+                  sizeof(want) / sizeof(*(want)))
 
 /* conv(2, 2, pad=valid) on x = [[1,2,3],[4,5,6],[7,8,9]], weights (filters x c*k*k, row-major):
  *   filter 0 = [[1, 0], [0, -1]], b = 0.5:   x[i][j] - x[i+1][j+1] + 0.5 = -4 + 0.5 everywhere
@@ -509,18 +453,14 @@ static void test_conv_forward_values(void)
     static const float b[] = {0.5f, -1.0f};
     static const double lin[] = {-3.5, -3.5, -3.5, -3.5, 7.5, 10, 15, 17.5};
     static const double relu[] = {0, 0, 0, 0, 7.5, 10, 15, 17.5};
-    float out[9];
-    ae_model *m = run_tiny("conv(2, 2, pad=valid)", (ae_shape){1, 3, 3}, X3, w, 8, b, out);
+    ae_model *m = run_tiny("conv(2, 2, pad=valid)", S(1, 3, 3), X3, w, 8, b);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     CU_ASSERT_EQUAL(m->layers[0].out.c, 2);
     CU_ASSERT_EQUAL(m->layers[0].out.h, 2);
     CU_ASSERT_EQUAL(m->layers[0].out.w, 2);
-    CHECK_VALUES("conv valid", out, lin);
+    CHECK_VALUES("conv valid", m->act[0], lin);
     ae_model_free(m);
-    m = run_tiny("conv(2, 2, relu, pad=valid)", (ae_shape){1, 3, 3}, X3, w, 8, b, out);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    CHECK_VALUES("conv valid relu", out, relu);
-    ae_model_free(m);
+    CHECK_TINY("conv valid relu", "conv(2, 2, relu, pad=valid)", S(1, 3, 3), X3, w, 8, b, relu);
 }
 
 /* conv(1, 2, bias=0), 'same', W = [[1, 2], [3, 4]] on the same x: TF pads the odd pixel at the bottom
@@ -533,16 +473,12 @@ static void test_conv_forward_same_values(void)
     static const float w[] = {1, 2, 3, 4};
     static const double s1[] = {37, 47, 21, 67, 77, 33, 23, 26, 9};
     static const double s2[] = {37, 21, 23, 9};
-    float out[9];
-    ae_model *m = run_tiny("conv(1, 2, bias=0)", (ae_shape){1, 3, 3}, X3, w, 4, NULL, out);
+    ae_model *m = run_tiny("conv(1, 2, bias=0)", S(1, 3, 3), X3, w, 4, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     CU_ASSERT_EQUAL(m->layers[0].pad_top, 0);
-    CHECK_VALUES("conv same", out, s1);
+    CHECK_VALUES("conv same", m->act[0], s1);
     ae_model_free(m);
-    m = run_tiny("conv(1, 2, stride=2, bias=0)", (ae_shape){1, 3, 3}, X3, w, 4, NULL, out);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    CHECK_VALUES("conv same stride 2", out, s2);
-    ae_model_free(m);
+    CHECK_TINY("conv same stride 2", "conv(1, 2, stride=2, bias=0)", S(1, 3, 3), X3, w, 4, NULL, s2);
 }
 
 /* maxpool(2, ceil) on a 5x5 input: 3x3 windows with the last row / column of windows clipped to one
@@ -558,21 +494,15 @@ static void test_conv_maxpool_values(void)
     /* d/dx of the sum of the outputs: 1 where a window takes its maximum, 2 for the shared one */
     static const double over_din[] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 2, 0,
                                       0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0};
-    float out[9], dout[9], din[25];
-    ae_model *m = run_tiny("maxpool(2, ceil=true)", (ae_shape){1, 5, 5}, POOL_X, NULL, 0, NULL, out);
+    float dout[9], din[25];
+    CHECK_TINY("maxpool ceil", "maxpool(2, ceil=true)", S(1, 5, 5), POOL_X, NULL, 0, NULL, ceil_out);
+    CHECK_TINY("maxpool floor", "maxpool(2)", S(1, 5, 5), POOL_X, NULL, 0, NULL, floor_out);
+    ae_model *m = run_tiny("maxpool(3, stride=2)", S(1, 5, 5), POOL_X, NULL, 0, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    CHECK_VALUES("maxpool ceil", out, ceil_out);
-    ae_model_free(m);
-    m = run_tiny("maxpool(2)", (ae_shape){1, 5, 5}, POOL_X, NULL, 0, NULL, out);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    CHECK_VALUES("maxpool floor", out, floor_out);
-    ae_model_free(m);
-    m = run_tiny("maxpool(3, stride=2)", (ae_shape){1, 5, 5}, POOL_X, NULL, 0, NULL, out);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    CHECK_VALUES("maxpool 3/2", out, over_out);
+    CHECK_VALUES("maxpool 3/2", m->act[0], over_out);
     for (int i = 0; i < 4; i++) dout[i] = 1.0f;
     ae_ctx ctx = {0};
-    m->layers[0].kind->backward(&m->layers[0], &ctx, POOL_X, out, dout, din, 1);
+    m->layers[0].kind->backward(&m->layers[0], &ctx, POOL_X, m->act[0], dout, din, 1);
     CHECK_VALUES("maxpool 3/2 din", din, over_din);
     ae_model_free(m);
 }
@@ -587,13 +517,13 @@ static void test_conv_upsample_values(void)
     static const double din_want[] = {0 + 1 + 4 + 5,     2 + 3 + 6 + 7,     8 + 9 + 12 + 13,
                                       10 + 11 + 14 + 15, 16 + 17 + 20 + 21, 18 + 19 + 22 + 23,
                                       24 + 25 + 28 + 29, 26 + 27 + 30 + 31};
-    float out[32], dout[32], din[8];
-    ae_model *m = run_tiny("upsample(2)", (ae_shape){2, 2, 2}, x, NULL, 0, NULL, out);
+    float dout[32], din[8];
+    ae_model *m = run_tiny("upsample(2)", S(2, 2, 2), x, NULL, 0, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    CHECK_VALUES("upsample", out, want);
+    CHECK_VALUES("upsample", m->act[0], want);
     for (int i = 0; i < 32; i++) dout[i] = (float)i;
     ae_ctx ctx = {0};
-    m->layers[0].kind->backward(&m->layers[0], &ctx, x, out, dout, din, 1);
+    m->layers[0].kind->backward(&m->layers[0], &ctx, x, m->act[0], dout, din, 1);
     CHECK_VALUES("upsample din", din, din_want);
     ae_model_free(m);
 }
@@ -612,20 +542,10 @@ static void test_conv_deconv_values(void)
     static const double s2[] = {1, 2, 2, 4, 3, 4, 6, 8, 3, 6, 4, 8, 9, 12, 12, 16};
     static const double s1[] = {1, 4, 4, 6, 20, 16, 9, 24, 16};
     static const double same[] = {1, 1, 3, 2, 1, 1, 3, 2, 4, 4, 10, 6, 3, 3, 7, 4};
-    float out[16];
-    ae_model *m =
-        run_tiny("deconv(1, 2, stride=2, pad=valid, bias=0)", (ae_shape){1, 2, 2}, x, k2, 4, NULL, out);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    CHECK_VALUES("deconv stride 2 valid", out, s2);
-    ae_model_free(m);
-    m = run_tiny("deconv(1, 2, pad=valid, bias=0)", (ae_shape){1, 2, 2}, x, k2, 4, NULL, out);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    CHECK_VALUES("deconv stride 1 valid", out, s1);
-    ae_model_free(m);
-    m = run_tiny("deconv(1, 3, stride=2, bias=0)", (ae_shape){1, 2, 2}, x, ones, 9, NULL, out);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    CHECK_VALUES("deconv stride 2 same", out, same);
-    ae_model_free(m);
+    CHECK_TINY("deconv stride 2 valid", "deconv(1, 2, stride=2, pad=valid, bias=0)", S(1, 2, 2), x, k2, 4,
+               NULL, s2);
+    CHECK_TINY("deconv stride 1 valid", "deconv(1, 2, pad=valid, bias=0)", S(1, 2, 2), x, k2, 4, NULL, s1);
+    CHECK_TINY("deconv stride 2 same", "deconv(1, 3, stride=2, bias=0)", S(1, 2, 2), x, ones, 9, NULL, same);
 }
 
 /* ---- against naive loops ------------------------------------------------------------------ */
@@ -701,7 +621,7 @@ static void test_conv_reference_direct(void)
         ae_shape in = {g->c, g->h, g->w};
         ae_model *m = build_layer(layer, in);
         CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-        init_params(m);
+        tu_init_params(&SETUP, m, NULL);
         ae_layer *l = &m->layers[0];
         int oh, ow, pt, pl;
         tf_axis(g->h, g->k, g->s, g->valid, &oh, &pt);
@@ -715,8 +635,8 @@ static void test_conv_reference_direct(void)
         double *ry = calloc(ny, sizeof(double)), *rdw = calloc(nw, sizeof(double)),
                *rdx = calloc(nx, sizeof(double));
         CU_ASSERT_FATAL(x && y && dy && dx && dy_copy && ry && rdw && rdx);
-        fill_uniform(&r, x, nx, -1.0f, 1.0f);
-        fill_uniform(&r, dy, ny, -1.0f, 1.0f);
+        tu_fill_uniform(&r, x, nx, -1.0f, 1.0f);
+        tu_fill_uniform(&r, dy, ny, -1.0f, 1.0f);
         memcpy(dy_copy, dy, sizeof(float) * ny);
         naive_conv(g, N_SAMPLES, x, l->W, l->b, oh, ow, pt, pl, dy, ry, rdw, rdx);
         ae_ctx ctx = {0};
@@ -725,7 +645,7 @@ static void test_conv_reference_direct(void)
         l->kind->backward(l, &ctx, x, y, dy_copy, dx, N_SAMPLES);
         double ey = max_abs_diff(y, ry, ny), ew = max_abs_diff(l->dW, rdw, nw),
                ex = max_abs_diff(dx, rdx, nx);
-        if (verbose() || ey > REF_TOL || ew > REF_TOL || ex > REF_TOL)
+        if (tu_verbose() || ey > REF_TOL || ew > REF_TOL || ex > REF_TOL)
             fprintf(stderr, "\n    %s on %dx%dx%d: max |diff| y %.2e dW %.2e dx %.2e", layer, g->c, g->h,
                     g->w, ey, ew, ex);
         CU_ASSERT(ey <= REF_TOL);
@@ -770,21 +690,21 @@ static void test_conv_deconv_adjoint(void)
         ae_layer *lc = &mc->layers[0], *ld = &md->layers[0];
         CU_ASSERT_EQUAL_FATAL(lc->n_params, ld->n_params);
         CU_ASSERT(ld->out.c == g->c && ld->out.h == g->h && ld->out.w == g->w);
-        init_params(mc);
+        tu_init_params(&SETUP, mc, NULL);
         memcpy(ld->W, lc->W, sizeof(float) * lc->n_params);
         size_t nx = (size_t)N_SAMPLES * lc->in_size, ny = (size_t)N_SAMPLES * lc->out_size;
         float *x = malloc(sizeof(float) * nx), *y = malloc(sizeof(float) * ny);
         float *cx = malloc(sizeof(float) * ny), *dy = malloc(sizeof(float) * nx);
         CU_ASSERT_FATAL(x && y && cx && dy);
-        fill_uniform(&r, x, nx, -1.0f, 1.0f);
-        fill_uniform(&r, y, ny, -1.0f, 1.0f);
+        tu_fill_uniform(&r, x, nx, -1.0f, 1.0f);
+        tu_fill_uniform(&r, y, ny, -1.0f, 1.0f);
         ae_ctx ctx = {0};
         lc->kind->forward(lc, &ctx, x, cx, N_SAMPLES);
         ld->kind->forward(ld, &ctx, y, dy, N_SAMPLES);
         double a = 0.0, b = 0.0;
         for (size_t i = 0; i < ny; i++) a += (double)cx[i] * y[i];
         for (size_t i = 0; i < nx; i++) b += (double)x[i] * dy[i];
-        if (verbose()) fprintf(stderr, "\n    %s / %s: <conv x, y> %.9g <x, deconv y> %.9g", cl, dl, a, b);
+        if (tu_verbose()) fprintf(stderr, "\n    %s / %s: <conv x, y> %.9g <x, deconv y> %.9g", cl, dl, a, b);
         CU_ASSERT(fabs(a - b) <= REF_TOL * fmax(1.0, fabs(a)));
         free(x);
         free(y);
@@ -802,17 +722,16 @@ static void check_shape_at(unsigned line, const char *layer, ae_shape in, ae_sha
     ae_layer l;
     ae_error err = {0};
     ae_status st = setup_one(layer, in, &l, &err);
-    char msg[MSG_MAX];
+    char msg[TU_MSG_MAX];
     snprintf(msg, sizeof msg,
              "%s on %dx%dx%d -> %dx%dx%d with %zu params (got status %d '%s', %dx%dx%d, %zu)", layer, in.c,
              in.h, in.w, want.c, want.h, want.w, params, (int)st, err.msg, l.out.c, l.out.h, l.out.w,
              l.n_params);
     int ok = st == AE_OK && l.out.c == want.c && l.out.h == want.h && l.out.w == want.w &&
              l.out_size == ae_shape_size(&want) && l.n_params == params;
-    CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
+    TU_ASSERT_AT(ok, line, msg);
 }
 #define CHECK_SHAPE(layer, in, want, params) check_shape_at(__LINE__, (layer), (in), (want), (params))
-#define S(c, h, w) ((ae_shape){(c), (h), (w)})
 
 static void test_conv_shapes(void)
 {
@@ -864,7 +783,7 @@ static void test_conv_keras_autoencoder(void)
                                     {8, 4, 4},    {8, 4, 4},    {8, 8, 8},   {8, 8, 8}, {8, 16, 16},
                                     {16, 14, 14}, {16, 28, 28}, {1, 28, 28}};
     static const size_t params[] = {160, 0, 1160, 0, 584, 0, 584, 0, 584, 0, 1168, 0, 145};
-    ae_model *m = build(ini, (ae_shape){1, 28, 28});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){1, 28, 28});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     CU_ASSERT_EQUAL_FATAL(m->n_layers, (int)(sizeof want / sizeof want[0]));
     for (int i = 0; i < m->n_layers; i++) {
@@ -890,7 +809,7 @@ static void test_conv_init_fans(void)
 {
     const char *ini =
         "[model]\ninit = he_normal\nencoder = conv(32, 3, name=code)\ndecoder = deconv(16, 3)\n";
-    ae_model *m = build(ini, (ae_shape){16, 5, 5});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){16, 5, 5});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     ae_model_init_params(m, SEED);
     for (int i = 0; i < 2; i++) {
@@ -904,7 +823,8 @@ static void test_conv_init_fans(void)
     }
     ae_model_free(m);
     /* glorot_uniform: limit sqrt(6 / (fan_in + fan_out)) = sqrt(6 / (2 * 9 + 4 * 9)) */
-    m = build("[model]\nencoder = conv(4, 3, name=code)\ndecoder = conv(2, 3)\n", (ae_shape){2, 4, 4});
+    m = tu_build(&SETUP, "[model]\nencoder = conv(4, 3, name=code)\ndecoder = conv(2, 3)\n",
+                 (ae_shape){2, 4, 4});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     ae_model_init_params(m, SEED);
     double limit = sqrt(6.0 / (2 * 9 + 4 * 9)), mx = 0.0;
@@ -920,11 +840,11 @@ static void check_error_at(unsigned line, const char *layer, ae_shape in, const 
     ae_layer l;
     ae_error err = {0};
     ae_status st = setup_one(layer, in, &l, &err);
-    char msg[MSG_MAX];
+    char msg[TU_MSG_MAX];
     snprintf(msg, sizeof msg, "%s on %dx%dx%d: error '%s' names " ORIGIN ":2 and says '%s'", layer, in.c,
              in.h, in.w, err.msg, want);
     int ok = st != AE_OK && strstr(err.msg, ORIGIN ":2") && strstr(err.msg, want);
-    CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, line, msg, __FILE__, "", CU_FALSE);
+    TU_ASSERT_AT(ok, line, msg);
 }
 #define CHECK_ERROR(layer, in, want) check_error_at(__LINE__, (layer), (in), (want))
 
@@ -952,8 +872,9 @@ static void test_conv_errors(void)
     CHECK_ERROR("reshape(2, 9)", S(2, 3, 3), "missing argument 'w'");
     /* through the model: the message names the layer's line */
     ae_error err = {0};
-    ae_model *m = build_err("[model]\nencoder = conv(4, 3, name=code)\ndecoder = conv(1, 7, pad=valid)\n",
-                            (ae_shape){1, 5, 5}, &err);
+    ae_model *m;
+    tu_build_status(&SETUP, "[model]\nencoder = conv(4, 3, name=code)\ndecoder = conv(1, 7, pad=valid)\n",
+                    (ae_shape){1, 5, 5}, &m, &err);
     CU_ASSERT_PTR_NULL(m);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, ORIGIN ":3"));
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "kernel 7 larger than the 5x5 input"));

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ae/config.h"
 #include "ae/gradcheck.h"
 #include "ae/model.h"
 #include "ae/rng.h"
+#include "testutil.h"
 
 #define ORIGIN "layers.ini"
 #define SEED 20240611u
@@ -31,91 +31,31 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Parse ini (named ORIGIN), validate it, and build the model for inputs of shape in; NULL on failure
- * (the message is printed). */
-static ae_model *build(const char *ini, ae_shape in)
-{
-    ae_spec *s = calloc(1, sizeof *s);
-    ae_error err = {0};
-    ae_model *m = NULL;
-    ae_status st = s ? ae_config_parse_string(ini, ORIGIN, s, &err) : AE_ERR_NOMEM;
-    if (!st) st = ae_config_validate(s, &err);
-    if (!st) st = ae_model_create(s, &in, MAX_BATCH, &m, &err);
-    if (st) fprintf(stderr, "\n    building '%s' failed: %s\n", ini, err.msg);
-    free(s);
-    return m;
-}
+static const tu_setup SETUP = {ORIGIN, MAX_BATCH, SEED, BIAS_SCALE};
 
-static void fill_uniform(ae_rng *r, float *x, size_t n, float lo, float hi)
+/* The model of ini for inputs of shape in with its parameters drawn (biases at random, so that bias
+ * gradients and kinks are not all alike), and random inputs in [-1, 1) and targets in [0, 1) for
+ * N_SAMPLES samples; two fatal asserts. */
+static tu_fixture prepare_at(unsigned line, const char *ini, ae_shape in)
 {
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * ae_rng_uniform(r);
-}
-
-/* The model's init (seed SEED) plus random biases, so that bias gradients and kinks are not all alike. */
-static void init_params(ae_model *m)
-{
-    ae_model_init_params(m, SEED);
-    ae_rng r;
-    ae_rng_init(&r, SEED, AE_RNG_TEST, 1, 0, 0);
-    for (int i = 0; i < m->n_layers; i++) {
-        ae_layer *l = &m->layers[i];
-        if (l->b) fill_uniform(&r, l->b, (size_t)l->units, -BIAS_SCALE, BIAS_SCALE);
-    }
-}
-
-/* Asserts that the check ran, that no checked coordinate exceeds AE_GRADCHECK_TOL, and that it rests on
- * enough evidence: few coordinates skipped at kinks or judged on the noise floor alone. */
-static void assert_passed_at(unsigned line, const char *what, ae_status st, const ae_error *err,
-                             const ae_gradcheck_result *r, size_t n_params)
-{
-    char desc[256], msg[AE_ERROR_MSG_MAX + 512];
-    ae_gradcheck_format(r, desc, sizeof desc);
-    if (getenv("AE_GRADCHECK_VERBOSE")) fprintf(stderr, "\n    %-20s %s", what, desc);
-    snprintf(msg, sizeof msg, "%s: gradcheck status %d (%s)", what, (int)st, err->msg);
-    CU_assertImplementation(st == AE_OK, line, msg, __FILE__, "", CU_FALSE);
-    snprintf(msg, sizeof msg, "%s: %s; want <= %g", what, desc, AE_GRADCHECK_TOL);
-    CU_assertImplementation(r->max_rel_err <= AE_GRADCHECK_TOL && r->n_failed == 0, line, msg, __FILE__, "",
-                            CU_FALSE);
-    snprintf(msg, sizeof msg, "%s: %s; of %zu params, want at most %g skipped, %g floored", what, desc,
-             n_params, MAX_SKIP_FRACTION, MAX_FLOORED_FRACTION);
-    CU_assertImplementation(r->n_checked + r->n_skipped == n_params &&
-                                (double)r->n_skipped <= MAX_SKIP_FRACTION * (double)n_params &&
-                                (double)r->n_floored <= MAX_FLOORED_FRACTION * (double)n_params,
-                            line, msg, __FILE__, "", CU_FALSE);
-}
-
-/* Random inputs in [-1, 1) and targets in [0, 1) for n samples of m. */
-static void make_data(const ae_model *m, int n, float **x, float **t)
-{
-    ae_rng r;
-    ae_rng_init(&r, SEED, AE_RNG_TEST, 2, 0, 0);
-    *x = malloc(sizeof(float) * (size_t)n * m->in_size);
-    *t = malloc(sizeof(float) * (size_t)n * m->out_size);
-    CU_ASSERT_FATAL(*x && *t);
-    fill_uniform(&r, *x, (size_t)n * m->in_size, -1.0f, 1.0f);
-    fill_uniform(&r, *t, (size_t)n * m->out_size, 0.0f, 1.0f);
+    tu_fixture f;
+    int rc = tu_fixture_make(&f, &SETUP, ini, in, 2, N_SAMPLES, NULL);
+    TU_ASSERT_FIXTURE_AT(line, rc);
+    return f;
 }
 
 /* Builds the model of ini (mse loss unless ini says otherwise) for inputs of shape in and asserts that
- * ae_gradcheck finds every checked coordinate of dJ/dparams within AE_GRADCHECK_TOL. Returns the number
- * of parameters. */
+ * ae_gradcheck finds every checked coordinate of dJ/dparams within AE_GRADCHECK_TOL, on enough evidence:
+ * few coordinates skipped at kinks or judged on the noise floor alone. Returns the number of parameters. */
 static size_t check_grad_at(unsigned line, const char *what, const char *ini, ae_shape in)
 {
-    ae_model *m = build(ini, in);
-    CU_assertImplementation(m != NULL, line, "model builds", __FILE__, "", CU_TRUE);
-    init_params(m);
-    float *x, *t;
-    make_data(m, N_SAMPLES, &x, &t);
-    ae_gradcheck_opts o;
-    ae_gradcheck_opts_default(&o);
-    ae_gradcheck_result res;
-    ae_error err = {0};
-    ae_status st = ae_gradcheck_model(m, x, t, NULL, N_SAMPLES, &o, &res, &err);
-    assert_passed_at(line, what, st, &err, &res, m->n_params);
-    size_t np = m->n_params;
-    free(x);
-    free(t);
-    ae_model_free(m);
+    tu_fixture f = prepare_at(line, ini, in);
+    tu_gradcheck_verdict v;
+    tu_gradcheck_model(&v, what, f.m, f.x, f.t, NULL, N_SAMPLES, NULL, MAX_SKIP_FRACTION,
+                       MAX_FLOORED_FRACTION);
+    TU_ASSERT_GRADCHECK_AT(line, &v);
+    size_t np = f.m->n_params;
+    tu_fixture_free(&f);
     return np;
 }
 #define CHECK_GRAD(what, ini, ...) check_grad_at(__LINE__, (what), (ini), (ae_shape){__VA_ARGS__})
@@ -126,33 +66,25 @@ static size_t check_grad_at(unsigned line, const char *what, const char *ini, ae
 /* ---- gradients: activations --------------------------------------------- */
 
 /* 4 -> 5 -> 3 -> 4 with the activation on the first and the last layer: its backward in the middle
- * (feeding the din of the next dense), at the output (mse, not fused), and the dense din itself. */
-static void check_dense_act(const char *act)
+ * (feeding the din of the next dense), at the output (mse, not fused), and the dense din itself; or, with
+ * standalone, the same through act layers after linear dense layers (din of act feeds dW before it). */
+static void check_act(const char *act, int standalone)
 {
     char ini[INI_MAX], what[64];
-    snprintf(ini, sizeof ini,
-             "[model]\nencoder = dense(5, %s), dense(3, tanh, name=code)\ndecoder = dense(4, %s)\n"
-             "[loss]\nkind = mse\n", act, act);
-    snprintf(what, sizeof what, "dense(%s)", act);
+    if (standalone)
+        snprintf(ini, sizeof ini, "[model]\nencoder = dense(5), act(%s), dense(3, name=code)\n"
+                 "decoder = dense(4), act(%s)\n[loss]\nkind = mse\n", act, act);
+    else
+        snprintf(ini, sizeof ini, "[model]\nencoder = dense(5, %s), dense(3, tanh, name=code)\n"
+                 "decoder = dense(4, %s)\n[loss]\nkind = mse\n", act, act);
+    snprintf(what, sizeof what, standalone ? "act(%s)" : "dense(%s)", act);
     size_t np = CHECK_GRAD(what, ini, IN4);
     CU_ASSERT_EQUAL(np, (4 * 5 + 5) + (5 * 3 + 3) + (3 * 4 + 4));
 }
 
-/* The same through standalone act layers after linear dense layers (din of act feeds dW before it). */
-static void check_act_layer(const char *act)
-{
-    char ini[INI_MAX], what[64];
-    snprintf(ini, sizeof ini,
-             "[model]\nencoder = dense(5), act(%s), dense(3, name=code)\ndecoder = dense(4), act(%s)\n"
-             "[loss]\nkind = mse\n", act, act);
-    snprintf(what, sizeof what, "act(%s)", act);
-    size_t np = CHECK_GRAD(what, ini, IN4);
-    CU_ASSERT_EQUAL(np, (4 * 5 + 5) + (5 * 3 + 3) + (3 * 4 + 4));
-}
-
-#define DEFINE_ACT_TESTS(a)                                          \
-    static void test_layers_dense_##a(void) { check_dense_act(#a); } \
-    static void test_layers_act_##a(void) { check_act_layer(#a); }
+#define DEFINE_ACT_TESTS(a)                                       \
+    static void test_layers_dense_##a(void) { check_act(#a, 0); } \
+    static void test_layers_act_##a(void) { check_act(#a, 1); }
 ACTS(DEFINE_ACT_TESTS)
 #undef DEFINE_ACT_TESTS
 
@@ -192,7 +124,7 @@ static void test_layers_flatten(void)
                       "decoder = dense(12)\n";
     size_t np = CHECK_GRAD("flatten", ini, 2, 2, 3);
     CU_ASSERT_EQUAL(np, (12 * 6 + 6) + (6 * 3 + 3) + (3 * 12 + 12));
-    ae_model *m = build(ini, (ae_shape){2, 2, 3});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){2, 2, 3});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     CU_ASSERT_EQUAL(m->layers[0].out.c, 12);
     CU_ASSERT_EQUAL(m->layers[0].out.h, 1);
@@ -208,25 +140,20 @@ static void test_layers_flatten(void)
 static void test_layers_relu_kink_skipped(void)
 {
     const char *ini = "[model]\nencoder = dense(5, relu), dense(3, tanh, name=code)\ndecoder = dense(4)\n";
-    ae_model *m = build(ini, (ae_shape){IN4});
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    init_params(m);
+    tu_fixture f = prepare_at(__LINE__, ini, (ae_shape){IN4});
+    ae_model *m = f.m;
     ae_layer *l = &m->layers[0];
     for (size_t i = 0; i < l->in_size; i++) l->W[i * (size_t)l->units] = 0.0f; /* W (in x units): column 0 */
     l->b[0] = 0.0f;
-    float *x, *t;
-    make_data(m, N_SAMPLES, &x, &t);
     ae_gradcheck_opts o;
     ae_gradcheck_opts_default(&o);
     ae_gradcheck_result res;
     ae_error err = {0};
-    CU_ASSERT_EQUAL(ae_gradcheck_model(m, x, t, NULL, N_SAMPLES, &o, &res, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_gradcheck_model(m, f.x, f.t, NULL, N_SAMPLES, &o, &res, &err), AE_OK);
     CU_ASSERT_EQUAL(res.n_skipped, l->in_size + 1);
     CU_ASSERT_EQUAL(res.n_checked, m->n_params - (l->in_size + 1));
     CU_ASSERT(res.max_rel_err <= AE_GRADCHECK_TOL);
-    free(x);
-    free(t);
-    ae_model_free(m);
+    tu_fixture_free(&f);
 }
 
 /* ---- forward numbers -------------------------------------------------------- */
@@ -247,7 +174,7 @@ static ae_model *tiny_dense(const char *act)
     char ini[INI_MAX];
     snprintf(ini, sizeof ini, "[model]\nencoder = dense(2, %s, name=code)\ndecoder = dense(3, tied=code)\n",
              act);
-    ae_model *m = build(ini, (ae_shape){3, 1, 1});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){3, 1, 1});
     if (!m) return NULL;
     memcpy(m->layers[0].W, FWD_W, sizeof FWD_W);
     memcpy(m->layers[0].b, FWD_B, sizeof FWD_B);
@@ -378,7 +305,7 @@ static void check_init(const char *scheme, int he, int normal)
     char ini[INI_MAX];
     snprintf(ini, sizeof ini, "[model]\ninit = %s\nencoder = dense(%d, name=code)\ndecoder = dense(%d)\n",
              scheme, INIT_CODE, INIT_IN);
-    ae_model *m = build(ini, (ae_shape){INIT_IN, 1, 1});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){INIT_IN, 1, 1});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     ae_model_init_params(m, SEED);
     CU_ASSERT_STRING_EQUAL(ae_init_name(m->layers[0].init), scheme);
@@ -399,7 +326,7 @@ static void test_layers_init_per_layer(void)
     snprintf(ini, sizeof ini,
              "[model]\ninit = glorot_uniform\nencoder = dense(%d, init=he_normal, name=code)\n"
              "decoder = dense(%d)\n", INIT_CODE, INIT_IN);
-    ae_model *m = build(ini, (ae_shape){INIT_IN, 1, 1});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){INIT_IN, 1, 1});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     ae_model_init_params(m, SEED);
     check_init_layer(&m->layers[0], 1, 1);
@@ -411,8 +338,8 @@ static void test_layers_init_per_layer(void)
 static void test_layers_init_seed(void)
 {
     const char *ini = "[model]\nencoder = dense(64, relu, name=code)\ndecoder = dense(100, sigmoid)\n";
-    ae_model *a = build(ini, (ae_shape){100, 1, 1});
-    ae_model *b = build(ini, (ae_shape){100, 1, 1});
+    ae_model *a = tu_build(&SETUP, ini, (ae_shape){100, 1, 1});
+    ae_model *b = tu_build(&SETUP, ini, (ae_shape){100, 1, 1});
     CU_ASSERT_PTR_NOT_NULL_FATAL(a);
     CU_ASSERT_PTR_NOT_NULL_FATAL(b);
     ae_model_init_params(a, SEED);

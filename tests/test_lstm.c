@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ae/config.h"
 #include "ae/gradcheck.h"
 #include "ae/model.h"
 #include "ae/rng.h"
+#include "testutil.h"
 
 #define ORIGIN "lstm.ini"
 #define SEED 20240917u
@@ -35,92 +35,23 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Parse ini (named ORIGIN), validate it and build the model for inputs of shape in; NULL on failure,
- * with the message in err (and printed when print is set). */
-static ae_model *build_err(const char *ini, ae_shape in, int print, ae_error *err)
-{
-    ae_spec *s = calloc(1, sizeof *s);
-    ae_model *m = NULL;
-    ae_status st = s ? ae_config_parse_string(ini, ORIGIN, s, err) : AE_ERR_NOMEM;
-    if (!st) st = ae_config_validate(s, err);
-    if (!st) st = ae_model_create(s, &in, MAX_BATCH, &m, err);
-    if (st && print) fprintf(stderr, "\n    building '%s' failed: %s\n", ini, err->msg);
-    free(s);
-    return m;
-}
+static const tu_setup SETUP = {ORIGIN, MAX_BATCH, SEED, BIAS_SCALE};
 
-static ae_model *build(const char *ini, ae_shape in)
-{
-    ae_error err = {0};
-    return build_err(ini, in, 1, &err);
-}
-
-static void fill_uniform(ae_rng *r, float *x, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * ae_rng_uniform(r);
-}
-
-/* The model's init (seed SEED) plus random biases, so that bias gradients are not all alike. */
-static void init_params(ae_model *m)
-{
-    ae_model_init_params(m, SEED);
-    ae_rng r;
-    ae_rng_init(&r, SEED, AE_RNG_TEST, 1, 0, 0);
-    for (int i = 0; i < m->n_layers; i++) {
-        ae_layer *l = &m->layers[i];
-        if (l->b) fill_uniform(&r, l->b, (size_t)l->units, -BIAS_SCALE, BIAS_SCALE);
-    }
-}
-
-static void report(const char *what, const ae_gradcheck_result *r)
-{
-    if (!getenv("AE_GRADCHECK_VERBOSE")) return;
-    fprintf(stderr,
-            "\n    %-16s max rel err %.2e at %s[%zu] (a %.4g, n %.4g, floor %.2g), %zu checked (%zu on the "
-            "floor), %zu skipped",
-            what, r->max_rel_err, r->worst_name, r->worst_index, r->worst_analytic, r->worst_numeric,
-            r->floor, r->n_checked, r->n_floored, r->n_skipped);
-}
-
-/* Builds the model of ini for inputs of shape in and asserts that ae_gradcheck finds every coordinate of
- * dJ/dparams within AE_GRADCHECK_TOL. Inputs in [-1, 1], targets in [0, 1] (valid for bce too). Returns
- * the number of parameters (0 if the model could not be built). */
+/* Builds the model of ini for inputs of shape in, with random biases, and asserts that ae_gradcheck finds
+ * every coordinate of dJ/dparams within AE_GRADCHECK_TOL. Inputs in [-1, 1], targets in [0, 1] (valid for
+ * bce too). Returns the number of parameters (0 if the model could not be built). */
 static size_t check_grad_at(unsigned line, const char *what, const char *ini, ae_shape in)
 {
-    ae_model *m = build(ini, in);
-    CU_assertImplementation(m != NULL, line, "model builds", __FILE__, "", CU_FALSE);
-    if (!m) return 0;
-    init_params(m);
-    ae_rng r;
-    ae_rng_init(&r, SEED, AE_RNG_TEST, 2, 0, 0);
-    float *x = malloc(sizeof(float) * N_SAMPLES * m->in_size);
-    float *t = malloc(sizeof(float) * N_SAMPLES * m->out_size);
-    CU_assertImplementation(x && t, line, "malloc", __FILE__, "", CU_TRUE);
-    fill_uniform(&r, x, N_SAMPLES * m->in_size, -1.0f, 1.0f);
-    fill_uniform(&r, t, N_SAMPLES * m->out_size, 0.0f, 1.0f);
-    ae_gradcheck_opts o;
-    ae_gradcheck_opts_default(&o);
-    ae_gradcheck_result res;
-    ae_error err = {0};
-    ae_status st = ae_gradcheck_model(m, x, t, NULL, N_SAMPLES, &o, &res, &err);
-    report(what, &res);
-    char msg[AE_ERROR_MSG_MAX + 256];
-    snprintf(msg, sizeof msg, "%s: gradcheck status %d (%s)", what, (int)st, err.msg);
-    CU_assertImplementation(st == AE_OK, line, msg, __FILE__, "", CU_FALSE);
-    snprintf(msg, sizeof msg, "%s: max rel err %.3e at %s[%zu] (analytic %.6g, numeric %.6g) <= %g", what,
-             res.max_rel_err, res.worst_name, res.worst_index, res.worst_analytic, res.worst_numeric,
-             AE_GRADCHECK_TOL);
-    CU_assertImplementation(res.max_rel_err <= AE_GRADCHECK_TOL && res.n_failed == 0, line, msg, __FILE__, "",
-                            CU_FALSE);
-    snprintf(msg, sizeof msg, "%s: %zu checked + %zu skipped = %zu params, skipped <= %g", what,
-             res.n_checked, res.n_skipped, m->n_params, MAX_SKIP_FRACTION);
-    CU_assertImplementation(res.n_checked + res.n_skipped == m->n_params &&
-                                (double)res.n_skipped <= MAX_SKIP_FRACTION * (double)m->n_params,
-                            line, msg, __FILE__, "", CU_FALSE);
-    size_t np = m->n_params;
-    free(x);
-    free(t);
-    ae_model_free(m);
+    tu_fixture f;
+    int rc = tu_fixture_make(&f, &SETUP, ini, in, 2, N_SAMPLES, NULL);
+    TU_ASSERT_AT(rc != TU_NO_MODEL, line, "model builds");
+    if (rc == TU_NO_MODEL) return 0;
+    TU_ASSERT_FATAL_AT(rc != TU_NO_DATA, line, "data allocated");
+    tu_gradcheck_verdict v;
+    tu_gradcheck_model(&v, what, f.m, f.x, f.t, NULL, N_SAMPLES, NULL, MAX_SKIP_FRACTION, -1.0);
+    TU_ASSERT_GRADCHECK_AT(line, &v);
+    size_t np = f.m->n_params;
+    tu_fixture_free(&f);
     return np;
 }
 #define CHECK_GRAD(what, ini, ...) check_grad_at(__LINE__, (what), (ini), (ae_shape){__VA_ARGS__})
@@ -237,7 +168,7 @@ static ae_model *tiny_lstm(int seq)
 {
     const char *ini = seq ? "[model]\nencoder = lstm(1, seq=1, name=code)\ndecoder = tdense(1)\n"
                           : "[model]\nencoder = lstm(1, name=code)\ndecoder = dense(2)\n";
-    ae_model *m = build(ini, (ae_shape){1, FWD_T, 1});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){1, FWD_T, 1});
     if (!m) return NULL;
     ae_layer *l = &m->layers[0];
     memcpy(l->W, FWD_WX, sizeof FWD_WX);
@@ -277,13 +208,13 @@ static void test_lstm_forward_values(void)
 static void test_lstm_repeat_tdense_values(void)
 {
     const char *ini = "[model]\nencoder = dense(2, name=code)\ndecoder = repeat(3), tdense(4, relu)\n";
-    ae_model *m = build(ini, (ae_shape){1, 3, 4});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){1, 3, 4});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    init_params(m);
+    tu_init_params(&SETUP, m, NULL);
     ae_rng r;
     ae_rng_init(&r, SEED, AE_RNG_TEST, 3, 0, 0);
     float x[FWD_N * 12];
-    fill_uniform(&r, x, FWD_N * 12, -1.0f, 1.0f);
+    tu_fill_uniform(&r, x, FWD_N * 12, -1.0f, 1.0f);
     ae_ctx ctx = {0};
     const float *y = ae_model_forward(m, &ctx, x, FWD_N, m->n_layers);
     const float *code = m->act[0], *rep = m->act[1];
@@ -307,14 +238,14 @@ static void test_lstm_batch_rows(void)
 {
     const char *ini = "[model]\nencoder = lstm(6, seq=1), lstm(5, name=code)\n"
                       "decoder = repeat(4), lstm(4, seq=1), tdense(3, sigmoid)\n";
-    ae_model *m = build(ini, (ae_shape){IN_SEQ});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){IN_SEQ});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    init_params(m);
+    tu_init_params(&SETUP, m, NULL);
     size_t in = m->in_size, out = m->out_size;
     float x[MAX_BATCH * SEQ_T * SEQ_F], y[MAX_BATCH * SEQ_T * SEQ_F];
     ae_rng r;
     ae_rng_init(&r, SEED, AE_RNG_TEST, 4, 0, 0);
-    fill_uniform(&r, x, MAX_BATCH * in, -1.0f, 1.0f);
+    tu_fill_uniform(&r, x, MAX_BATCH * in, -1.0f, 1.0f);
     ae_ctx ctx = {0};
     memcpy(y, ae_model_forward(m, &ctx, x, MAX_BATCH, m->n_layers), sizeof(float) * MAX_BATCH * out);
     for (int s = 0; s < MAX_BATCH; s++) {
@@ -396,7 +327,7 @@ static void check_against_ref(int seq)
 {
     const char *ini = seq ? "[model]\nencoder = lstm(4, seq=1, name=code)\ndecoder = tdense(3)\n"
                           : "[model]\nencoder = lstm(4, name=code)\ndecoder = dense(15)\n";
-    ae_model *m = build(ini, (ae_shape){1, REF_T, REF_F});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){1, REF_T, REF_F});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     ae_layer *l = &m->layers[0];
     CU_ASSERT_EQUAL_FATAL(l->n_params, REF_NP);
@@ -421,7 +352,7 @@ static void check_against_ref(int seq)
     double e_wh = scaled_err(l->dW + REF_F * REF_G, gp + REF_F * REF_G, REF_H * REF_G);
     double e_b = scaled_err(l->db, gp + (REF_F + REF_H) * REF_G, REF_G);
     double e_x = scaled_err(din, gx, NX);
-    if (getenv("AE_GRADCHECK_VERBOSE"))
+    if (tu_verbose())
         fprintf(stderr, "\n    lstm(seq=%d) vs double: dWx %.2e dWh %.2e db %.2e din %.2e (of the max)", seq,
                 e_wx, e_wh, e_b, e_x);
     CU_ASSERT(e_wx <= REF_TOL);
@@ -447,7 +378,7 @@ static void test_lstm_shapes(void)
 {
     const char *ini = "[model]\nencoder = lstm(128), dense(64, name=code)\n"
                       "decoder = repeat(28), lstm(128, seq=1), tdense(28, sigmoid)\n";
-    ae_model *m = build(ini, (ae_shape){1, 28, 28});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){1, 28, 28});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     static const ae_shape want[] = {{1, 1, 128}, {64, 1, 1}, {1, 28, 64}, {1, 28, 128}, {1, 28, 28}};
     static const size_t want_params[] = {(28 + 128) * 512 + 512, 128 * 64 + 64, 0, (64 + 128) * 512 + 512,
@@ -472,7 +403,8 @@ static void test_lstm_shapes(void)
 static void test_lstm_init(void)
 {
     enum { F = 7, H = 6, G = N_GATES * H };
-    ae_model *m = build("[model]\nencoder = lstm(6, name=code)\ndecoder = dense(21)\n", (ae_shape){1, 3, F});
+    ae_model *m =
+        tu_build(&SETUP, "[model]\nencoder = lstm(6, name=code)\ndecoder = dense(21)\n", (ae_shape){1, 3, F});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     ae_model_init_params(m, SEED);
     const ae_layer *l = &m->layers[0];
@@ -500,7 +432,8 @@ static void check_rejected(const char *layers, ae_shape in, const char *needle)
     char ini[INI_MAX];
     snprintf(ini, sizeof ini, "[model]\nencoder = %s\ndecoder = tdense(3)\n", layers);
     ae_error err = {0};
-    ae_model *m = build_err(ini, in, 0, &err);
+    ae_model *m;
+    tu_build_status(&SETUP, ini, in, &m, &err);
     CU_ASSERT_PTR_NULL(m);
     ae_model_free(m);
     int ok = strstr(err.msg, ORIGIN ":2") != NULL && strstr(err.msg, needle) != NULL;

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define AE_SUITES(X) X(rng) X(data) X(ckpt) X(config) X(optim) X(layers) X(loss) X(model) X(train) X(pca) X(conv) X(lstm) X(regress) X(plot)
+#define AE_SUITES(X) X(rng) X(data) X(ckpt) X(config) X(optim) X(layers) X(loss) X(model) X(train) X(pca) X(conv) X(lstm) X(regress) X(plot) X(tboard)
 
 #define DECLARE(name) void ae_test_register_##name(void) __attribute__((weak));
 AE_SUITES(DECLARE)

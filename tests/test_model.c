@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ae/config.h"
 #include "ae/gradcheck.h"
 #include "ae/loss.h"
 #include "ae/model.h"
 #include "ae/rng.h"
+#include "testutil.h"
 
 #define ORIGIN "model.ini"
 #define SEED 424242u
@@ -36,90 +36,36 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* Parse ini (named ORIGIN) and validate it; then build for inputs of shape in. Returns the status of
- * whichever step failed; the message is in *err. */
-static ae_status try_build(const char *ini, ae_shape in, ae_model **m, ae_error *err)
-{
-    *m = NULL;
-    ae_spec *s = calloc(1, sizeof *s);
-    if (!s) return AE_ERR_NOMEM;
-    ae_status st = ae_config_parse_string(ini, ORIGIN, s, err);
-    if (!st) st = ae_config_validate(s, err);
-    if (!st) st = ae_model_create(s, &in, MAX_BATCH, m, err);
-    free(s);
-    return st;
-}
+static const tu_setup SETUP = {ORIGIN, MAX_BATCH, SEED, BIAS_SCALE};
 
-static ae_model *build(const char *ini, ae_shape in)
-{
-    ae_model *m;
-    ae_error err = {0};
-    if (try_build(ini, in, &m, &err)) fprintf(stderr, "\n    building '%s' failed: %s\n", ini, err.msg);
-    return m;
-}
-
-static void fill_uniform(ae_rng *r, float *x, size_t n, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * ae_rng_uniform(r);
-}
-
-/* Init (seed SEED) plus random biases; inputs in [-1, 1), targets in [0, 1), labels in [0, out). */
+/* The model of ini with init (seed SEED) plus random biases, and MAX_BATCH samples for it drawn on from
+ * the same stream: inputs in [-1, 1), targets in [0, 1), labels in [0, out). */
 typedef struct batch {
-    float *x, *t;
+    tu_fixture f;
     uint8_t labels[MAX_BATCH];
 } batch;
 
-static batch prepare(ae_model *m)
+static batch prepare_at(unsigned line, const char *ini, ae_shape in)
 {
-    ae_model_init_params(m, SEED);
-    ae_rng r;
-    ae_rng_init(&r, SEED, AE_RNG_TEST, 1, 0, 0);
-    for (int i = 0; i < m->n_layers; i++) {
-        ae_layer *l = &m->layers[i];
-        if (l->b) fill_uniform(&r, l->b, (size_t)l->units, -BIAS_SCALE, BIAS_SCALE);
-    }
     batch b;
-    b.x = malloc(sizeof(float) * MAX_BATCH * m->in_size);
-    b.t = malloc(sizeof(float) * MAX_BATCH * m->out_size);
-    CU_ASSERT_FATAL(b.x && b.t);
-    fill_uniform(&r, b.x, MAX_BATCH * m->in_size, -1.0f, 1.0f);
-    fill_uniform(&r, b.t, MAX_BATCH * m->out_size, 0.0f, 1.0f);
-    for (int i = 0; i < MAX_BATCH; i++) b.labels[i] = (uint8_t)ae_rng_below(&r, (uint32_t)m->out_size);
+    ae_rng r;
+    int rc = tu_fixture_make(&b.f, &SETUP, ini, in, 1, MAX_BATCH, &r);
+    TU_ASSERT_FIXTURE_AT(line, rc);
+    for (int i = 0; i < MAX_BATCH; i++) b.labels[i] = (uint8_t)ae_rng_below(&r, (uint32_t)b.f.m->out_size);
     return b;
 }
-
-static void batch_free(batch *b)
-{
-    free(b->x);
-    free(b->t);
-}
+#define PREPARE(ini, ...) prepare_at(__LINE__, (ini), (ae_shape){__VA_ARGS__})
 
 /* Builds ini, checks dJ/dparams with the default options and asserts every checked coordinate within
  * AE_GRADCHECK_TOL, on enough evidence (see MAX_*_FRACTION). */
 static void check_grad_at(unsigned line, const char *what, const char *ini, ae_shape in)
 {
-    ae_model *m = build(ini, in);
-    CU_assertImplementation(m != NULL, line, "model builds", __FILE__, "", CU_TRUE);
-    batch b = prepare(m);
-    ae_gradcheck_opts o;
-    ae_gradcheck_opts_default(&o);
-    ae_gradcheck_result r;
-    ae_error err = {0};
-    ae_status st = ae_gradcheck_model(m, b.x, b.t, b.labels, N_SAMPLES, &o, &r, &err);
-    char desc[256], msg[AE_ERROR_MSG_MAX + 512];
-    ae_gradcheck_format(&r, desc, sizeof desc);
-    if (getenv("AE_GRADCHECK_VERBOSE")) fprintf(stderr, "\n    %-20s %s", what, desc);
-    snprintf(msg, sizeof msg, "%s: status %d (%s)", what, (int)st, err.msg);
-    CU_assertImplementation(st == AE_OK, line, msg, __FILE__, "", CU_FALSE);
-    snprintf(msg, sizeof msg, "%s: %s; want <= %g, <= %g skipped, <= %g floored", what, desc,
-             AE_GRADCHECK_TOL, MAX_SKIP_FRACTION, MAX_FLOORED_FRACTION);
-    double np = (double)m->n_params;
-    int ok = r.max_rel_err <= AE_GRADCHECK_TOL && r.n_failed == 0 &&
-             r.n_checked + r.n_skipped == m->n_params && r.n_skipped <= MAX_SKIP_FRACTION * np &&
-             r.n_floored <= MAX_FLOORED_FRACTION * np;
-    CU_assertImplementation(ok, line, msg, __FILE__, "", CU_FALSE);
-    batch_free(&b);
-    ae_model_free(m);
+    batch b = prepare_at(line, ini, in);
+    tu_gradcheck_verdict v;
+    tu_gradcheck_model(&v, what, b.f.m, b.f.x, b.f.t, b.labels, N_SAMPLES, NULL, MAX_SKIP_FRACTION,
+                       MAX_FLOORED_FRACTION);
+    TU_ASSERT_GRADCHECK_PASSED_AT(line, &v);
+    tu_fixture_free(&b.f);
 }
 #define CHECK_GRAD(what, ini, ...) check_grad_at(__LINE__, (what), (ini), (ae_shape){__VA_ARGS__})
 
@@ -128,10 +74,10 @@ static void expect_error_at(unsigned line, const char *ini, ae_status code, cons
 {
     ae_model *m;
     ae_error err = {0};
-    ae_status st = try_build(ini, (ae_shape){IN6}, &m, &err);
+    ae_status st = tu_build_status(&SETUP, ini, (ae_shape){IN6}, &m, &err);
     int ok = st == code && m == NULL && strstr(err.msg, n1) && strstr(err.msg, n2);
     if (!ok) fprintf(stderr, "\n    status %d, message '%s'; want %d, '%s', '%s'", st, err.msg, code, n1, n2);
-    CU_assertImplementation(ok, line, "model error names file:line and the problem", __FILE__, "", CU_FALSE);
+    TU_ASSERT_AT(ok, line, "model error names file:line and the problem");
     ae_model_free(m);
 }
 #define EXPECT_ERROR(ini, code, n1, n2) expect_error_at(__LINE__, (ini), (code), (n1), (n2))
@@ -221,7 +167,7 @@ static void test_model_error_activity_layer(void)
 
 static uint64_t hash_of(const char *ini)
 {
-    ae_model *m = build(ini, (ae_shape){IN6});
+    ae_model *m = tu_build(&SETUP, ini, (ae_shape){IN6});
     uint64_t h = m ? m->arch_hash : 0;
     CU_ASSERT_PTR_NOT_NULL(m);
     ae_model_free(m);
@@ -259,8 +205,8 @@ static void test_model_arch_hash(void)
 
 static void test_model_param_count(void)
 {
-    ae_model *m = build("[model]\nencoder = dense(32, relu)\ndecoder = dense(784, sigmoid)\n",
-                        (ae_shape){1, 28, 28});
+    ae_model *m = tu_build(&SETUP, "[model]\nencoder = dense(32, relu)\ndecoder = dense(784, sigmoid)\n",
+                           (ae_shape){1, 28, 28});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     CU_ASSERT_EQUAL(m->n_params, MNIST_PARAMS);
     CU_ASSERT_EQUAL(m->in_size, MNIST_IN);
@@ -332,8 +278,8 @@ static void test_model_l2_grad(void)
 /* L2 by hand: l2/2 sum W^2 over weights (not biases; a tied weight once), gradient l2 W on the weights. */
 static void test_model_l2_values(void)
 {
-    ae_model *m = build("[model]\nencoder = dense(2, name=code)\ndecoder = dense(3, tied=code)\n"
-                        "[loss]\nl2 = 0.5\n", (ae_shape){3, 1, 1});
+    ae_model *m = tu_build(&SETUP, "[model]\nencoder = dense(2, name=code)\ndecoder = dense(3, tied=code)\n"
+                           "[loss]\nl2 = 0.5\n", (ae_shape){3, 1, 1});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     CU_ASSERT_EQUAL_FATAL(m->n_params, 3 * 2 + 2 + 3);
     for (size_t i = 0; i < m->n_params; i++) m->params[i] = (float)(i + 1); /* W = 1..6, biases 7..11 */
@@ -349,30 +295,27 @@ static void test_model_l2_values(void)
  * fused losses equal the same losses computed from the outputs (z_last is this forward's logits). */
 static void test_model_loss_values(void)
 {
-    ae_model *m = build("[model]\nencoder = dense(5, tanh, name=code)\ndecoder = dense(4, sigmoid)\n"
-                        "[loss]\nkind = bce\nl1_activity = 0.25\n", (ae_shape){IN4});
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    batch b = prepare(m);
+    batch b = PREPARE("[model]\nencoder = dense(5, tanh, name=code)\ndecoder = dense(4, sigmoid)\n"
+                      "[loss]\nkind = bce\nl1_activity = 0.25\n", IN4);
+    ae_model *m = b.f.m;
     ae_ctx ctx = {0};
-    const float *y = ae_model_forward(m, &ctx, b.x, N_SAMPLES, m->n_layers);
+    const float *y = ae_model_forward(m, &ctx, b.f.x, N_SAMPLES, m->n_layers);
     double l1 = 0.0;
     for (size_t i = 0; i < N_SAMPLES * m->code_size; i++) l1 += fabs((double)m->act[0][i]);
-    double bce = ae_loss_bce(y, b.t, N_SAMPLES, m->out_size, 1.0f, NULL);
+    double bce = ae_loss_bce(y, b.f.t, N_SAMPLES, m->out_size, 1.0f, NULL);
     ae_loss_out lo, lb;
-    ae_model_loss(m, &ctx, b.x, b.t, NULL, N_SAMPLES, 1.0f, 0, &lo);
-    ae_model_loss(m, &ctx, b.x, b.t, NULL, N_SAMPLES, 1.0f, 1, &lb);
+    ae_model_loss(m, &ctx, b.f.x, b.f.t, NULL, N_SAMPLES, 1.0f, 0, &lo);
+    ae_model_loss(m, &ctx, b.f.x, b.f.t, NULL, N_SAMPLES, 1.0f, 1, &lb);
     CU_ASSERT_DOUBLE_EQUAL(lo.penalty, 0.25 * l1, LOSS_TOL * l1);
     CU_ASSERT_DOUBLE_EQUAL(lb.penalty, lo.penalty, LOSS_TOL * l1);
     CU_ASSERT_DOUBLE_EQUAL(lo.loss, bce, LOSS_TOL * bce);
     CU_ASSERT_DOUBLE_EQUAL(lb.loss, lo.loss, 0.0);
-    batch_free(&b);
-    ae_model_free(m);
+    tu_fixture_free(&b.f);
 
-    m = build("[model]\ntype = classifier\nencoder = dense(5, tanh)\nhead = dense(4, softmax)\n"
-              "[loss]\nkind = ce\n", (ae_shape){IN6});
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    b = prepare(m);
-    y = ae_model_forward(m, &ctx, b.x, N_SAMPLES, m->n_layers);
+    b = PREPARE("[model]\ntype = classifier\nencoder = dense(5, tanh)\nhead = dense(4, softmax)\n"
+                "[loss]\nkind = ce\n", IN6);
+    m = b.f.m;
+    y = ae_model_forward(m, &ctx, b.f.x, N_SAMPLES, m->n_layers);
     double ce = 0.0;
     size_t correct = 0;
     for (int i = 0; i < N_SAMPLES; i++) {
@@ -382,37 +325,34 @@ static void test_model_loss_values(void)
         for (int j = 1; j < N_CLASSES; j++) am = row[j] > row[am] ? j : am;
         correct += am == b.labels[i];
     }
-    ae_model_loss(m, &ctx, b.x, NULL, b.labels, N_SAMPLES, 1.0f, 0, &lo);
+    ae_model_loss(m, &ctx, b.f.x, NULL, b.labels, N_SAMPLES, 1.0f, 0, &lo);
     CU_ASSERT_DOUBLE_EQUAL(lo.loss, ce, LOSS_TOL * ce);
     CU_ASSERT_EQUAL(lo.correct, correct);
-    batch_free(&b);
-    ae_model_free(m);
+    tu_fixture_free(&b.f);
 }
 
 /* Backward accumulates into m->grads (the trainer zeroes them once per step): a second pass without
  * zeroing doubles every gradient, including a tied weight's, which two layers write. */
 static void test_model_backward_accumulates(void)
 {
-    ae_model *m = build("[model]\nencoder = dense(5, tanh), dense(3, name=code)\n"
-                        "decoder = dense(5, tanh, tied=code), dense(4, sigmoid, tied=enc1)\n"
-                        "[loss]\nkind = bce\n", (ae_shape){IN4});
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    batch b = prepare(m);
+    batch b = PREPARE("[model]\nencoder = dense(5, tanh), dense(3, name=code)\n"
+                      "decoder = dense(5, tanh, tied=code), dense(4, sigmoid, tied=enc1)\n"
+                      "[loss]\nkind = bce\n", IN4);
+    ae_model *m = b.f.m;
     float *g = malloc(sizeof(float) * m->n_params);
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
     ae_error err = {0};
-    CU_ASSERT_EQUAL(ae_gradcheck_model_grad(m, NULL, b.x, b.t, NULL, N_SAMPLES, g, NULL, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_gradcheck_model_grad(m, NULL, b.f.x, b.f.t, NULL, N_SAMPLES, g, NULL, &err), AE_OK);
     ae_ctx ctx = {.training = 1};
     ae_loss_out lo;
-    ae_model_forward(m, &ctx, b.x, N_SAMPLES, m->n_layers);
-    ae_model_loss(m, &ctx, b.x, b.t, NULL, N_SAMPLES, ae_model_loss_scale(m, N_SAMPLES), 1, &lo);
+    ae_model_forward(m, &ctx, b.f.x, N_SAMPLES, m->n_layers);
+    ae_model_loss(m, &ctx, b.f.x, b.f.t, NULL, N_SAMPLES, ae_model_loss_scale(m, N_SAMPLES), 1, &lo);
     int doubled = 1;
     for (size_t i = 0; i < m->n_params; i++)
         doubled &= fabsf(m->grads[i] - 2.0f * g[i]) <= ACC_TOL * fabsf(g[i]);
     CU_ASSERT(doubled);
     free(g);
-    batch_free(&b);
-    ae_model_free(m);
+    tu_fixture_free(&b.f);
 }
 
 /* ---- the checker ----------------------------------------------------------------------- */
@@ -427,18 +367,18 @@ static const char *const CHECKER_INI =
  * gradient scaled by 1.01 (the kind of slip a missing 1/n or an extra sample would make). */
 static void test_model_wrong_gradient_fails(void)
 {
-    ae_model *m = build(CHECKER_INI, (ae_shape){IN4});
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    batch b = prepare(m);
+    batch b = PREPARE(CHECKER_INI, IN4);
+    ae_model *m = b.f.m;
     float *g = malloc(sizeof(float) * m->n_params);
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
     ae_error err = {0};
-    CU_ASSERT_EQUAL_FATAL(ae_gradcheck_model_grad(m, NULL, b.x, b.t, NULL, N_SAMPLES, g, NULL, &err), AE_OK);
+    CU_ASSERT_EQUAL_FATAL(ae_gradcheck_model_grad(m, NULL, b.f.x, b.f.t, NULL, N_SAMPLES, g, NULL, &err),
+                          AE_OK);
     ae_gradcheck_opts o;
     ae_gradcheck_opts_default(&o);
     ae_gradcheck_result r;
     /* unchanged, it passes */
-    CU_ASSERT_EQUAL(ae_gradcheck_model_against(m, b.x, b.t, NULL, N_SAMPLES, g, &o, &r, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_gradcheck_model_against(m, b.f.x, b.f.t, NULL, N_SAMPLES, g, &o, &r, &err), AE_OK);
     CU_ASSERT(r.max_rel_err <= AE_GRADCHECK_TOL);
     /* the largest weight gradient of the code layer, 10% off */
     const ae_layer *code = &m->layers[1];
@@ -446,7 +386,7 @@ static void test_model_wrong_gradient_fails(void)
     for (size_t i = code->p_off; i < code->p_off + nw; i++) worst = fabsf(g[i]) > fabsf(g[worst]) ? i : worst;
     float keep = g[worst];
     g[worst] *= 1.0f + WRONG_EXTRA;
-    CU_ASSERT_EQUAL(ae_gradcheck_model_against(m, b.x, b.t, NULL, N_SAMPLES, g, &o, &r, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_gradcheck_model_against(m, b.f.x, b.f.t, NULL, N_SAMPLES, g, &o, &r, &err), AE_OK);
     CU_ASSERT(r.max_rel_err > AE_GRADCHECK_TOL);
     CU_ASSERT(fabs(r.max_rel_err - WRONG_EXTRA / (1.0 + WRONG_EXTRA)) < 1e-3);
     CU_ASSERT_EQUAL(r.n_failed, 1);
@@ -458,39 +398,36 @@ static void test_model_wrong_gradient_fails(void)
     const ae_layer *dec = &m->layers[2];
     nw = dec->in_size * (size_t)dec->units;
     for (size_t i = dec->p_off; i < dec->p_off + nw; i++) g[i] *= WRONG_SCALE;
-    CU_ASSERT_EQUAL(ae_gradcheck_model_against(m, b.x, b.t, NULL, N_SAMPLES, g, &o, &r, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_gradcheck_model_against(m, b.f.x, b.f.t, NULL, N_SAMPLES, g, &o, &r, &err), AE_OK);
     CU_ASSERT(r.max_rel_err > 5 * AE_GRADCHECK_TOL);
     CU_ASSERT(r.n_failed > nw / 2);
     CU_ASSERT_STRING_EQUAL(r.worst_name, "dec1");
-    if (getenv("AE_GRADCHECK_VERBOSE"))
+    if (tu_verbose())
         fprintf(stderr, "\n    dW x 1.01: max rel err %.2e, %zu of %zu fail", r.max_rel_err, r.n_failed, nw);
     free(g);
-    batch_free(&b);
-    ae_model_free(m);
+    tu_fixture_free(&b.f);
 }
 
 /* Parameters come back bit for bit; m->grads holds the analytic gradient afterwards. */
 static void test_model_gradcheck_restores(void)
 {
-    ae_model *m = build(CHECKER_INI, (ae_shape){IN4});
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    batch b = prepare(m);
+    batch b = PREPARE(CHECKER_INI, IN4);
+    ae_model *m = b.f.m;
     float *p = malloc(sizeof(float) * m->n_params), *g = malloc(sizeof(float) * m->n_params);
     CU_ASSERT_FATAL(p && g);
     memcpy(p, m->params, sizeof(float) * m->n_params);
     ae_error err = {0};
-    ae_gradcheck_model_grad(m, NULL, b.x, b.t, NULL, N_SAMPLES, g, NULL, &err);
+    ae_gradcheck_model_grad(m, NULL, b.f.x, b.f.t, NULL, N_SAMPLES, g, NULL, &err);
     ae_gradcheck_opts o;
     ae_gradcheck_opts_default(&o);
     ae_gradcheck_result r;
-    CU_ASSERT_EQUAL(ae_gradcheck_model(m, b.x, b.t, NULL, N_SAMPLES, &o, &r, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_gradcheck_model(m, b.f.x, b.f.t, NULL, N_SAMPLES, &o, &r, &err), AE_OK);
     CU_ASSERT_EQUAL(memcmp(p, m->params, sizeof(float) * m->n_params), 0);
     CU_ASSERT_EQUAL(memcmp(g, m->grads, sizeof(float) * m->n_params), 0);
     CU_ASSERT_EQUAL(r.n_checked, m->n_params);
     free(p);
     free(g);
-    batch_free(&b);
-    ae_model_free(m);
+    tu_fixture_free(&b.f);
 }
 
 /* A big model: a random subset of max_per_layer coordinates per layer (784-32-784, bce). */
@@ -499,43 +436,35 @@ static void test_model_gradcheck_restores(void)
 
 static void test_model_gradcheck_subset(void)
 {
-    ae_model *m = build("[model]\nencoder = dense(32, tanh)\ndecoder = dense(784, sigmoid)\n"
-                        "[loss]\nkind = bce\n", (ae_shape){1, 28, 28});
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    batch b = prepare(m);
+    batch b = PREPARE("[model]\nencoder = dense(32, tanh)\ndecoder = dense(784, sigmoid)\n"
+                      "[loss]\nkind = bce\n", 1, 28, 28);
+    ae_model *m = b.f.m;
     ae_gradcheck_opts o;
     ae_gradcheck_opts_default(&o);
     o.max_per_layer = SUBSET;
     ae_gradcheck_result r;
     ae_error err = {0};
-    CU_ASSERT_EQUAL(ae_gradcheck_model(m, b.x, b.t, NULL, BIG_N, &o, &r, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_gradcheck_model(m, b.f.x, b.f.t, NULL, BIG_N, &o, &r, &err), AE_OK);
     CU_ASSERT_EQUAL(r.n_checked + r.n_skipped, 2 * SUBSET);
     CU_ASSERT(r.max_rel_err <= AE_GRADCHECK_TOL);
-    if (getenv("AE_GRADCHECK_VERBOSE")) {
-        char desc[256];
-        ae_gradcheck_format(&r, desc, sizeof desc);
-        fprintf(stderr, "\n    %-20s %s", "784-32-784 subset", desc);
-    }
-    batch_free(&b);
-    ae_model_free(m);
+    tu_gradcheck_report("784-32-784 subset", &r);
+    tu_fixture_free(&b.f);
 }
 
 static void test_model_gradcheck_errors(void)
 {
-    ae_model *m = build(CHECKER_INI, (ae_shape){IN4});
-    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    batch b = prepare(m);
+    batch b = PREPARE(CHECKER_INI, IN4);
+    ae_model *m = b.f.m;
     ae_gradcheck_opts o;
     ae_gradcheck_opts_default(&o);
     ae_gradcheck_result r;
     ae_error err = {0};
-    CU_ASSERT_EQUAL(ae_gradcheck_model(m, b.x, b.t, NULL, MAX_BATCH + 1, &o, &r, &err), AE_ERR_ARG);
+    CU_ASSERT_EQUAL(ae_gradcheck_model(m, b.f.x, b.f.t, NULL, MAX_BATCH + 1, &o, &r, &err), AE_ERR_ARG);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "n = 9 samples"));
-    CU_ASSERT_EQUAL(ae_gradcheck_model(m, b.x, b.t, NULL, 0, &o, &r, &err), AE_ERR_ARG);
-    b.x[0] = NAN;
-    CU_ASSERT_EQUAL(ae_gradcheck_model(m, b.x, b.t, NULL, N_SAMPLES, &o, &r, &err), AE_ERR_NUMERIC);
-    batch_free(&b);
-    ae_model_free(m);
+    CU_ASSERT_EQUAL(ae_gradcheck_model(m, b.f.x, b.f.t, NULL, 0, &o, &r, &err), AE_ERR_ARG);
+    b.f.x[0] = NAN;
+    CU_ASSERT_EQUAL(ae_gradcheck_model(m, b.f.x, b.f.t, NULL, N_SAMPLES, &o, &r, &err), AE_ERR_NUMERIC);
+    tu_fixture_free(&b.f);
 }
 
 void ae_test_register_model(void)

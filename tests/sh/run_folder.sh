@@ -42,6 +42,8 @@ check "run.json records ranks, threads, OpenBLAS core and hosts" \
 check "log.txt has the epochs and the final results" 'grep -q "^epoch" "$run/log.txt" && grep -q "test reconstruction" "$run/log.txt"'
 check "k-NN and probe accuracy reported" 'grep -q "3-NN on the 16-d code" <<<"$out" && grep -q "softmax probe" <<<"$out"'
 check "result.json written" 'grep -q "test_bce" "$run/result.json"'
+check "TensorBoard events file written (framing checked by tboard_read.sh)" \
+  '[ "$(find "$run" -maxdepth 1 -name "events.out.tfevents.*" -size +1k | wc -l)" -eq 1 ]'
 # the best checkpoint has the best validation loss: its epoch's val loss is the minimum in metrics.csv
 best_epoch=$("$TOOL" info "$run/ckpt/best.aeck" | sed -E 's/^epoch ([0-9]+) .*/\1/')
 min_epoch=$(tail -n +2 "$run/metrics.csv" | sort -t, -k4 -g | head -1 | cut -d, -f1)
