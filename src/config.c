@@ -186,7 +186,7 @@ static const key_def keys[] = {
     K_INT("train", "probe_batch", probe_batch, "256", AT_LEAST(1), "batch size of the probe"),
     K_BOOL("train", "deterministic", deterministic, "false",
            "bitwise identical parameters and state for any rank count (see docs/determinism.md)"),
-    K_INT("train", "micro_shards", micro_shards, "12", BETWEEN(1, 4096),
+    K_INT("train", "micro_shards", micro_shards, "4", BETWEEN(1, 4096),
           "deterministic: each global batch is split into this many fixed micro-shards (at least the rank count)"),
     K_INT("train", "knn", knn, "0", BETWEEN(0, 64),
           "autoencoders: test accuracy of a k-nearest-neighbour classifier on the code at the end (0 = off)"),

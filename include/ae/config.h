@@ -95,7 +95,7 @@ typedef struct ae_spec {
     float probe_lr;                              /* probe_lr = 1e-2 */
     int probe_batch;                             /* probe_batch = 256 */
     int deterministic;                           /* deterministic = false: bitwise the same state for any P */
-    int micro_shards;                            /* micro_shards = 12: fixed split of each global batch */
+    int micro_shards;                            /* micro_shards = 4: fixed split of each global batch */
     int knn;                                     /* knn = 0: k of a k-NN classifier on the code at the end */
     float watchdog;                              /* watchdog = 600 (s in one collective before aborting; 0 = off) */
     int ckpt_error_continue;                     /* on_checkpoint_error = stop | continue */

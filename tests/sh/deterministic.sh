@@ -19,6 +19,7 @@ max_steps = 20
 validation = 50
 probe = false
 deterministic = true
+micro_shards = 12
 [data]
 dataset = $WORK/data
 [run]
