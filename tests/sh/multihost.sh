@@ -17,7 +17,10 @@
 #   - the allreduce really crossed the veths: each host's veth carried at
 #     least 20 steps x the gradient's bytes in each direction;
 #   - no process is left in the namespaces after mpirun returns.
-# Needs root (ip netns, unshare). It FAILS when the hosts cannot be made.
+# Needs root (unshare, nsenter, ip). It FAILS when the hosts cannot be made.
+# The namespaces are held by a sleeping process each (unshare --net) and
+# entered by pid with nsenter: no named /run/netns mounts, so this works in a
+# chroot too.
 # Everything it makes (namespaces, veths, bridge, processes in the
 # namespaces, the temporary folder) is removed on exit, by name / pid.
 . "$(dirname "$0")/common.bash"
@@ -28,17 +31,28 @@ NSB=aemh${id}b
 BR=aemh${id}br
 VA=aemh${id}va
 VB=aemh${id}vb
-made_ns=()
+made_ns=()   # holder pids
 made_links=()
+PIDA= PIDB=
+
+# pids of the processes in the network namespace of holder pid $1 (the holder included)
+ns_pids() {
+  local want p
+  want=$(readlink "/proc/$1/ns/net" 2>/dev/null) || return 0
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$want" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
 
 cleanup() {
   set +e
-  local ns p
-  for ns in "${made_ns[@]}"; do # processes we started inside our namespaces (orted, ranks)
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+  local h p
+  for h in "${made_ns[@]}"; do # processes we started inside our namespaces (orted, ranks), then the holder
+    for p in $(ns_pids "$h"); do [ "$p" != "$h" ] && kill -9 "$p" 2>/dev/null; done
+    kill -9 "$h" 2>/dev/null
   done
   for l in "${made_links[@]}"; do ip link del "$l" 2>/dev/null; done
-  for ns in "${made_ns[@]}"; do ip netns del "$ns" 2>/dev/null; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -51,9 +65,10 @@ setup_failed() {
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
-[ "$(id -u)" -eq 0 ] || setup_failed "needs root (ip netns, unshare --uts)"
+[ "$(id -u)" -eq 0 ] || setup_failed "needs root (unshare --net/--uts, nsenter)"
 command -v ip >/dev/null || setup_failed "no 'ip' (apt-get install iproute2)"
 command -v unshare >/dev/null || setup_failed "no 'unshare' (util-linux)"
+command -v nsenter >/dev/null || setup_failed "no 'nsenter' (util-linux)"
 
 # Serialize against another copy of this test (subnet choice), then pick a
 # free 10.77.X.0/24: no address or route of this machine inside it.
@@ -71,21 +86,34 @@ IPR=$NET.1 IPA=$NET.2 IPB=$NET.3
 
 t0=$(now)
 {
-  ip netns add "$NSA" && made_ns+=("$NSA") &&
-    ip netns add "$NSB" && made_ns+=("$NSB") &&
+  unshare --net sleep 100000 & PIDA=$!
+  made_ns+=("$PIDA")
+  unshare --net sleep 100000 & PIDB=$!
+  made_ns+=("$PIDB")
+  # wait until each holder is in its own namespace
+  for _ in $(seq 50); do
+    [ "$(readlink /proc/$PIDA/ns/net)" != "$(readlink /proc/$$/ns/net)" ] &&
+      [ "$(readlink /proc/$PIDB/ns/net)" != "$(readlink /proc/$$/ns/net)" ] && break
+    sleep 0.1
+  done
+  [ "$(readlink /proc/$PIDA/ns/net)" != "$(readlink /proc/$$/ns/net)" ] &&
+    [ "$(readlink /proc/$PIDB/ns/net)" != "$(readlink /proc/$$/ns/net)" ] &&
     ip link add "$BR" type bridge && made_links+=("$BR") &&
     ip addr add "$IPR/24" dev "$BR" && ip link set "$BR" up &&
-    ip link add "$VA" type veth peer name eth0 netns "$NSA" && made_links+=("$VA") &&
-    ip link add "$VB" type veth peer name eth0 netns "$NSB" && made_links+=("$VB") &&
+    ip link add "$VA" type veth peer name eth0 netns "$PIDA" && made_links+=("$VA") &&
+    ip link add "$VB" type veth peer name eth0 netns "$PIDB" && made_links+=("$VB") &&
     ip link set "$VA" master "$BR" up && ip link set "$VB" master "$BR" up &&
-    ip -n "$NSA" addr add "$IPA/24" dev eth0 && ip -n "$NSA" link set eth0 up && ip -n "$NSA" link set lo up &&
-    ip -n "$NSB" addr add "$IPB/24" dev eth0 && ip -n "$NSB" link set eth0 up && ip -n "$NSB" link set lo up
+    nsenter -t "$PIDA" -n ip addr add "$IPA/24" dev eth0 && nsenter -t "$PIDA" -n ip link set eth0 up &&
+    nsenter -t "$PIDA" -n ip link set lo up &&
+    nsenter -t "$PIDB" -n ip addr add "$IPB/24" dev eth0 && nsenter -t "$PIDB" -n ip link set eth0 up &&
+    nsenter -t "$PIDB" -n ip link set lo up
 } 2>"$WORK/setup.err" || setup_failed "$(tr '\n' ' ' <"$WORK/setup.err")"
 flock -u 9
 # each namespace must see its own host name
-for pair in "$NSA" "$NSB"; do
-  h=$(ip netns exec "$pair" unshare --uts sh -c "hostname $pair && hostname" 2>&1) && [ "$h" = "$pair" ] ||
-    setup_failed "unshare --uts in $pair: '$h'"
+for pair in "$NSA:$PIDA" "$NSB:$PIDB"; do
+  name=${pair%%:*} pid=${pair##*:}
+  h=$(nsenter -t "$pid" -n unshare --uts sh -c "hostname $name && hostname" 2>&1) && [ "$h" = "$name" ] ||
+    setup_failed "unshare --uts in $name: '$h'"
 done
 ok "two hosts: namespaces $NSA ($IPA) and $NSB ($IPB) on bridge $BR ($IPR/24), $(since "$t0") s to make"
 
@@ -95,12 +123,12 @@ cat >"$WORK/agent.sh" <<EOA
 #!/bin/sh
 host=\$1; shift
 case \$host in
-  $IPA|$NSA) ns=$NSA ;;
-  $IPB|$NSB) ns=$NSB ;;
+  $IPA|$NSA) ns=$NSA pid=$PIDA ;;
+  $IPB|$NSB) ns=$NSB pid=$PIDB ;;
   *) echo "agent: unknown host '\$host'" >&2; exit 255 ;;
 esac
 echo "agent: \$host -> \$ns" >>"$WORK/agent.log"
-exec ip netns exec "\$ns" unshare --uts sh -c 'hostname "\$1" && shift && exec sh -c "\$*"' agent "\$ns" "\$@"
+exec nsenter -t "\$pid" -n unshare --uts sh -c 'hostname "\$1" && shift && exec sh -c "\$*"' agent "\$ns" "\$@"
 EOA
 chmod +x "$WORK/agent.sh"
 printf '%s slots=1\n%s slots=1\n' "$IPA" "$IPB" >"$WORK/hostfile"
@@ -200,7 +228,7 @@ fi
 # orted and the ranks are gone from the namespaces
 left=
 for ((i = 0; i < 50; i++)); do
-  left=$(ip netns pids "$NSA"; ip netns pids "$NSB")
+  left=$( { ns_pids "$PIDA" | grep -vx "$PIDA"; ns_pids "$PIDB" | grep -vx "$PIDB"; } || true)
   [ -z "$left" ] && break
   sleep 0.1
 done
