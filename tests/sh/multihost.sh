@@ -87,8 +87,10 @@ IPR=$NET.1 IPA=$NET.2 IPB=$NET.3
 t0=$(now)
 {
   unshare --net sleep 100000 & PIDA=$!
+  disown "$PIDA"
   made_ns+=("$PIDA")
   unshare --net sleep 100000 & PIDB=$!
+  disown "$PIDB"
   made_ns+=("$PIDB")
   # wait until each holder is in its own namespace
   for _ in $(seq 50); do
