@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""Helpers of bench/run.sh (standard library only).
+
+  perfutil.py mkdata DIR            random MNIST-shaped IDX files (60000 train, 512 test) in DIR
+  perfutil.py layers                `aetrain check` output on stdin -> roofline layer arguments
+  perfutil.py run RUN_DIR           a finished aetrain run -> "samples_per_s allreduce_share openblas_core"
+  perfutil.py summary RESULTS_DIR   roofline.csv + aetrain.csv + torch.csv -> summary.csv and the tables
+"""
+import csv
+import json
+import math
+import os
+import struct
+import sys
+
+
+def mkdata(d):
+    os.makedirs(d, exist_ok=True)
+
+    def images(name, n):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(struct.pack(">IIII", 0x803, n, 28, 28))
+            f.write(os.urandom(n * 784))
+
+    def labels(name, n):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(struct.pack(">II", 0x801, n))
+            f.write(bytes(b % 10 for b in os.urandom(n)))
+
+    images("train-images-idx3-ubyte", 60000)
+    labels("train-labels-idx1-ubyte", 60000)
+    images("t10k-images-idx3-ubyte", 512)  # a small test set: the final evaluation is not timed
+    labels("t10k-labels-idx1-ubyte", 512)
+
+
+def layers():
+    """dense:IN:OUT / conv:C:F:K:OH:OW for each layer with an sgemm; '-a' first when model layer 0
+    has none (then the first sgemm layer needs its input gradient too)."""
+    out, first = [], None
+    for line in sys.stdin:
+        f = line.split()
+        if len(f) < 8 or not f[0].isdigit():
+            continue
+        idx, kind, ins, outs, flops = int(f[0]), f[2], f[3], f[4], float(f[7])
+        if first is None:
+            first = idx
+        cin = [int(v) for v in ins.split("x")]
+        cout = [int(v) for v in outs.split("x")]
+        if kind == "dense":
+            if any(a.startswith("tied") for a in f):
+                sys.exit("perfutil.py: tied dense layers are not modelled by the roofline")
+            out.append("dense:%d:%d" % (cin[0] * cin[1] * cin[2], cout[0]))
+        elif kind == "conv":
+            c, fl, oh, ow = cin[0], cout[0], cout[1], cout[2]
+            k = int(round(math.sqrt(flops / (2.0 * c * fl * oh * ow))))
+            out.append("conv:%d:%d:%d:%d:%d" % (c, fl, k, oh, ow))
+        elif kind in ("maxpool", "upsample", "act", "flatten", "reshape"):
+            continue
+        else:
+            sys.exit("perfutil.py: the roofline does not model '%s' layers" % kind)
+        if len(out) == 1 and idx != 0:
+            out.insert(0, "-a")
+    print(" ".join(out))
+
+
+def run(d):
+    with open(os.path.join(d, "result.json")) as f:
+        res = json.load(f)
+    with open(os.path.join(d, "run.json")) as f:
+        meta = json.load(f)
+    # allreduce share of the step time over all epochs, weighted by each epoch's step time
+    t = a = 0.0
+    prev = 0
+    with open(os.path.join(d, "metrics.csv")) as f:
+        for row in csv.DictReader(f):
+            sps, share, step = float(row["samples_per_s"]), float(row["allreduce_frac"]), int(row["step"])
+            if sps > 0:
+                step_t = (step - prev) / sps  # the epoch's step time, in units of the batch
+                t += step_t
+                a += step_t * share
+            prev = step
+    print("%.6g %.4f %s" % (res["samples_per_s"], a / t if t else 0.0, meta.get("openblas_core", "?")))
+
+
+# ---- summary -------------------------------------------------------------------------------------
+
+def read(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def ratio(a, b):
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
+
+
+def fmt(v, digits=2):
+    if isinstance(v, str):
+        return v
+    if v is None or math.isnan(v):
+        return "-"
+    if abs(v) >= 100:
+        return "%.0f" % v
+    return "%.*f" % (digits, v)
+
+
+def table(rows, head):
+    w = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    lines = ["  ".join(str(h).rjust(w[i]) if i else str(h).ljust(w[i]) for i, h in enumerate(head))]
+    for r in rows:
+        lines.append("  ".join(str(c).rjust(w[i]) if i else str(c).ljust(w[i]) for i, c in enumerate(r)))
+    return "\n".join(lines)
+
+
+def summary(d):
+    roof = read(os.path.join(d, "roofline.csv"))
+    ae = read(os.path.join(d, "aetrain.csv"))
+    pt = read(os.path.join(d, "torch.csv"))
+    models = []
+    for r in ae + roof:
+        m = r.get("model", "")
+        if m and m != "peak" and m not in models:
+            models.append(m)
+    peak = {r["threads"]: num(r["peak_gflops"]) for r in roof if r["model"] == "peak"}
+    out = []
+    for m in models:
+        R = {r["layout"]: r for r in roof if r["model"] == m}
+        A = {r["layout"]: r for r in ae if r["model"] == m}
+        T = {r["setting"]: r for r in pt if r["model"] == m}
+        s = {"model": m}
+        s["batch"] = A.get("p1t1", {}).get("global_batch", "")
+        s["gemm_gflop_per_sample"] = ratio(num(R.get("p1t1", {}).get("step_gflop")), num(s["batch"] or "nan"))
+        for lay in ("p1t2", "p1t1", "p2t1"):
+            s["roof_" + lay] = num(R.get(lay, {}).get("samples_per_s_bound"))
+            s["roof_gflops_" + lay] = num(R.get(lay, {}).get("gflops"))
+        for lay in ("p1t2", "p1t1", "p2t1", "p2t1w"):
+            s["ae_" + lay] = num(A.get(lay, {}).get("samples_per_s"))
+        s["ae_allreduce_share_p2t1"] = num(A.get("p2t1", {}).get("allreduce_share"))
+        s["ae_allreduce_share_p2t1w"] = num(A.get("p2t1w", {}).get("allreduce_share"))
+        for st in ("t1", "t2", "ddp2", "ddp2w"):
+            s["torch_" + st] = num(T.get(st, {}).get("samples_per_s"))
+        lays = [(s["ae_" + k], k) for k in ("p1t2", "p1t1", "p2t1") if not math.isnan(s["ae_" + k])]
+        best = max(lays) if lays else (float("nan"), "-")
+        s["ae_best"], s["ae_best_layout"] = best
+        tb = [(s["torch_" + k], k) for k in ("t1", "t2", "ddp2") if not math.isnan(s["torch_" + k])]
+        tbest = max(tb) if tb else (float("nan"), "-")
+        s["torch_best"], s["torch_best_setting"] = tbest
+        for lay in ("p1t2", "p1t1", "p2t1"):
+            s["ae_over_roof_" + lay] = ratio(s["ae_" + lay], s["roof_" + lay])
+        s["ae_over_roof_best"] = ratio(s["ae_best"], s["roof_" + best[1]]) if best[1] != "-" else float("nan")
+        s["ae_best_over_torch_best"] = ratio(s["ae_best"], s["torch_best"])
+        s["ae_p1t1_over_torch_t1"] = ratio(s["ae_p1t1"], s["torch_t1"])
+        s["ae_p1t2_over_torch_t2"] = ratio(s["ae_p1t2"], s["torch_t2"])
+        s["ae_p2t1_over_torch_ddp2"] = ratio(s["ae_p2t1"], s["torch_ddp2"])
+        s["ae_strong_speedup_p2"] = ratio(s["ae_p2t1"], s["ae_p1t1"])
+        s["ddp_strong_speedup_p2"] = ratio(s["torch_ddp2"], s["torch_t1"])
+        s["ae_weak_eff_p2"] = ratio(s["ae_p2t1w"], 2 * s["ae_p1t1"])
+        s["ddp_weak_eff_p2"] = ratio(s["torch_ddp2w"], 2 * s["torch_t1"])
+        s["ae_over_ddp_weak_eff"] = ratio(s["ae_weak_eff_p2"], s["ddp_weak_eff_p2"])
+        s["peak_gflops_t1"], s["peak_gflops_t2"] = peak.get("1", float("nan")), peak.get("2", float("nan"))
+        out.append(s)
+    if out:
+        with open(os.path.join(d, "summary.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(out[0]))
+            w.writeheader()
+            for s in out:
+                w.writerow({k: (("%.6g" % v) if isinstance(v, float) else v) for k, v in s.items()})
+
+    print("\nsamples/s (roofline = the step's sgemm calls alone; pN tM = N ranks x M threads; "
+          "w = weak scaling, batch per rank fixed)")
+    head = ["model", "batch", "roof p1t2", "roof p1t1", "roof p2t1", "ae p1t2", "ae p1t1", "ae p2t1", "ae p2t1w",
+            "pt t1", "pt t2", "ddp2", "ddp2w"]
+    rows = [[s["model"], s["batch"]] + [fmt(s[k]) for k in (
+        "roof_p1t2", "roof_p1t1", "roof_p2t1", "ae_p1t2", "ae_p1t1", "ae_p2t1", "ae_p2t1w", "torch_t1",
+        "torch_t2", "torch_ddp2", "torch_ddp2w")] for s in out]
+    print(table(rows, head))
+    print("\nratios (each measured side by side in this run)")
+    head = ["model", "ae best", "ae/roof", "ae/roof p1t1", "pt best", "ae/pt", "ae/pt p1t1", "ae/ddp p2",
+            "weak ae", "weak ddp", "weak ae/ddp", "allreduce p2"]
+    rows = [[s["model"], s["ae_best_layout"], fmt(s["ae_over_roof_best"]), fmt(s["ae_over_roof_p1t1"]),
+             s["torch_best_setting"], fmt(s["ae_best_over_torch_best"]), fmt(s["ae_p1t1_over_torch_t1"]),
+             fmt(s["ae_p2t1_over_torch_ddp2"]), fmt(s["ae_weak_eff_p2"]), fmt(s["ddp_weak_eff_p2"]),
+             fmt(s["ae_over_ddp_weak_eff"]),
+             fmt(100 * s["ae_allreduce_share_p2t1"], 0) + "%" if not math.isnan(s["ae_allreduce_share_p2t1"])
+             else "-"] for s in out]
+    print(table(rows, head))
+    if peak:
+        print("\nsgemm 2048^3 peak: %s GFLOP/s at 1 thread, %s at 2 threads; OpenBLAS core %s" % (
+            fmt(peak.get("1", float("nan")), 1), fmt(peak.get("2", float("nan")), 1),
+            next((r["core"] for r in roof if r["model"] == "peak"), "?")))
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    cmd = sys.argv[1]
+    if cmd == "mkdata" and len(sys.argv) == 3:
+        mkdata(sys.argv[2])
+    elif cmd == "layers":
+        layers()
+    elif cmd == "run" and len(sys.argv) == 3:
+        run(sys.argv[2])
+    elif cmd == "summary" and len(sys.argv) == 3:
+        summary(sys.argv[2])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Speed and scaling of aetrain, measured side by side on this machine in one
+# run: for each model, the roofline (the step's sgemm calls alone,
+# bench/roofline.c), aetrain's whole-step throughput at P = 1 (2 threads),
+# P = 1 (1 thread) and P = 2 (1 thread each), PyTorch 1.13 on the same model
+# (bench/torch_step.py: 1 thread, 2 threads, DDP gloo 2 x 1), and weak
+# scaling at P = 2 (batch per rank fixed) for aetrain and DDP. Prints tables
+# of samples/s and of ratios; writes bench/results/{roofline,aetrain,torch,
+# summary}.csv and summary.txt. See docs/performance.md.
+#
+# Usage: bench/run.sh [--quick] [--models LIST|all] [--seconds S]
+#   --quick     smoke run of about a minute (simple32 and conv, ~1 s per setting)
+#   --models    comma-separated from simple32,stacked,hinton,conv,deepconv (default: all five)
+#   --seconds   timed seconds per setting (default 8; quick 1)
+# Environment: AETRAIN (default build/aetrain, built when missing), OPENBLAS_CORETYPE (when set,
+# everything runs with it: aetrain keeps a user's setting), BIND (mpirun --bind-to, default none),
+# MPIRUN_ARGS (more mpirun arguments).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+py=/usr/bin/python3 # Debian's, with python3-torch; never the first python3 on PATH
+all=simple32,stacked,hinton,conv,deepconv
+quick=0 models="" secs=""
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "$1"; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1 ;;
+    --models) [ $# -ge 2 ] || usage 2; models=$2; shift ;;
+    --seconds) [ $# -ge 2 ] || usage 2; secs=$2; shift ;;
+    -h | --help) usage 0 ;;
+    *) echo "run.sh: unknown argument $1" >&2; usage 2 ;;
+  esac
+  shift
+done
+if [ "$quick" = 1 ]; then
+  models=${models:-simple32,conv} secs=${secs:-1} warm=0.3 roof_s=0.5 cal_s=0.2
+else
+  models=${models:-$all} secs=${secs:-8} warm=1 roof_s=3 cal_s=0.5
+fi
+[ "$models" = all ] && models=$all
+for m in ${models//,/ }; do
+  case $m in simple32 | stacked | hinton | conv | deepconv) ;; *) echo "run.sh: unknown model $m" >&2; exit 2 ;; esac
+done
+config_of() {
+  case $1 in
+    hinton) echo "$root/bench/hinton.ini" ;;
+    *) echo "$root/configs/mnist_$1.ini" ;;
+  esac
+}
+
+. "$root/scripts/mpienv.sh"
+t_start=$(date +%s)
+aetrain=${AETRAIN:-$root/build/aetrain}
+if [ ! -x "$aetrain" ]; then
+  echo "run.sh: building $aetrain"
+  cmake -S "$root" -B "$(dirname "$aetrain")" >/dev/null && cmake --build "$(dirname "$aetrain")" -j"$(nproc)" --target aetrain >/dev/null
+fi
+work=$(mktemp -d /tmp/aetrain-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+res=$root/bench/results
+mkdir -p "$res"
+gcc -O2 -std=c11 "$root/bench/roofline.c" -o "$work/roofline" -lopenblas
+"$py" "$root/bench/perfutil.py" mkdata "$work/data"
+have_torch=1
+if ! "$py" -c 'import torch' 2>/dev/null; then
+  have_torch=0
+  echo "run.sh: no PyTorch for $py (apt-get install -y python3-torch): the PyTorch columns stay empty" >&2
+fi
+
+# aetrain, whole training steps: NAME CONFIG RANKS THREADS GLOBAL_BATCH STEPS -> "samples/s allreduce_share core"
+# (many epochs of the 60000 random training images, max_steps ends the run; no validation split,
+# test evaluation only at the end and on 512 images, no checkpoints but the last, no probe)
+ae_run() {
+  local tag=$1 cfg=$2 p=$3 t=$4 b=$5 n=$6
+  # shellcheck disable=SC2086
+  if ! mpirun -n "$p" --bind-to "${BIND:-none}" ${MPIRUN_ARGS:-} "$aetrain" train "$cfg" --quiet --run "$tag" \
+    --set "run.dir=$work/runs" --set "data.dataset=$work/data" --set train.epochs=1000000 \
+    --set "train.max_steps=$n" --set "train.batch=$b" --set "train.threads=$t" --set train.probe=false \
+    --set train.checkpoint_epochs=0 --set train.validation=0 --set train.eval_every=0 --set train.knn=0 \
+    >"$work/$tag.out" 2>&1; then
+    cat "$work/$tag.out" >&2
+    echo "run.sh: aetrain failed: $tag" >&2
+    return 1
+  fi
+  "$py" "$root/bench/perfutil.py" run "$work/runs/$tag"
+  cp "$work/runs/$tag/run.json" "$work/$tag.run.json"
+  rm -rf "$work/runs/$tag"
+}
+
+# The OpenBLAS core aetrain runs with (its own choice, or the user's OPENBLAS_CORETYPE); the roofline
+# and PyTorch get the same one so that all three use the same sgemm kernels.
+core=$(ae_run coreprobe "$(config_of simple32)" 1 1 256 1 | cut -d' ' -f3)
+[ -n "$core" ] || exit 1
+note=$("$py" -c "import json, sys; print(json.load(open(sys.argv[1])).get('openblas_note', ''))" "$work/coreprobe.run.json")
+if [ -n "${OPENBLAS_CORETYPE:-}" ]; then why="OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE set by the user"
+elif [ -n "$note" ]; then why=$note
+else why="OpenBLAS' own choice, which aetrain keeps on this CPU"; fi
+echo "OpenBLAS core: aetrain runs with $core ($why); the roofline and PyTorch run with OPENBLAS_CORETYPE=$core"
+load=$(cut -d' ' -f1 /proc/loadavg)
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $load at the start"
+if "$py" -c "import sys; sys.exit(0 if float('$load') > 0.5 else 1)"; then
+  echo "run.sh: warning: other jobs are running (load $load): the numbers will be noisy" >&2
+fi
+nmodels=$(echo "${models//,/ }" | wc -w)
+# per model: 4 aetrain layouts (~1.3 x secs each: P = 1 x 2 threads can be slower), 4 PyTorch settings
+# (secs + warm-up), 3 roofline runs, ~18 s of process start-up, data loading and final evaluations
+echo "models: $models; $secs s per setting; expect about $("$py" -c "print(round($nmodels * (9.2 * $secs + 4 * $warm + 3.6 * $roof_s + 18) / 60 + 0.1, 1))") min"
+
+echo "model,layout,ranks,threads,batch,core,step_gflop,step_ms,gflops,samples_per_s_bound,peak_n,peak_gflops" >"$res/roofline.csv"
+echo "model,layout,ranks,threads_per_rank,batch_per_rank,global_batch,steps,samples_per_s,allreduce_share,openblas_core" >"$res/aetrain.csv"
+echo "model,setting,procs,threads,batch_per_proc,global_batch,steps,seconds,samples_per_s,coretype" >"$res/torch.csv"
+roof() { OPENBLAS_CORETYPE=$core "$work/roofline" -c -s "$roof_s" "$@"; }
+
+# the plain sgemm peak at 1 and 2 threads
+for t in 1 2; do
+  roof -t "$t" -n peak -p 2048 | awk -F, -v OFS=, '{print $1, "peak", 1, $2, 0, $4, 0, 0, 0, 0, $9, $10}' >>"$res/roofline.csv"
+done
+
+for m in ${models//,/ }; do
+  cfg=$(config_of "$m")
+  B=$(grep -E '^[[:space:]]*batch[[:space:]]*=' "$cfg" | head -1 | sed 's/.*=[[:space:]]*//; s/[[:space:]].*//')
+  layers=$("$aetrain" check "$cfg" | "$py" "$root/bench/perfutil.py" layers)
+  echo "== $m: batch $B, roofline layers $layers"
+
+  # roofline: P = 1 at 2 and 1 threads on the whole batch; P = 2: two processes at once, 1 thread, half each
+  # shellcheck disable=SC2086
+  r1=$(roof -t 1 -b "$B" -p 0 -n "$m" $layers)
+  # shellcheck disable=SC2086
+  r2=$(roof -t 2 -b "$B" -p 0 -n "$m" $layers)
+  b0=$((B / 2)) b1=$((B - B / 2))
+  # shellcheck disable=SC2086
+  { roof -t 1 -b "$b0" -p 0 -n "$m" $layers >"$work/ra" & roof -t 1 -b "$b1" -p 0 -n "$m" $layers >"$work/rb" & wait; }
+  echo "$r2" | awk -F, -v OFS=, '{print $1, "p1t2", 1, $2, $3, $4, $5, $6, $7, $8, $9, $10}' >>"$res/roofline.csv"
+  echo "$r1" | awk -F, -v OFS=, '{print $1, "p1t1", 1, $2, $3, $4, $5, $6, $7, $8, $9, $10}' >>"$res/roofline.csv"
+  # the pair's step takes as long as its slower process; the bound is the global batch over that time
+  paste -d, "$work/ra" "$work/rb" | awk -F, -v OFS=, -v B="$B" '{ms = $6 > $16 ? $6 : $16;
+    print $1, "p2t1", 2, 1, B, $4, $5 + $15, ms, ($5 + $15) / ms * 1e3, B / ms * 1e3, 0, 0}' >>"$res/roofline.csv"
+  bound=$(echo "$r1" | cut -d, -f8)
+
+  # aetrain: a short calibration run at P = 1 x 1 thread fixes the step count of every layout
+  n0=$("$py" -c "print(max(3, int($cal_s * $bound / $B)))")
+  cal=$(ae_run "$m-cal" "$cfg" 1 1 "$B" "$n0" | cut -d' ' -f1)
+  [ -n "$cal" ] || exit 1
+  n=$("$py" -c "print(max(5, int($secs * $cal / $B)))")
+  for lay in p1t2:1:2:$B p1t1:1:1:$B p2t1:2:1:$B p2t1w:2:1:$((2 * B)); do
+    IFS=: read -r name p t gb <<<"$lay"
+    out=$(ae_run "$m-$name" "$cfg" "$p" "$t" "$gb" "$n")
+    read -r sps share c <<<"$out"
+    echo "$m,$name,$p,$t,$((gb / p)),$gb,$n,$sps,$share,$c" >>"$res/aetrain.csv"
+    printf '   aetrain %-9s %6d steps  %10.0f samples/s  allreduce %4.1f%%\n' "$name" "$n" "$sps" "$("$py" -c "print(100 * $share)")"
+  done
+
+  # PyTorch: 1 thread, 2 threads, DDP 2 x 1 (global batch B), DDP 2 x 1 with B per process (weak)
+  if [ "$have_torch" = 1 ]; then
+    "$py" "$root/bench/torch_step.py" --model "$m" --settings t1,t2,ddp2,ddp2w --seconds "$secs" \
+      --warmup "$warm" --coretype "$core" 2>"$work/torch.err" | tee -a "$res/torch.csv" |
+      awk -F, '{printf "   pytorch %-9s %6d steps  %10.0f samples/s\n", $2, $7, $9}' || { cat "$work/torch.err" >&2; exit 1; }
+  fi
+done
+
+{
+  echo "aetrain bench/run.sh, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(hostname), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  echo "OpenBLAS core $core ($why) for aetrain, the roofline and PyTorch; load average $load at the start, $(cut -d' ' -f1 /proc/loadavg) at the end"
+  "$py" "$root/bench/perfutil.py" summary "$res"
+  echo
+  echo "took $(($(date +%s) - t_start)) s; CSV files in $res"
+} | tee "$res/summary.txt"
