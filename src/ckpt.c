@@ -16,6 +16,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "ae/ckpt.h"
 
+#include <dirent.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -681,4 +683,45 @@ void ae_ckpt_free(ae_ckpt *c)
     free(c->opt);
     free(c->state);
     memset(c, 0, sizeof *c);
+}
+
+/* ---- listing a checkpoint folder -------------------------------------------------- */
+
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int ae_ckpt_list(const char *dir, const char *prefix, const char *suffix, char ***out)
+{
+    *out = NULL;
+    DIR *dp = opendir(dir);
+    if (!dp) return 0;
+    int n = 0, cap = 0;
+    char **v = NULL;
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        size_t len = strlen(e->d_name);
+        if (len < pl + sl || strncmp(e->d_name, prefix, pl) || strcmp(e->d_name + len - sl, suffix)) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **nv = realloc(v, sizeof(char *) * (size_t)cap);
+            if (!nv) break;
+            v = nv;
+        }
+        if (!(v[n] = strdup(e->d_name))) break;
+        n++;
+    }
+    closedir(dp);
+    if (n) qsort(v, (size_t)n, sizeof(char *), cmp_name);
+    if (!n) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    return n;
+}
+
+void ae_ckpt_names_free(char **names, int n)
+{
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
 }

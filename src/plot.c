@@ -34,8 +34,6 @@
 #define RUN_INTERP_STEPS 10
 #define RUN_FILTERS_MAX 100      /* tiles in filters.png */
 #define RUN_EPOCHS_MAX 8         /* checkpoints in epochs.png */
-#define CKPT_PREFIX "ckpt-s"
-#define CKPT_SUFFIX ".aeck"
 #define FONT "DejaVu Sans"
 
 /* ---- PNG output ------------------------------------------------------------------ */
@@ -1292,46 +1290,6 @@ static int is_file(const char *p)
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted names of the numbered checkpoints in dir (older first: the step is zero-padded). */
-static int list_ckpts(const char *dir, char ***out)
-{
-    *out = NULL;
-    DIR *dp = opendir(dir);
-    if (!dp) return 0;
-    int n = 0, cap = 0;
-    char **v = NULL;
-    struct dirent *e;
-    size_t pl = strlen(CKPT_PREFIX), sl = strlen(CKPT_SUFFIX);
-    while ((e = readdir(dp))) {
-        size_t len = strlen(e->d_name);
-        if (len < pl + sl || strncmp(e->d_name, CKPT_PREFIX, pl) || strcmp(e->d_name + len - sl, CKPT_SUFFIX))
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **nv = realloc(v, sizeof(char *) * (size_t)cap);
-            if (!nv) break;
-            v = nv;
-        }
-        if (!(v[n] = strdup(e->d_name))) break;
-        n++;
-    }
-    closedir(dp);
-    if (n) qsort(v, (size_t)n, sizeof(char *), cmp_str);
-    *out = v;
-    return n;
-}
-
-static void free_list(char **v, int n)
-{
-    for (int i = 0; i < n; i++) free(v[i]);
-    free(v);
-}
-
 /* The checkpoint's test set: the data paths as written (from the current
  * directory), then, when relative, from base. */
 static ae_status load_test(const ae_spec *spec, const char *base, ae_dataset *ds, ae_error *err)
@@ -1447,14 +1405,14 @@ ae_status ae_plot_run(const char *run_dir, ae_error *err)
     }
     /* the checkpoint: best, else the newest numbered one */
     char **names;
-    int nck = list_ckpts(ck_dir, &names);
-    snprintf(ckpt, sizeof ckpt, "%s/best.aeck", ck_dir);
+    int nck = ae_ckpt_list(ck_dir, AE_CKPT_PREFIX, AE_CKPT_SUFFIX, &names);
+    snprintf(ckpt, sizeof ckpt, "%s/%s", ck_dir, AE_CKPT_BEST);
     if (!is_file(ckpt)) {
         if (nck > 0) snprintf(ckpt, sizeof ckpt, "%s/%s", ck_dir, names[nck - 1]);
         else ckpt[0] = '\0';
     }
     if (!ckpt[0]) {
-        free_list(names, nck);
+        ae_ckpt_names_free(names, nck);
         if (!drew)
             return ae_error_set(err, AE_ERR_IO, "%s: no metrics.csv and no checkpoint in %s", run_dir,
                                 ck_dir);
@@ -1526,7 +1484,7 @@ ae_status ae_plot_run(const char *run_dir, ae_error *err)
     ae_data_free(&ds);
     ae_model_free(m);
     free(spec);
-    free_list(names, nck);
+    ae_ckpt_names_free(names, nck);
     return st;
 }
 

@@ -44,9 +44,6 @@
 #endif
 
 #define PATH_CAP 4096
-#define CKPT_PREFIX "ckpt-s"
-#define CKPT_SUFFIX ".aeck"
-#define BEST_NAME "best.aeck"
 #define PROGRESS_PERIOD_S 0.25
 #define EVAL_MIN_BATCH 256
 
@@ -347,41 +344,6 @@ static int mkdir_p(const char *path)
     return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Sorted names in dir that start with prefix and end with suffix; caller frees. */
-static int list_names(const char *dir, const char *prefix, const char *suffix, char ***out)
-{
-    *out = NULL;
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0, cap = 0;
-    char **v = NULL;
-    struct dirent *e;
-    size_t pl = strlen(prefix), sl = strlen(suffix);
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (len < pl + sl || strncmp(e->d_name, prefix, pl) || strcmp(e->d_name + len - sl, suffix)) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **nv = realloc(v, sizeof(char *) * (size_t)cap);
-            if (!nv) break;
-            v = nv;
-        }
-        v[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (n) qsort(v, (size_t)n, sizeof(char *), cmp_str);
-    *out = v;
-    return n;
-}
-
-static void free_names(char **v, int n)
-{
-    for (int i = 0; i < n; i++) free(v[i]);
-    free(v);
-}
-
 typedef struct run_ctx {
     char dir[PATH_CAP];
     char ckpt_dir[PATH_CAP + 8];
@@ -411,10 +373,10 @@ static ae_status save_ckpt(const run_ctx *rc, const loop *L, const ae_spec *spec
     ae_status st = AE_OK;
     if (ae_dist_rank() == 0) {
         char path[2 * PATH_CAP];
-        if (is_best) snprintf(path, sizeof path, "%s/%s", rc->ckpt_dir, BEST_NAME);
+        if (is_best) snprintf(path, sizeof path, "%s/%s", rc->ckpt_dir, AE_CKPT_BEST);
         else
-            snprintf(path, sizeof path, "%s/%s%010lld-e%05lld%s", rc->ckpt_dir, CKPT_PREFIX, (long long)L->step,
-                     (long long)L->epoch, CKPT_SUFFIX);
+            snprintf(path, sizeof path, "%s/%s%010lld-e%05lld%s", rc->ckpt_dir, AE_CKPT_PREFIX,
+                     (long long)L->step, (long long)L->epoch, AE_CKPT_SUFFIX);
         ae_ckpt_meta meta;
         fill_meta(L, spec, bad, best, &meta);
         size_t n_opt = ae_optim_state_floats(L->oc.kind, L->m->n_params);
@@ -422,13 +384,13 @@ static ae_status save_ckpt(const run_ctx *rc, const loop *L, const ae_spec *spec
                           L->m->n_state, 0, err);
         if (!st && !is_best) {
             char **names;
-            int n = list_names(rc->ckpt_dir, CKPT_PREFIX, CKPT_SUFFIX, &names);
+            int n = ae_ckpt_list(rc->ckpt_dir, AE_CKPT_PREFIX, AE_CKPT_SUFFIX, &names);
             for (int i = 0; i + spec->keep < n; i++) {
                 char old[2 * PATH_CAP];
                 snprintf(old, sizeof old, "%s/%s", rc->ckpt_dir, names[i]);
                 unlink(old);
             }
-            free_names(names, n);
+            ae_ckpt_names_free(names, n);
         }
     }
     st = ae_dist_agree(st, err);
@@ -445,10 +407,10 @@ static void newest_ckpt(const char *run_dir, char *out, size_t cap)
     char dir[PATH_CAP + 8];
     snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
     char **names;
-    int n = list_names(dir, CKPT_PREFIX, CKPT_SUFFIX, &names);
+    int n = ae_ckpt_list(dir, AE_CKPT_PREFIX, AE_CKPT_SUFFIX, &names);
     out[0] = '\0';
     if (n > 0 && snprintf(out, cap, "%s/%s", dir, names[n - 1]) >= (int)cap) out[0] = '\0';
-    free_names(names, n);
+    ae_ckpt_names_free(names, n);
 }
 
 static void config_stem(const char *path, char *out, size_t cap)
@@ -496,10 +458,10 @@ static ae_status choose_run(const ae_spec *spec, const ae_train_opts *opts, char
         char prefix[300];
         snprintf(prefix, sizeof prefix, "%s-", stem);
         char **names;
-        int n = list_names(spec->run_dir, prefix, "", &names);
+        int n = ae_ckpt_list(spec->run_dir, prefix, "", &names);
         if (n > 0) snprintf(run_dir, PATH_CAP, "%s/%s", spec->run_dir, names[n - 1]);
         else run_dir[0] = '\0';
-        free_names(names, n);
+        ae_ckpt_names_free(names, n);
     } else {
         run_dir[0] = '\0';
     }
@@ -918,13 +880,13 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
             st = ae_error_set(err, AE_ERR_IO, "%s: cannot create the run folder: %s", rc.dir, strerror(errno));
         if (!st) { /* a save killed mid-write leaves name.tmp: never loaded, removed here */
             char **names;
-            int n = list_names(rc.ckpt_dir, "", ".tmp", &names);
+            int n = ae_ckpt_list(rc.ckpt_dir, "", ".tmp", &names);
             for (int i = 0; i < n; i++) {
                 char tmp[2 * PATH_CAP];
                 snprintf(tmp, sizeof tmp, "%s/%s", rc.ckpt_dir, names[i]);
                 unlink(tmp);
             }
-            free_names(names, n);
+            ae_ckpt_names_free(names, n);
         }
         if (!st) st = ae_report_open(rc.dir, opts->quiet, err);
         if (!st) st = ae_tb_open(rc.dir, &tb, err); /* TensorBoard events: tensorboard --logdir runs */
@@ -1074,11 +1036,19 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                       row.samples_per_s, 100 * row.allreduce_frac, row.epoch_s);
         if (ae_report_metrics(&row, err) != AE_OK) ae_report_warn("%s", err->msg);
         if (tb) {
-            const struct { const char *tag; double v; } sc[] = {
-                {"loss/train", row.train_loss}, {"loss/validation", row.val_loss}, {"loss/test", row.test_loss},
-                {"test/mse", row.test_mse},     {"test/bce", row.test_bce},       {"test/accuracy", row.test_acc},
-                {"test/kl", row.test_kl},       {"train/lr", row.lr},             {"speed/samples_per_s", row.samples_per_s},
-                {"speed/allreduce_share", row.allreduce_frac}};
+            const struct {
+                const char *tag;
+                double v;
+            } sc[] = {{"loss/train", row.train_loss},
+                      {"loss/validation", row.val_loss},
+                      {"loss/test", row.test_loss},
+                      {"test/mse", row.test_mse},
+                      {"test/bce", row.test_bce},
+                      {"test/accuracy", row.test_acc},
+                      {"test/kl", row.test_kl},
+                      {"train/lr", row.lr},
+                      {"speed/samples_per_s", row.samples_per_s},
+                      {"speed/allreduce_share", row.allreduce_frac}};
             for (size_t k = 0; k < sizeof sc / sizeof sc[0] && tb; k++) {
                 if (!isfinite(sc[k].v)) continue;
                 ae_error tberr;
@@ -1166,7 +1136,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         char text[1024];
         snprintf(text, sizeof text,
                  "{\"test_loss\": %.9g, \"test_mse\": %.9g, \"test_bce\": %.9g, \"test_acc\": %.9g, "
-                 "\"probe_acc\": %.9g, \"knn_acc\": %.9g, \"code_mean\": %.9g, \"test_penalty\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, "
+                 "\"probe_acc\": %.9g, \"knn_acc\": %.9g, \"code_mean\": %.9g, "
+                 "\"test_penalty\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, "
                  "\"ranks\": %d}\n",
                  res->test_loss, is_ae ? te.mse : -1.0, is_ae ? te.bce : -1.0, is_ae ? -1.0 : te.accuracy,
                  isfinite(res->probe_acc) ? res->probe_acc : -1.0, isfinite(res->knn_acc) ? res->knn_acc : -1.0,

@@ -62,4 +62,17 @@ ae_status ae_ckpt_load(const char *path, ae_ckpt *out, ae_error *err);
 
 void ae_ckpt_free(ae_ckpt *c); /* accepts NULL; zeroes *c */
 
+/* Names in a run folder's ckpt/: numbered checkpoints are
+ * AE_CKPT_PREFIX <step, 10 digits> -e <epoch, 5 digits> AE_CKPT_SUFFIX, so that
+ * their names sort by step; the best one is AE_CKPT_BEST. */
+#define AE_CKPT_PREFIX "ckpt-s"
+#define AE_CKPT_SUFFIX ".aeck"
+#define AE_CKPT_BEST "best.aeck"
+
+/* The names of the entries of dir that start with prefix and end with
+ * suffix, sorted (strcmp); *out is malloc'ed (free with ae_ckpt_names_free).
+ * Returns the count; 0 (and *out NULL) when dir cannot be read. */
+int ae_ckpt_list(const char *dir, const char *prefix, const char *suffix, char ***out);
+void ae_ckpt_names_free(char **names, int n);
+
 #endif
