@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# SIGUSR1 to mpirun (which forwards it to the ranks) about 1 s into a
-# 1500-step run: every rank stops after the same step, rank 0 checkpoints,
+# SIGUSR1 to mpirun (which forwards it to the ranks) soon after a 1500-step
+# run has started training (a 784-256-784 net: ~1 ms a step here, so the
+# signal lands mid-run on a quiet machine too): every rank stops after the same step, rank 0 checkpoints,
 # the job exits 75 and says so; `--resume auto` then finishes with exit 0
 # and a final checkpoint bitwise equal to the uninterrupted run's. The same
 # interrupted run resumed with 3 ranks instead of 2 finishes too and matches
@@ -12,7 +13,7 @@
 make_data "$WORK/data" 600 100
 cat > "$WORK/s.ini" <<EOC
 [model]
-encoder = dense(32, sigmoid)
+encoder = dense(256, sigmoid)
 decoder = dense(784, sigmoid)
 [loss]
 kind = bce
@@ -32,16 +33,16 @@ STEPS=1500
 
 mpi 2 "$AETRAIN" train "$WORK/s.ini" --run straight --quiet
 
-# the interrupted run: in the background, signalled once it has trained for a second
+# the interrupted run: in the background, signalled once it has started training
 mpi 2 "$AETRAIN" train "$WORK/s.ini" --run sig --quiet >"$WORK/sig.out" 2>&1 &
 job=$!
 log=$WORK/runs/sig/log.txt
-for ((i = 0; i < 600; i++)); do # wait (at most 60 s) for training to start
+for ((i = 0; i < 3000; i++)); do # wait (at most 60 s) for training to start
   grep -q '^.*model: ' "$log" 2>/dev/null && break
   kill -0 "$job" 2>/dev/null || break
-  sleep 0.1
+  sleep 0.02
 done
-sleep 1
+sleep 0.2
 # $job is the subshell running mpi(), which runs timeout, which runs mpirun
 mpirun_pid=
 for t in $(pgrep -P "$job" || true); do
