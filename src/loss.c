@@ -115,3 +115,8 @@ double ae_loss_kl_sparsity(const float *q, size_t w, float rho, float beta, size
     }
     return beta * s;
 }
+
+void ae_loss_l2_grad(const float *restrict wt, size_t len, float lambda, float *restrict g)
+{
+    for (size_t i = 0; i < len; i++) g[i] += lambda * wt[i];
+}

@@ -366,6 +366,16 @@ double ae_model_add_l2(ae_model *m)
     return pen;
 }
 
+void ae_model_add_l2_grad(ae_model *m)
+{
+    if (m->l2 <= 0.0f) return;
+    for (int i = 0; i < m->n_layers; i++) {
+        ae_layer *l = &m->layers[i];
+        if (!l->W || l->no_decay) continue;
+        ae_loss_l2_grad(l->W, l->n_params - (l->use_bias ? (size_t)l->units : 0), m->l2, l->dW);
+    }
+}
+
 size_t ae_model_act_bytes_per_sample(const ae_model *m)
 {
     /* outputs, the two gradient buffers, per-sample workspaces and the largest shared scratch */

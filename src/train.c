@@ -303,7 +303,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         ae_ctx uctx = {1, L->seed, L->epoch, L->step, 0, (int64_t)nb, NULL, NULL};
         ae_model_update(m, &uctx);
     }
-    ae_model_add_l2(m);
+    ae_model_add_l2_grad(m);
     ae_model_zero_frozen(m);
     double norm = ae_optim_grad_norm(m->grads, m->n_params);
     if (!isfinite(norm) || !isfinite(extra[EX_LOSS])) {

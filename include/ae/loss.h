@@ -41,5 +41,7 @@ double ae_loss_kl_sparsity(const float *q, size_t w, float rho, float beta, size
 
 /* L2 weight penalty lambda/2 * sum w^2; g += lambda * w (when g != NULL). */
 double ae_loss_l2(const float *wt, size_t len, float lambda, float *g);
+/* Only the gradient: g += lambda * w (one vectorized pass, no sum). */
+void ae_loss_l2_grad(const float *wt, size_t len, float lambda, float *g);
 
 #endif

@@ -86,6 +86,9 @@ float ae_model_loss_scale(const ae_model *m, int64_t nb);
  * their non-trainable state (same on every rank). */
 void ae_model_update(ae_model *m, const ae_ctx *ctx);
 
+/* The same gradient without the penalty's value (the training step's path). */
+void ae_model_add_l2_grad(ae_model *m);
+
 /* Zero the gradients of frozen layers (after the allreduce and L2). */
 void ae_model_zero_frozen(ae_model *m);
 
