@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Train configs with several seeds (full schedules, NP ranks) and tabulate the
 # final test numbers: the table of docs/models.md.
-# Usage: scripts/model-results.sh [-n NP] [-s "0 1 2"] [-o OUTDIR] CONFIG...
+# Usage: scripts/model-results.sh [-n NP] [-s "0 1 2"] [-o OUTDIR] [-t TAG] [-a "ARGS"] CONFIG...
+#   -t TAG   name the rows CONFIG-TAG (a variant of a config)
+#   -a ARGS  extra trainer arguments, e.g. "--set model.freeze=2"; {seed} and
+#            {out} are replaced by the seed and OUTDIR (a pretrained checkpoint
+#            of the same seed: "--set model.pretrained={out}/mnist_stacked-seed{seed}-np2/ckpt/best.aeck")
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-np=2 seeds="0 1 2" out="$root/runs/model-results"
-while getopts "n:s:o:" opt; do
-  case $opt in n) np=$OPTARG ;; s) seeds=$OPTARG ;; o) out=$OPTARG ;; *) exit 2 ;; esac
+np=2 seeds="0 1 2" out="$root/runs/model-results" tag="" extra=""
+while getopts "n:s:o:t:a:" opt; do
+  case $opt in n) np=$OPTARG ;; s) seeds=$OPTARG ;; o) out=$OPTARG ;; t) tag=-$OPTARG ;; a) extra=$OPTARG ;;
+  *) exit 2 ;; esac
 done
 shift $((OPTIND - 1))
 . "$root/scripts/mpienv.sh"
@@ -15,11 +20,14 @@ mkdir -p "$out"
 csv="$out/results.csv"
 [ -f "$csv" ] || echo "config,seed,ranks,test_loss,test_mse,test_bce,test_acc,probe_acc,knn_acc,code_mean,test_penalty,samples_per_s,steps,seconds" >"$csv"
 for cfg in "$@"; do
-  name=$(basename "$cfg" .ini)
+  name=$(basename "$cfg" .ini)$tag
   for seed in $seeds; do
     run="$name-seed$seed-np$np"
+    args=${extra//\{seed\}/$seed}
+    args=${args//\{out\}/$out}
     t0=$(date +%s)
-    mpirun -n "$np" "$aetrain" train "$cfg" --run "$run" --set "train.seed=$seed" --set "run.dir=$out" --quiet
+    # shellcheck disable=SC2086 # ARGS is split on purpose
+    mpirun -n "$np" "$aetrain" train "$cfg" --run "$run" --set "train.seed=$seed" --set "run.dir=$out" --quiet $args
     t1=$(date +%s)
     r="$out/$run/result.json"
     python3 - "$r" "$name" "$seed" "$np" "$((t1 - t0))" >>"$csv" <<'PY'

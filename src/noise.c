@@ -1,6 +1,7 @@
 /* noise.c - corruption layers of denoising autoencoders and dropout.
  *
- * Active only in training mode (identity in evaluation). Every sample's
+ * Active only in training mode (identity in evaluation; mask(rate, rescale=1)
+ * multiplies by its expected value 1 - rate instead). Every sample's
  * draws come from a Philox stream keyed by (seed, layer, epoch, step, index
  * of the sample in the global batch), so the corruption of a sample does not
  * depend on the number of ranks or on which rank computes it. The layer
@@ -17,8 +18,11 @@ static ae_status noise_setup_common(ae_layer *l, const ae_layer_spec *ls, noise_
                                     int needs_rate, ae_error *err)
 {
     static const char *const keys[] = {"rate", "name", NULL};
+    static const char *const mask_keys[] = {"rate", "rescale", "name", NULL};
     ae_status st;
-    if ((st = ae_layer_check_args(ls, needs_rate ? 1 : 0, keys, err))) return st;
+    if ((st = ae_layer_check_args(ls, needs_rate ? 1 : 0, kind == NOISE_MASK ? mask_keys : keys, err))) return st;
+    if (kind == NOISE_MASK && (st = ae_layer_arg_int(ls, -1, "rescale", 0, 0, 1, &l->eval_rescale, err)))
+        return st;
     if (needs_rate && (st = ae_layer_arg_float(ls, 0, "rate", NAN, lo, hi, &l->rate, err))) return st;
     l->flag = (int)kind;
     l->out = l->in;
@@ -55,7 +59,12 @@ static void noise_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float
 {
     size_t d = l->in_size;
     if (!ctx->training) {
-        memcpy(out, in, sizeof(float) * (size_t)n * d);
+        if (l->eval_rescale) { /* masking's expected input, the weight-scaling rule of dropout */
+            float keep = 1.0f - l->rate;
+            for (size_t i = 0; i < (size_t)n * d; i++) out[i] = in[i] * keep;
+        } else {
+            memcpy(out, in, sizeof(float) * (size_t)n * d);
+        }
         return;
     }
     noise_kind kind = (noise_kind)l->flag;
@@ -108,7 +117,8 @@ static void noise_backward(ae_layer *l, const ae_ctx *ctx, const float *in, cons
     if (!din) return;
     size_t len = (size_t)n * l->in_size;
     if (!ctx->training || !l->ws) {
-        memcpy(din, dout, sizeof(float) * len);
+        float scale = !ctx->training && l->eval_rescale ? 1.0f - l->rate : 1.0f;
+        for (size_t i = 0; i < len; i++) din[i] = dout[i] * scale;
         return;
     }
     for (size_t i = 0; i < len; i++) din[i] = dout[i] * l->ws[i];

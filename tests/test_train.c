@@ -698,6 +698,43 @@ static void check_noise_keys(const char *kind, const char *layer)
 NOISE_KINDS(DEFINE_NOISE_KEYS)
 #undef DEFINE_NOISE_KEYS
 
+/* mask(rate, rescale=1): training draws exactly as mask(rate) (same key); in evaluation forward and
+ * backward multiply by 1 - rate, the mask's expected value; rescale=2 is refused. */
+static void test_train_noise_mask_rescale(void)
+{
+    ae_model *a = noise_first("mask(0.25)", NOISE_D), *b = noise_first("mask(0.25, rescale=1)", NOISE_D);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    float x[NOISE_N * NOISE_D], dout[NOISE_N * NOISE_D], din[NOISE_N * NOISE_D];
+    ae_rng r;
+    ae_rng_init(&r, SEED, AE_RNG_TEST, 4, 0, 0);
+    tu_fill_uniform(&r, x, NOISE_N * NOISE_D, 0.2f, 0.9f);
+    tu_fill_uniform(&r, dout, NOISE_N * NOISE_D, -1.0f, 1.0f);
+    size_t len = NOISE_N * NOISE_D, bytes = sizeof(float) * len;
+    ae_ctx ctx = train_ctx(NOISE_N), ectx = {0};
+    float ya[NOISE_N * NOISE_D];
+    memcpy(ya, ae_model_forward(a, &ctx, x, NOISE_N, 1), bytes);
+    CU_ASSERT_EQUAL(memcmp(ae_model_forward(b, &ctx, x, NOISE_N, 1), ya, bytes), 0);
+    const float *ye = ae_model_forward(b, &ectx, x, NOISE_N, 1);
+    int wrong = 0;
+    for (size_t i = 0; i < len; i++) wrong += ye[i] != x[i] * 0.75f;
+    CU_ASSERT_EQUAL(wrong, 0);
+    ae_layer *l = &b->layers[0];
+    l->kind->backward(l, &ectx, x, ye, dout, din, NOISE_N);
+    wrong = 0;
+    for (size_t i = 0; i < len; i++) wrong += din[i] != dout[i] * 0.75f;
+    CU_ASSERT_EQUAL(wrong, 0);
+    ae_model_free(a);
+    ae_model_free(b);
+    char ini[INI_MAX];
+    snprintf(ini, sizeof ini, "[model]\nencoder = mask(0.25, rescale=2)\ndecoder = dense(%d)\n", NOISE_D);
+    ae_model *bad = NULL;
+    ae_error err;
+    CU_ASSERT_NOT_EQUAL(tu_build_status(&SETUP, ini, (ae_shape){NOISE_D, 1, 1}, &bad, &err), AE_OK);
+    CU_ASSERT_PTR_NULL(bad);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "rescale"));
+}
+
 /* Two noise layers of the same kind draw independently (the layer index is in the key). */
 static void test_train_noise_layers_independent(void)
 {
@@ -1190,6 +1227,7 @@ void ae_test_register_train(void)
     NOISE_KINDS(REGISTER_NOISE)
 #undef REGISTER_NOISE
     CU_add_test(s, "test_train_noise_layers_independent", test_train_noise_layers_independent);
+    CU_add_test(s, "test_train_noise_mask_rescale", test_train_noise_mask_rescale);
     CU_add_test(s, "test_train_dropout_stats", test_train_dropout_stats);
     CU_add_test(s, "test_train_mask_stats", test_train_mask_stats);
     CU_add_test(s, "test_train_saltpepper_stats", test_train_saltpepper_stats);

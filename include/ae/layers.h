@@ -95,6 +95,7 @@ struct ae_layer {
     float *state;
     int no_decay;         /* L2 weight decay skips W (e.g. batch-norm scale) */
     int frozen;           /* parameters not trained (their gradients are zeroed after the allreduce) */
+    int eval_rescale;     /* mask: in evaluation multiply the input by 1 - rate */
     /* geometry of conv / pool / upsample kinds */
     int filters, ksize, stride, pad_top, pad_left, ceil_mode, factor;
     float rate;           /* noise / dropout parameter */
