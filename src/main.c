@@ -41,6 +41,9 @@ static const char usage[] =
     "  plot RUN_DIR\n"
     "        draw the pictures of a run into RUN_DIR/images/: curves, recon, codes, filters,\n"
     "        manifold, interpolation, denoise, epochs (those that apply; see docs/pictures.md)\n"
+    "  plot --scaling FILE.csv --out FILE.png\n"
+    "        the scaling picture (samples/s and efficiency against ranks) of the CSV written by\n"
+    "        cluster/scaling-study (see docs/cluster.md)\n"
     "  reconstruct CKPT --out FILE.png [-n N]\n"
     "        a grid of N test images (default 20) above their reconstructions by CKPT's model\n"
     "  check CONFIG [--set ...] [-n P]\n"
@@ -67,7 +70,7 @@ static int usage_error(const char *fmt, const char *arg)
 }
 
 typedef struct args {
-    const char *cmd, *target, *resume, *run, *out, *ks;
+    const char *cmd, *target, *resume, *run, *out, *ks, *scaling;
     int train_split;
     const char *sets[MAX_SETS];
     int nsets, quiet, probe, nranks;
@@ -92,6 +95,8 @@ static int parse_args(int argc, char **argv, args *a)
             a->run = argv[++i];
         } else if (strcmp(s, "--out") == 0 && has_next) {
             a->out = argv[++i];
+        } else if (strcmp(s, "--scaling") == 0 && has_next) {
+            a->scaling = argv[++i];
         } else if (strcmp(s, "-k") == 0 && has_next) {
             a->ks = argv[++i];
         } else if (strcmp(s, "--train") == 0) {
@@ -110,7 +115,9 @@ static int parse_args(int argc, char **argv, args *a)
             return usage_error("unexpected argument: %s", s);
         }
     }
-    if (!a->target) return usage_error("%s needs a file argument", a->cmd);
+    if (!a->target && !a->scaling) return usage_error("%s needs a file argument", a->cmd);
+    if (a->scaling && (strcmp(a->cmd, "plot") || a->target))
+        return usage_error("--scaling FILE.csv goes with plot alone (no RUN_DIR)%s", "");
     return 0;
 }
 
@@ -193,6 +200,12 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "encode") == 0) {
         if (!a.out) return usage_error("encode needs --out FILE%s", "");
         st = ae_train_encode(a.target, a.out, a.train_split, &err);
+        return st ? fail(&err, st) : 0;
+    }
+    if (strcmp(cmd, "plot") == 0 && a.scaling) {
+        if (!a.out) return usage_error("plot --scaling needs --out FILE.png%s", "");
+        st = ae_plot_scaling_png(a.out, a.scaling, NULL, NULL, &err);
+        if (!st) printf("wrote %s\n", a.out);
         return st ? fail(&err, st) : 0;
     }
     if (strcmp(cmd, "plot") == 0) {

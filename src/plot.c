@@ -38,31 +38,99 @@
 
 /* ---- PNG output ------------------------------------------------------------------ */
 
-/* Write w x h pixels of `channels` bytes (1 gray, 3 RGB) to path via path.tmp. */
-static ae_status write_png(const char *path, const uint8_t *px, int w, int h, int channels, ae_error *err)
+#define PNG_FIRST_CAP 4096   /* first size of an in-memory PNG, doubled as it grows */
+#define PNG_MSG_CAP 128      /* libpng's error message */
+
+/* libpng's write callback: append to the growing ae_plot_png (its io pointer). */
+static void png_mem_write(png_structp png, png_bytep data, size_t n)
+{
+    ae_plot_png *b = png_get_io_ptr(png);
+    if (n > b->cap - b->size) {
+        size_t cap = b->cap ? b->cap : PNG_FIRST_CAP;
+        while (cap - b->size < n) cap *= 2;
+        unsigned char *p = realloc(b->data, cap);
+        if (!p) png_error(png, "out of memory");
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->size, data, n);
+    b->size += n;
+}
+
+static void png_mem_flush(png_structp png) { (void)png; }
+
+/* libpng's error callback: keep the message (its error pointer), then back to the setjmp. */
+static void png_on_error(png_structp png, png_const_charp msg)
+{
+    snprintf(png_get_error_ptr(png), PNG_MSG_CAP, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
+
+/* The libpng calls, apart from ae_plot_png_encode so that nothing in this
+ * setjmp frame changes before a longjmp needs it: 0, or -1 after an error. */
+static int png_encode_rows(png_structp png, png_infop info, const uint8_t *px, int w, int h, int channels,
+                           ae_plot_png *out)
+{
+    if (setjmp(png_jmpbuf(png))) return -1;
+    png_set_write_fn(png, out, png_mem_write, png_mem_flush);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_sRGB(png, info, PNG_sRGB_INTENT_PERCEPTUAL);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++) png_write_row(png, px + (size_t)y * (size_t)channels * (size_t)w);
+    png_write_end(png, NULL);
+    return 0;
+}
+
+ae_status ae_plot_png_encode(const char *name, const uint8_t *px, int w, int h, int channels, ae_plot_png *out,
+                             ae_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (w < 1 || h < 1 || w > MAX_SIDE || h > MAX_SIDE || (channels != 1 && channels != 3) || !px)
+        return ae_error_set(err, AE_ERR_ARG, "%s: cannot encode %d x %d pixels of %d channels", name, w, h,
+                            channels);
+    char msg[PNG_MSG_CAP] = "";
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, msg, png_on_error, png_on_warning);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    int rc = info ? png_encode_rows(png, info, px, w, h, channels, out) : -1;
+    png_destroy_write_struct(&png, &info);
+    if (rc != 0) {
+        ae_plot_png_free(out);
+        if (!info || strcmp(msg, "out of memory") == 0)
+            return ae_error_set(err, AE_ERR_NOMEM, "%s: out of memory for a %d x %d PNG", name, w, h);
+        return ae_error_set(err, AE_ERR_IO, "%s: libpng: %s", name, msg[0] ? msg : "unknown error");
+    }
+    out->width = w;
+    out->height = h;
+    return AE_OK;
+}
+
+void ae_plot_png_free(ae_plot_png *out)
+{
+    if (!out) return;
+    free(out->data);
+    memset(out, 0, sizeof *out);
+}
+
+/* Write n bytes to path via path.tmp (renamed over path: a reader never sees half a file). */
+static ae_status write_file(const char *path, const unsigned char *b, size_t n, ae_error *err)
 {
     char tmp[PATH_CAP + 8];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return ae_error_set(err, AE_ERR_ARG, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) return ae_error_set(err, AE_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    png_image img;
-    memset(&img, 0, sizeof img);
-    img.version = PNG_IMAGE_VERSION;
-    img.width = (png_uint_32)w;
-    img.height = (png_uint_32)h;
-    img.format = channels == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-    int ok = png_image_write_to_stdio(&img, f, 0, px, (png_int_32)(channels * w), NULL);
-    char msg[80];
-    snprintf(msg, sizeof msg, "%s", img.message);
-    png_image_free(&img);
-    int werr = ferror(f) ? errno : 0;
+    int werr = fwrite(b, 1, n, f) != n ? (errno ? errno : EIO) : 0;
     if (fclose(f) != 0 && !werr) werr = errno ? errno : EIO;
-    if (!ok || werr) {
+    if (werr) {
         remove(tmp);
-        if (werr) return ae_error_set(err, AE_ERR_IO, "%s: write failed: %s", path, strerror(werr));
-        return ae_error_set(err, AE_ERR_IO, "%s: write failed: libpng: %s", path,
-                            msg[0] ? msg : "unknown error");
+        return ae_error_set(err, AE_ERR_IO, "%s: write failed: %s", path, strerror(werr));
     }
     if (rename(tmp, path) != 0) {
         int e = errno;
@@ -70,6 +138,16 @@ static ae_status write_png(const char *path, const uint8_t *px, int w, int h, in
         return ae_error_set(err, AE_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(e));
     }
     return AE_OK;
+}
+
+/* Write w x h pixels of `channels` bytes (1 gray, 3 RGB) to path via path.tmp. */
+static ae_status write_png(const char *path, const uint8_t *px, int w, int h, int channels, ae_error *err)
+{
+    ae_plot_png png;
+    ae_status st = ae_plot_png_encode(path, px, w, h, channels, &png, err);
+    if (!st) st = write_file(path, png.data, png.size, err);
+    ae_plot_png_free(&png);
+    return st;
 }
 
 /* ---- grids ------------------------------------------------------------------------ */
@@ -125,19 +203,21 @@ static ae_status grid_render(const char *path, const float *const *cells, int ro
     return AE_OK;
 }
 
-static ae_status grid_write(const char *path, const float *const *cells, int rows, int cols, int h, int w,
-                            int scale, uint8_t sep, ae_error *err)
+/* Render the grid and write it to path, or (mem != NULL) encode it into *mem,
+ * path then only naming it in messages. */
+static ae_status grid_write(const char *path, ae_plot_png *mem, const float *const *cells, int rows, int cols,
+                            int h, int w, int scale, uint8_t sep, ae_error *err)
 {
     uint8_t *px = NULL;
     int W, H;
     ae_status st = grid_render(path, cells, rows, cols, h, w, scale, sep, &px, &W, &H, err);
-    if (!st) st = write_png(path, px, W, H, 1, err);
+    if (!st) st = mem ? ae_plot_png_encode(path, px, W, H, 1, mem, err) : write_png(path, px, W, H, 1, err);
     free(px);
     return st;
 }
 
-ae_status ae_plot_grid_png(const char *path, const float *images, int n, int rows, int cols, int h, int w,
-                           int scale, ae_error *err)
+static ae_status grid_images(const char *path, ae_plot_png *mem, const float *images, int n, int rows, int cols,
+                              int h, int w, int scale, ae_error *err)
 {
     ae_status st = check_grid(path, rows, cols, h, w, scale, err);
     if (st) return st;
@@ -147,9 +227,15 @@ ae_status ae_plot_grid_png(const char *path, const float *images, int n, int row
     const float **cells = ae_calloc((size_t)rows * cols, sizeof *cells, err);
     if (!cells) return AE_ERR_NOMEM;
     for (int k = 0; k < n; k++) cells[k] = images + (size_t)k * h * w;
-    st = grid_write(path, cells, rows, cols, h, w, scale, AE_PLOT_SEP_GRAY, err);
+    st = grid_write(path, mem, cells, rows, cols, h, w, scale, AE_PLOT_SEP_GRAY, err);
     free(cells);
     return st;
+}
+
+ae_status ae_plot_grid_png(const char *path, const float *images, int n, int rows, int cols, int h, int w,
+                           int scale, ae_error *err)
+{
+    return grid_images(path, NULL, images, n, rows, cols, h, w, scale, err);
 }
 
 /* ---- small maths ------------------------------------------------------------------- */
@@ -292,8 +378,8 @@ static void tile_shape(const ae_shape *s, int *h, int *w)
 
 /* Grid of groups of cols samples, each group nrow rows: row r of group g shows
  * sets[r][g * cols + j]. */
-static ae_status write_groups(const char *path, const float *const *sets, int nrow, int n, int cols, int h,
-                              int w, int scale, ae_error *err)
+static ae_status write_groups(const char *path, ae_plot_png *mem, const float *const *sets, int nrow, int n,
+                              int cols, int h, int w, int scale, ae_error *err)
 {
     if (cols < 1) cols = n < RUN_COLS ? n : RUN_COLS;
     if (cols > n) cols = n;
@@ -304,13 +390,24 @@ static ae_status write_groups(const char *path, const float *const *sets, int nr
     for (int k = 0; k < n; k++)
         for (int r = 0; r < nrow; r++)
             cells[(size_t)((k / cols) * nrow + r) * cols + k % cols] = sets[r] + (size_t)k * d;
-    ae_status st = grid_write(path, cells, rows, cols, h, w, scale, AE_PLOT_SEP_GRAY, err);
+    ae_status st = grid_write(path, mem, cells, rows, cols, h, w, scale, AE_PLOT_SEP_GRAY, err);
     free(cells);
     return st;
 }
 
-ae_status ae_plot_recon_png(const char *path, ae_model *m, const ae_dataset *ds, const uint32_t *idx, int n,
-                            int cols, int scale, ae_error *err)
+/* What the in-memory pictures call themselves in messages. */
+#define MEM_NAME "PNG in memory"
+
+/* Empty *out before a picture is made into it (it stays empty on failure). */
+static ae_status mem_start(ae_plot_png *out, ae_error *err)
+{
+    if (!out) return ae_error_set(err, AE_ERR_ARG, MEM_NAME ": NULL output");
+    memset(out, 0, sizeof *out);
+    return AE_OK;
+}
+
+static ae_status recon(const char *path, ae_plot_png *mem, ae_model *m, const ae_dataset *ds, const uint32_t *idx,
+                       int n, int cols, int scale, ae_error *err)
 {
     ae_status st = need_autoencoder(path, m, ds, err);
     if (!st) st = check_idx(path, ds, idx, n, err);
@@ -325,9 +422,22 @@ ae_status ae_plot_recon_png(const char *path, ae_model *m, const ae_dataset *ds,
     int h, w;
     tile_shape(&m->in, &h, &w);
     const float *sets[2] = {x, y};
-    st = write_groups(path, sets, 2, n, cols, h, w, scale, err);
+    st = write_groups(path, mem, sets, 2, n, cols, h, w, scale, err);
     free(x);
     return st;
+}
+
+ae_status ae_plot_recon_png(const char *path, ae_model *m, const ae_dataset *ds, const uint32_t *idx, int n,
+                            int cols, int scale, ae_error *err)
+{
+    return recon(path, NULL, m, ds, idx, n, cols, scale, err);
+}
+
+ae_status ae_plot_recon_mem(ae_plot_png *out, ae_model *m, const ae_dataset *ds, const uint32_t *idx, int n,
+                            int cols, int scale, ae_error *err)
+{
+    ae_status st = mem_start(out, err);
+    return st ? st : recon(MEM_NAME, out, m, ds, idx, n, cols, scale, err);
 }
 
 static int is_noise_kind(const ae_layer *l)
@@ -343,8 +453,8 @@ int ae_plot_noise_layer(const ae_model *m)
     return m->n_encoder > 0 && m->n_layers > 1 && is_noise_kind(&m->layers[0]) ? 0 : -1;
 }
 
-ae_status ae_plot_denoise_png(const char *path, ae_model *m, const ae_dataset *ds, const uint32_t *idx, int n,
-                              int cols, uint64_t seed, int scale, ae_error *err)
+static ae_status denoise(const char *path, ae_plot_png *mem, ae_model *m, const ae_dataset *ds,
+                         const uint32_t *idx, int n, int cols, uint64_t seed, int scale, ae_error *err)
 {
     ae_status st = need_autoencoder(path, m, ds, err);
     if (!st && ae_plot_noise_layer(m) != 0)
@@ -363,9 +473,22 @@ ae_status ae_plot_denoise_png(const char *path, ae_model *m, const ae_dataset *d
     int h, w;
     tile_shape(&m->in, &h, &w);
     const float *sets[3] = {x, xn, y};
-    st = write_groups(path, sets, 3, n, cols, h, w, scale, err);
+    st = write_groups(path, mem, sets, 3, n, cols, h, w, scale, err);
     free(x);
     return st;
+}
+
+ae_status ae_plot_denoise_png(const char *path, ae_model *m, const ae_dataset *ds, const uint32_t *idx, int n,
+                              int cols, uint64_t seed, int scale, ae_error *err)
+{
+    return denoise(path, NULL, m, ds, idx, n, cols, seed, scale, err);
+}
+
+ae_status ae_plot_denoise_mem(ae_plot_png *out, ae_model *m, const ae_dataset *ds, const uint32_t *idx, int n,
+                              int cols, uint64_t seed, int scale, ae_error *err)
+{
+    ae_status st = mem_start(out, err);
+    return st ? st : denoise(MEM_NAME, out, m, ds, idx, n, cols, seed, scale, err);
 }
 
 int ae_plot_filter_layer(const ae_model *m)
@@ -419,7 +542,7 @@ ae_status ae_plot_filters_png(const char *path, const ae_model *m, int max_tiles
     const float **cells = st ? NULL : ae_calloc((size_t)rows * cols, sizeof *cells, err);
     if (!st && !cells) st = AE_ERR_NOMEM;
     for (int k = 0; !st && k < nt; k++) cells[k] = t + (size_t)k * d;
-    if (!st) st = grid_write(path, cells, rows, cols, h, w, scale, AE_PLOT_FILTER_SEP_GRAY, err);
+    if (!st) st = grid_write(path, NULL, cells, rows, cols, h, w, scale, AE_PLOT_FILTER_SEP_GRAY, err);
     free(cells);
     free(t);
     return st;
@@ -432,7 +555,7 @@ int ae_plot_vae2_layer(const ae_model *m)
     return -1;
 }
 
-ae_status ae_plot_manifold_png(const char *path, ae_model *m, int grid, int scale, ae_error *err)
+static ae_status manifold(const char *path, ae_plot_png *mem, ae_model *m, int grid, int scale, ae_error *err)
 {
     ae_status st = need_autoencoder(path, m, NULL, err);
     int s = ae_plot_vae2_layer(m);
@@ -456,10 +579,21 @@ ae_status ae_plot_manifold_png(const char *path, ae_model *m, int grid, int scal
     run_chunks(m, &ctx, z, n, s + 1, m->n_layers, y);
     int h, w;
     tile_shape(&m->in, &h, &w);
-    st = ae_plot_grid_png(path, y, (int)n, grid, grid, h, w, scale, err);
+    st = grid_images(path, mem, y, (int)n, grid, grid, h, w, scale, err);
     free(z);
     free(y);
     return st;
+}
+
+ae_status ae_plot_manifold_png(const char *path, ae_model *m, int grid, int scale, ae_error *err)
+{
+    return manifold(path, NULL, m, grid, scale, err);
+}
+
+ae_status ae_plot_manifold_mem(ae_plot_png *out, ae_model *m, int grid, int scale, ae_error *err)
+{
+    ae_status st = mem_start(out, err);
+    return st ? st : manifold(MEM_NAME, out, m, grid, scale, err);
 }
 
 ae_status ae_plot_interp_png(const char *path, ae_model *m, const ae_dataset *ds, const uint32_t *a,
@@ -509,7 +643,7 @@ ae_status ae_plot_interp_png(const char *path, ae_model *m, const ae_dataset *ds
             }
         int h, w;
         tile_shape(&m->in, &h, &w);
-        st = grid_write(path, cells, 2 * npairs, steps, h, w, scale, AE_PLOT_SEP_GRAY, err);
+        st = grid_write(path, NULL, cells, 2 * npairs, steps, h, w, scale, AE_PLOT_SEP_GRAY, err);
         free(cells);
     } else {
         st = AE_ERR_NOMEM;
@@ -1191,6 +1325,251 @@ ae_status ae_plot_curves_png(const char *path, const char *metrics_csv, const ch
     return st;
 }
 
+/* ---- scaling study ------------------------------------------------------------------------------- */
+
+#define SCAL_MAX_SERIES 8   /* (setup, mode) pairs in one picture */
+#define SCAL_NAME_CAP 25    /* a setup label: at most 24 characters */
+#define SCAL_THOUSANDS 1e4  /* samples/s from which the axis counts thousands */
+
+enum { S_SETUP, S_MODE, S_RANKS, S_SPS, S_EFF, S_COUNT };
+static const char *const scal_cols[S_COUNT] = {"setup", "mode", "ranks", "samples_per_s", "efficiency"};
+
+typedef struct scal_row {
+    int series, ranks;
+    double sps, eff;
+} scal_row;
+
+typedef struct scal_data {
+    size_t n, cap;
+    scal_row *r;
+    int nseries;
+    char name[SCAL_MAX_SERIES][2 * SCAL_NAME_CAP + 8]; /* "strong, local" */
+} scal_data;
+
+/* One data row of a scaling CSV into sd (fields f[0..nf), col[] their places). */
+static ae_status scal_row_parse(const char *path, int lineno, char **f, const int *col, scal_data *sd,
+                                ae_error *err)
+{
+    const char *setup = f[col[S_SETUP]], *mode = f[col[S_MODE]];
+    if (strcmp(mode, "strong") && strcmp(mode, "weak"))
+        return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: mode '%s' is neither strong nor weak", path, lineno, mode);
+    if (!setup[0] || strlen(setup) >= SCAL_NAME_CAP)
+        return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: setup '%s' is empty or longer than %d characters", path,
+                            lineno, setup, SCAL_NAME_CAP - 1);
+    int ok;
+    double p = parse_cell(f[col[S_RANKS]], &ok);
+    if (!ok || !(p >= 1 && p <= 1e6) || p != floor(p))
+        return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: ranks '%s' is not a whole number from 1", path, lineno,
+                            f[col[S_RANKS]]);
+    double sps = parse_cell(f[col[S_SPS]], &ok);
+    if (!ok || !isfinite(sps) || !(sps > 0))
+        return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: samples_per_s '%s' is not a positive number", path, lineno,
+                            f[col[S_SPS]]);
+    double eff = parse_cell(f[col[S_EFF]], &ok);
+    if (!ok || !isfinite(eff) || eff < 0)
+        return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: efficiency '%s' is not a number >= 0", path, lineno,
+                            f[col[S_EFF]]);
+    char name[sizeof sd->name[0]];
+    snprintf(name, sizeof name, "%s, %s", mode, setup);
+    int s = 0;
+    while (s < sd->nseries && strcmp(sd->name[s], name)) s++;
+    if (s == sd->nseries) {
+        if (s == SCAL_MAX_SERIES)
+            return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: more than %d series (mode, setup)", path, lineno,
+                                SCAL_MAX_SERIES);
+        snprintf(sd->name[sd->nseries++], sizeof sd->name[0], "%s", name);
+    }
+    for (size_t i = 0; i < sd->n; i++)
+        if (sd->r[i].series == s && sd->r[i].ranks == (int)p)
+            return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: a second row for %s at %d ranks", path, lineno, name,
+                                (int)p);
+    if (sd->n == sd->cap) {
+        size_t nc = sd->cap ? 2 * sd->cap : 16;
+        void *nr = realloc(sd->r, nc * sizeof *sd->r);
+        if (!nr) return ae_error_set(err, AE_ERR_NOMEM, "%s: out of memory", path);
+        sd->r = nr;
+        sd->cap = nc;
+    }
+    sd->r[sd->n++] = (scal_row){s, (int)p, sps, eff};
+    return AE_OK;
+}
+
+/* Read a scaling CSV strictly: a header naming at least the scal_cols, then
+ * rows of exactly as many fields; no blank lines. Rows come out sorted by
+ * series (in order of first appearance), then ranks. */
+static ae_status read_scaling(const char *path, scal_data *sd, ae_error *err)
+{
+    memset(sd, 0, sizeof *sd);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return ae_error_set(err, AE_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t len;
+    int col[S_COUNT], ncols = 0, lineno = 0;
+    ae_status st = AE_OK;
+    while (!st && (len = getline(&line, &lcap, fp)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0) {
+            st = ae_error_set(err, AE_ERR_FORMAT, "%s:%d: empty line", path, lineno);
+            break;
+        }
+        char *f[64];
+        int nf = split_csv(line, f, 64);
+        if (lineno == 1) {
+            ncols = nf;
+            for (int k = 0; k < S_COUNT; k++) {
+                col[k] = -1;
+                for (int i = 0; i < nf; i++)
+                    if (strcmp(f[i], scal_cols[k]) == 0) col[k] = i;
+                if (col[k] < 0)
+                    st = ae_error_set(err, AE_ERR_FORMAT,
+                                      "%s:1: the header has no column '%s' (needs setup, mode, ranks, "
+                                      "samples_per_s, efficiency)",
+                                      path, scal_cols[k]);
+            }
+            continue;
+        }
+        if (nf != ncols)
+            st = ae_error_set(err, AE_ERR_FORMAT, "%s:%d: %d fields, the header has %d", path, lineno, nf, ncols);
+        else
+            st = scal_row_parse(path, lineno, f, col, sd, err);
+    }
+    if (!st && ferror(fp)) st = ae_error_set(err, AE_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+    free(line);
+    fclose(fp);
+    if (!st && lineno == 0) st = ae_error_set(err, AE_ERR_FORMAT, "%s: empty file", path);
+    if (!st && sd->n == 0) st = ae_error_set(err, AE_ERR_FORMAT, "%s: no data rows after the header", path);
+    if (st) {
+        free(sd->r);
+        memset(sd, 0, sizeof *sd);
+        return st;
+    }
+    for (size_t i = 1; i < sd->n; i++) /* insertion sort: a few rows */
+        for (size_t j = i; j > 0; j--) {
+            scal_row *a = &sd->r[j - 1], *b = &sd->r[j];
+            if (a->series < b->series || (a->series == b->series && a->ranks <= b->ranks)) break;
+            scal_row t = *a;
+            *a = *b;
+            *b = t;
+        }
+    return AE_OK;
+}
+
+/* The points of one series as a line with dots (value: 0 samples/s over div, 1 efficiency). */
+static void scal_series(cairo_t *cr, const scal_data *sd, int s, int value, double div, const ae_plot_box *b,
+                        const axis *ax, const axis *ay)
+{
+    uint8_t rgb[3];
+    ae_plot_color(s, rgb);
+    set_rgb(cr, rgb, 1.0);
+    cairo_set_line_width(cr, 2.0);
+    int open = 0;
+    for (size_t i = 0; i < sd->n; i++) {
+        if (sd->r[i].series != s) continue;
+        double x = map_x(b, ax, sd->r[i].ranks), y = map_y(b, ay, value ? sd->r[i].eff : sd->r[i].sps / div);
+        if (open) cairo_line_to(cr, x, y);
+        else cairo_move_to(cr, x, y);
+        open = 1;
+    }
+    cairo_stroke(cr);
+    for (size_t i = 0; i < sd->n; i++) {
+        if (sd->r[i].series != s) continue;
+        double y = value ? sd->r[i].eff : sd->r[i].sps / div;
+        cairo_arc(cr, map_x(b, ax, sd->r[i].ranks), map_y(b, ay, y), 4.0, 0, 2 * M_PI);
+        cairo_fill(cr);
+    }
+}
+
+/* A dashed line from (x0, y0) to (x1, y1) in data units. */
+static void scal_dashed(cairo_t *cr, const uint8_t rgb[3], const ae_plot_box *b, const axis *ax, const axis *ay,
+                        double x0, double y0, double x1, double y1)
+{
+    static const double dash[2] = {6.0, 4.0};
+    set_rgb(cr, rgb, 1.0);
+    cairo_set_line_width(cr, 1.5);
+    cairo_set_dash(cr, dash, 2, 0);
+    cairo_move_to(cr, map_x(b, ax, x0), map_y(b, ay, y0));
+    cairo_line_to(cr, map_x(b, ax, x1), map_y(b, ay, y1));
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+}
+
+ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const char *title, ae_plot_layout *lay,
+                              ae_error *err)
+{
+    scal_data sd;
+    ae_status st = read_scaling(scaling_csv, &sd, err);
+    if (st) return st;
+    int pmax = 1;
+    double smax = 0, emax = 1.0, base[SCAL_MAX_SERIES] = {0}; /* samples/s at 1 rank, per series */
+    for (size_t i = 0; i < sd.n; i++) {
+        const scal_row *r = &sd.r[i];
+        pmax = r->ranks > pmax ? r->ranks : pmax;
+        smax = fmax(smax, r->sps);
+        emax = fmax(emax, r->eff);
+        if (r->ranks == 1) base[r->series] = r->sps;
+    }
+    for (size_t i = 0; i < sd.n; i++) /* the ideal lines end at P x (1-rank samples/s) */
+        smax = fmax(smax, base[sd.r[i].series] * pmax);
+    double div = smax >= SCAL_THOUSANDS ? 1e3 : 1.0;
+    ae_plot_layout L;
+    memset(&L, 0, sizeof L);
+    L.width = AE_PLOT_SCALING_W;
+    L.height = AE_PLOT_SCALING_H;
+    L.npanels = 2;
+    L.plot[0] = (ae_plot_box){85, 50, 380, 330};
+    L.plot[1] = (ae_plot_box){580, 50, 380, 330};
+    fig f;
+    if ((st = fig_open(&f, L.width, L.height, path, err))) {
+        free(sd.r);
+        return st;
+    }
+    cairo_t *cr = f.cr;
+    axis ax, ay[2];
+    nice_axis(1, pmax, 8, 1, 0.06, &ax);
+    nice_axis(0, smax / div * 1.06, 6, 0, 0.0, &ay[0]);
+    nice_axis(0, emax * 1.1, 6, 0, 0.0, &ay[1]);
+    static const char *const ylabel[2] = {"samples/s (dashed: ideal, P x 1 rank)", "efficiency (speedup / P)"};
+    static const uint8_t black[3] = {0, 0, 0};
+    for (int p = 0; p < 2; p++) {
+        const ae_plot_box *b = &L.plot[p];
+        const char *yl = p == 0 && div > 1 ? "thousand samples/s (dashed: ideal, P x 1 rank)" : ylabel[p];
+        draw_axes(cr, b, &ax, &ay[p], "ranks P", yl, &L.xlabel[p], &L.ylabel[p]);
+        cairo_save(cr);
+        cairo_rectangle(cr, b->x + 1, b->y + 1, b->w - 2, b->h - 2);
+        cairo_clip(cr);
+        for (int s = 0; s < sd.nseries; s++) {
+            uint8_t rgb[3];
+            ae_plot_color(s, rgb);
+            if (p == 0 && base[s] > 0)
+                scal_dashed(cr, rgb, b, &ax, &ay[0], 1, base[s] / div, pmax, base[s] * pmax / div);
+        }
+        if (p == 1) scal_dashed(cr, black, b, &ax, &ay[1], ax.lo, 1.0, ax.hi, 1.0);
+        for (int s = 0; s < sd.nseries; s++) scal_series(cr, &sd, s, p, div, b, &ax, &ay[p]);
+        cairo_restore(cr);
+    }
+    legend_entry ents[SCAL_MAX_SERIES + 1];
+    int ne = 0;
+    for (int s = 0; s < sd.nseries; s++, ne++) {
+        ents[ne].name = sd.name[s];
+        ae_plot_color(s, ents[ne].rgb);
+    }
+    ents[ne].name = "ideal (dashed)";
+    memcpy(ents[ne++].rgb, black, 3);
+    int lw, lh;
+    legend_size(cr, ents, ne, "mode, setup", &lw, &lh);
+    L.legend[1] = (ae_plot_box){L.plot[1].x + L.plot[1].w + 16, L.plot[1].y, lw, lh};
+    draw_legend(cr, ents, ne, 1, "mode, setup", &L.legend[1]);
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    if (title && title[0]) text_at(cr, L.width / 2.0, 16, title, 15, 1, 0.5, 0.0, 0, &L.title);
+    st = fig_save(&f, path, err);
+    fig_close(&f);
+    free(sd.r);
+    if (!st && lay) *lay = L;
+    return st;
+}
+
 /* ---- epochs ------------------------------------------------------------------------------------- */
 
 ae_status ae_plot_epochs_png(const char *path, const char *const *ckpts, int nck, const ae_dataset *ds,
@@ -1338,7 +1717,7 @@ static int interp_pairs(const ae_dataset *ds, const uint32_t *pick, int npick, u
     return np;
 }
 
-static int tile_scale(const ae_dataset *ds) { return ds->c * ds->h <= 32 && ds->w <= 32 ? 2 : 1; }
+int ae_plot_tile_scale(const ae_dataset *ds) { return ds->c * ds->h <= 32 && ds->w <= 32 ? 2 : 1; }
 
 static void base_name(const char *path, char *out, size_t cap)
 {
@@ -1434,7 +1813,7 @@ ae_status ae_plot_run(const char *run_dir, ae_error *err)
     if (!st) printf("%s: pictures of %s on %s (%zu test samples)\n", run_dir, ckpt, ds.name, ds.n);
     uint32_t pick[RUN_RECON_N], pa[RUN_INTERP_PAIRS], pb[RUN_INTERP_PAIRS];
     int npick = st ? 0 : ae_plot_pick(&ds, RUN_RECON_N, pick);
-    int scale = st ? 1 : tile_scale(&ds), nten = npick < RUN_COLS ? npick : RUN_COLS;
+    int scale = st ? 1 : ae_plot_tile_scale(&ds), nten = npick < RUN_COLS ? npick : RUN_COLS;
     int is_ae = !st && m->type == AE_MODEL_AUTOENCODER;
     if (!st && is_ae) {
         img_path(path, sizeof path, img_dir, "recon.png");
@@ -1509,7 +1888,7 @@ ae_status ae_plot_reconstruct(const char *ckpt, const char *out_png, int n, ae_e
     }
     if (!st) {
         int got = ae_plot_pick(&ds, n, idx);
-        st = ae_plot_recon_png(out_png, m, &ds, idx, got, RUN_COLS, tile_scale(&ds), err);
+        st = ae_plot_recon_png(out_png, m, &ds, idx, got, RUN_COLS, ae_plot_tile_scale(&ds), err);
         if (!st) printf("wrote %s: %d test images of %s above their reconstructions\n", out_png, got,
                         ds.name);
     }

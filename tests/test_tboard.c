@@ -8,7 +8,12 @@
  * the first event and of one scalar event compared with protobuf bytes
  * encoded by hand. Also: the file name, new names instead of reopening,
  * every event readable before close, image checks, argument and I/O errors,
- * and a write that fails (file size limit) failing every later call. */
+ * and a write that fails (file size limit) failing every later call. The
+ * trainer's images: PNGs from the one encoder of ae/plot.h (gray and RGB,
+ * pixels decoded back by libpng), and model grids made in memory (a model
+ * that reconstructs exactly, so every pixel is known) written as image
+ * events and read back byte for byte, leaving the model's numbers as they
+ * were. */
 #include <CUnit/CUnit.h>
 #include <math.h>
 #include <signal.h>
@@ -19,8 +24,12 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <png.h>
 #include <zlib.h>
 
+#include "ae/data.h"
+#include "ae/model.h"
+#include "ae/plot.h"
 #include "ae/tboard.h"
 #include "testutil.h"
 
@@ -264,26 +273,26 @@ static void png_chunk(unsigned char **p, const char *type, const unsigned char *
     *p += 12 + n;
 }
 
-#define PNG_W 3
-#define PNG_H 2
-/* A valid 8-bit PNG of PNG_W x PNG_H pixels of colour type ct (0 gray, 6 RGBA: 1 or 4 bytes a pixel)
+#define TPNG_W 3
+#define TPNG_H 2
+/* A valid 8-bit PNG of TPNG_W x TPNG_H pixels of colour type ct (0 gray, 6 RGBA: 1 or 4 bytes a pixel)
  * into out (room for 256 bytes); returns its size. */
 static size_t make_png(unsigned char *out, int ct)
 {
     int bpp = ct == 6 ? 4 : 1;
-    unsigned char raw[PNG_H * (1 + PNG_W * 4)], z[128], ihdr[13];
+    unsigned char raw[TPNG_H * (1 + TPNG_W * 4)], z[128], ihdr[13];
     size_t nraw = 0;
-    for (int y = 0; y < PNG_H; y++) {
+    for (int y = 0; y < TPNG_H; y++) {
         raw[nraw++] = 0; /* filter: none */
-        for (int x = 0; x < PNG_W * bpp; x++) raw[nraw++] = (unsigned char)(40 * y + 20 * x);
+        for (int x = 0; x < TPNG_W * bpp; x++) raw[nraw++] = (unsigned char)(40 * y + 20 * x);
     }
     uLongf nz = sizeof z;
     if (compress(z, &nz, raw, nraw) != Z_OK) return 0;
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     memcpy(out, sig, 8);
     unsigned char *p = out + 8;
-    put_be32(ihdr, PNG_W);
-    put_be32(ihdr + 4, PNG_H);
+    put_be32(ihdr, TPNG_W);
+    put_be32(ihdr + 4, TPNG_H);
     ihdr[8] = 8;
     ihdr[9] = (unsigned char)ct;
     ihdr[10] = ihdr[11] = ihdr[12] = 0;
@@ -485,8 +494,8 @@ static void test_tboard_parse_back(void)
     unsigned char gray[256], rgba[256];
     size_t ngray = make_png(gray, 0), nrgba = make_png(rgba, 6);
     CU_ASSERT_FATAL(ngray > 0 && nrgba > 0);
-    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "recon/gray", 10, gray, ngray, PNG_H, PNG_W, &err), AE_OK);
-    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "recon/rgba", 11, rgba, nrgba, PNG_H, PNG_W, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "recon/gray", 10, gray, ngray, TPNG_H, TPNG_W, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "recon/rgba", 11, rgba, nrgba, TPNG_H, TPNG_W, &err), AE_OK);
     ae_tb_close(tb);
     fx.tb = NULL;
     double t2 = now_s();
@@ -522,8 +531,8 @@ static void test_tboard_parse_back(void)
             CU_ASSERT_STRING_EQUAL(v->tag, rgb ? "recon/rgba" : "recon/gray");
             CU_ASSERT_EQUAL(e.step, rgb ? 11 : 10);
             CU_ASSERT(v->has_image && !v->has_simple);
-            CU_ASSERT_EQUAL(v->height, PNG_H);
-            CU_ASSERT_EQUAL(v->width, PNG_W);
+            CU_ASSERT_EQUAL(v->height, TPNG_H);
+            CU_ASSERT_EQUAL(v->width, TPNG_W);
             CU_ASSERT_EQUAL(v->colorspace, rgb ? 4 : 1);
             CU_ASSERT(v->npng == (rgb ? nrgba : ngray) && memcmp(v->png, rgb ? rgba : gray, v->npng) == 0);
         }
@@ -543,7 +552,7 @@ static void test_tboard_each_event_readable_before_close(void)
     unsigned char png[256];
     size_t npng = make_png(png, 0);
     for (int i = 0; i < 6; i++) {
-        ae_status st = i == 3 ? ae_tb_image_png(tb, "img", i, png, npng, PNG_H, PNG_W, &err)
+        ae_status st = i == 3 ? ae_tb_image_png(tb, "img", i, png, npng, TPNG_H, TPNG_W, &err)
                               : ae_tb_scalar(tb, "loss", i, (float)i, &err);
         CU_ASSERT_EQUAL(st, AE_OK);
         tb_file f;
@@ -569,32 +578,32 @@ static void test_tboard_image_checks(void)
     unsigned char png[256];
     size_t n = make_png(png, 0);
     /* height and width swapped */
-    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, png, n, PNG_W, PNG_H, &err), AE_ERR_ARG);
+    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, png, n, TPNG_W, TPNG_H, &err), AE_ERR_ARG);
     CU_ASSERT(strstr(err.msg, "3x2") != NULL && strstr(err.msg, "'img'") != NULL);
     CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, png, n, 0, 0, &err), AE_ERR_ARG);
     /* not a PNG: short, wrong signature, IHDR not first */
-    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, png, 20, PNG_H, PNG_W, &err), AE_ERR_ARG);
+    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, png, 20, TPNG_H, TPNG_W, &err), AE_ERR_ARG);
     CU_ASSERT(strstr(err.msg, "not a PNG") != NULL);
     unsigned char bad[256];
     memcpy(bad, png, n);
     bad[1] = 'J';
-    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, bad, n, PNG_H, PNG_W, &err), AE_ERR_ARG);
+    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, bad, n, TPNG_H, TPNG_W, &err), AE_ERR_ARG);
     memcpy(bad, png, n);
     memcpy(bad + 12, "IDAT", 4);
-    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, bad, n, PNG_H, PNG_W, &err), AE_ERR_ARG);
+    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, bad, n, TPNG_H, TPNG_W, &err), AE_ERR_ARG);
     memcpy(bad, png, n);
     bad[25] = 5; /* no such colour type */
-    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, bad, n, PNG_H, PNG_W, &err), AE_ERR_ARG);
+    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, bad, n, TPNG_H, TPNG_W, &err), AE_ERR_ARG);
     CU_ASSERT(strstr(err.msg, "colour type 5") != NULL);
-    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, NULL, n, PNG_H, PNG_W, &err), AE_ERR_ARG);
-    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "", 1, png, n, PNG_H, PNG_W, &err), AE_ERR_ARG);
+    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 1, NULL, n, TPNG_H, TPNG_W, &err), AE_ERR_ARG);
+    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "", 1, png, n, TPNG_H, TPNG_W, &err), AE_ERR_ARG);
     CU_ASSERT_EQUAL(file_size(path), size0); /* nothing written */
     /* colorspace from the colour type: gray + alpha 2, RGB 3, palette 3 */
     const int types[3] = {4, 2, 3}, spaces[3] = {2, 3, 3};
     for (int i = 0; i < 3; i++) {
         memcpy(bad, png, n);
         bad[25] = (unsigned char)types[i];
-        CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", i, bad, n, PNG_H, PNG_W, &err), AE_OK);
+        CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", i, bad, n, TPNG_H, TPNG_W, &err), AE_OK);
     }
     tb_file f;
     CU_ASSERT_FATAL(read_records(path, &f) == 0);
@@ -687,7 +696,7 @@ static void test_tboard_write_failure_is_sticky(void)
     CU_ASSERT(strstr(err.msg, "earlier write failed") != NULL);
     unsigned char png[256];
     size_t n = make_png(png, 0);
-    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 3, png, n, PNG_H, PNG_W, &err), AE_ERR_IO);
+    CU_ASSERT_EQUAL(ae_tb_image_png(tb, "img", 3, png, n, TPNG_H, TPNG_W, &err), AE_ERR_IO);
     CU_ASSERT_EQUAL(file_size(path), whole + 20);
     tb_file f;
     CU_ASSERT_FATAL(read_records(path, &f) == 0);
@@ -695,6 +704,346 @@ static void test_tboard_write_failure_is_sticky(void)
     CU_ASSERT_EQUAL(f.tail, 20);
     free(f.bytes);
     fx_close(&fx);
+}
+
+/* ---- images of models, as the trainer writes them ------------------------------------------------- */
+
+#define IMG_N 6                  /* samples of the small dataset */
+#define IMG_SIDE 4               /* its images are 1 x IMG_SIDE x IMG_SIDE */
+#define IMG_D (IMG_SIDE * IMG_SIDE)
+#define IMG_CLASSES 3
+#define IMG_SHOW 4               /* images in a grid */
+#define IMG_SCALE 2
+#define IMG_STEP 7
+#define IMG_CELL (IMG_SIDE * IMG_SCALE + AE_PLOT_SEP) /* tile plus separator, pixels */
+#define IMG_MANIFOLD 3           /* lattice of the manifold test */
+#define RGB_W 5
+#define RGB_H 3
+
+static const tu_setup IMG_SETUP = {"test_tboard", 8, 11, 0.1f};
+
+/* IMG_N labelled 1 x 4 x 4 uint8 images, pixel p of sample i (37 i + 11 p + 5) mod 256. */
+static int img_dataset(ae_dataset *ds)
+{
+    static const uint8_t labels[IMG_N] = {2, 0, 1, 0, 2, 1};
+    memset(ds, 0, sizeof *ds);
+    ds->n = IMG_N;
+    ds->c = 1;
+    ds->h = ds->w = IMG_SIDE;
+    ds->d = IMG_D;
+    ds->nclass = IMG_CLASSES;
+    snprintf(ds->name, sizeof ds->name, "small/test");
+    ds->x8 = malloc(IMG_N * IMG_D);
+    ds->y = malloc(IMG_N);
+    if (!ds->x8 || !ds->y) return -1;
+    for (int i = 0; i < IMG_N; i++)
+        for (int p = 0; p < IMG_D; p++) ds->x8[i * IMG_D + p] = (uint8_t)((37 * i + 11 * p + 5) % 256);
+    memcpy(ds->y, labels, IMG_N);
+    return 0;
+}
+
+/* Decode a PNG in memory to gray (or RGB) bytes with libpng's reader: malloc'ed, or NULL. */
+static uint8_t *png_decode(const unsigned char *png, size_t n, int rgb, int *w, int *h)
+{
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_memory(&img, png, n)) return NULL;
+    img.format = rgb ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+    uint8_t *px = malloc(PNG_IMAGE_SIZE(img));
+    if (!px || !png_image_finish_read(&img, NULL, px, 0, NULL)) {
+        free(px);
+        png_image_free(&img);
+        return NULL;
+    }
+    *w = (int)img.width;
+    *h = (int)img.height;
+    return px;
+}
+
+/* The IMG_D gray levels of tile (r, c) of a grid of width W (the top-left pixel of each scaled block),
+ * and whether every pixel of each block has that level. */
+static int grid_tile(const uint8_t *g, int W, int r, int c, uint8_t *tile)
+{
+    int same = 1;
+    for (int i = 0; i < IMG_SIDE; i++)
+        for (int j = 0; j < IMG_SIDE; j++) {
+            size_t y0 = (size_t)(AE_PLOT_SEP + r * IMG_CELL + i * IMG_SCALE);
+            size_t x0 = (size_t)(AE_PLOT_SEP + c * IMG_CELL + j * IMG_SCALE);
+            tile[i * IMG_SIDE + j] = g[y0 * W + x0];
+            for (int a = 0; a < IMG_SCALE; a++)
+                for (int b = 0; b < IMG_SCALE; b++) same &= g[(y0 + a) * W + x0 + b] == g[y0 * W + x0];
+        }
+    return same;
+}
+
+/* Write one image event of png to a new file and read it back: the record's image fields, in *v (its png
+ * pointing into *f, which the caller frees). 0, or -1 when anything failed. */
+static int image_round_trip(tb_fixture *fx, const ae_plot_png *png, const char *tag, tb_file *f, tb_event *e)
+{
+    ae_error err = {0};
+    if (fx_open(fx) != 0) return -1;
+    ae_status st = ae_tb_image_png(fx->tb, tag, IMG_STEP, png->data, png->size, png->height, png->width, &err);
+    if (st != AE_OK) fprintf(stderr, "\n    ae_tb_image_png: %s", err.msg);
+    if (st != AE_OK || read_records(ae_tb_path(fx->tb), f) != 0) return -1;
+    if (f->nrec != 2 || f->tail || f->bad_len_crc || f->bad_data_crc || record_event(f, 1, e) != 0) return -1;
+    return 0;
+}
+
+/* ae_plot_png_encode, gray and RGB: the IHDR says the size and colour type, libpng decodes the very
+ * pixels, and an image event carries the bytes intact with height, width and colorspace 1 / 3. Bad
+ * sizes and channel counts are refused with nothing allocated. */
+static void test_tboard_png_encode_round_trip(void)
+{
+    uint8_t gray[RGB_H * RGB_W], rgb[RGB_H * RGB_W * 3];
+    for (int i = 0; i < RGB_H * RGB_W; i++) gray[i] = (uint8_t)(53 * i + 7);
+    for (int i = 0; i < RGB_H * RGB_W * 3; i++) rgb[i] = (uint8_t)(29 * i + 250);
+    for (int k = 0; k < 2; k++) {
+        int channels = k ? 3 : 1;
+        const uint8_t *px = k ? rgb : gray;
+        ae_plot_png png;
+        ae_error err = {0};
+        CU_ASSERT_EQUAL_FATAL(ae_plot_png_encode("t", px, RGB_W, RGB_H, channels, &png, &err), AE_OK);
+        CU_ASSERT(png.width == RGB_W && png.height == RGB_H && png.size <= png.cap);
+        CU_ASSERT_FATAL(png.size > 33);
+        CU_ASSERT_EQUAL(png.data[25], k ? 2 : 0); /* IHDR colour type: RGB, gray */
+        int w = 0, h = 0;
+        uint8_t *back = png_decode(png.data, png.size, k, &w, &h);
+        CU_ASSERT_FATAL(back != NULL);
+        CU_ASSERT(w == RGB_W && h == RGB_H && memcmp(back, px, (size_t)(RGB_W * RGB_H * channels)) == 0);
+        free(back);
+        tb_fixture fx;
+        tb_file f;
+        tb_event e;
+        CU_ASSERT_FATAL(image_round_trip(&fx, &png, k ? "rgb" : "gray", &f, &e) == 0);
+        const tb_value *v = &e.v[0];
+        CU_ASSERT(e.has_summary && e.nvalues == 1 && e.step == IMG_STEP && v->has_image && !v->has_simple);
+        CU_ASSERT_STRING_EQUAL(v->tag, k ? "rgb" : "gray");
+        CU_ASSERT(v->height == RGB_H && v->width == RGB_W && v->colorspace == (k ? 3 : 1));
+        CU_ASSERT(v->npng == png.size && memcmp(v->png, png.data, png.size) == 0);
+        free(f.bytes);
+        fx_close(&fx);
+        ae_plot_png_free(&png);
+        CU_ASSERT(png.data == NULL && png.size == 0);
+    }
+    ae_plot_png png;
+    ae_error err = {0};
+    CU_ASSERT_EQUAL(ae_plot_png_encode("pic", gray, RGB_W, RGB_H, 2, &png, &err), AE_ERR_ARG);
+    CU_ASSERT(png.data == NULL && png.size == 0 && strstr(err.msg, "pic") != NULL);
+    CU_ASSERT_EQUAL(ae_plot_png_encode("pic", gray, 0, RGB_H, 1, &png, &err), AE_ERR_ARG);
+    CU_ASSERT_EQUAL(ae_plot_png_encode("pic", NULL, RGB_W, RGB_H, 1, &png, &err), AE_ERR_ARG);
+    CU_ASSERT(png.data == NULL);
+    ae_plot_png_free(NULL);
+}
+
+/* The identity autoencoder: a gauss layer (identity in evaluation), flatten, two dense layers whose
+ * weights are the identity and biases 0, reshape. Its reconstruction is its input, exactly. */
+static ae_model *identity_model(void)
+{
+    char ini[256];
+    snprintf(ini, sizeof ini,
+             "[model]\nencoder = gauss(0.5), flatten, dense(%d, name=code)\ndecoder = dense(%d), reshape(1, %d, %d)\n",
+             IMG_D, IMG_D, IMG_SIDE, IMG_SIDE);
+    ae_model *m = tu_build(&IMG_SETUP, ini, (ae_shape){1, IMG_SIDE, IMG_SIDE});
+    if (!m) return NULL;
+    for (int k = 0; k < m->n_layers; k++) {
+        ae_layer *l = &m->layers[k];
+        if (strcmp(l->kind->name, "dense") != 0) continue;
+        for (int i = 0; i < IMG_D; i++) {
+            l->b[i] = 0.0f;
+            for (int j = 0; j < IMG_D; j++) l->W[i * IMG_D + j] = i == j ? 1.0f : 0.0f;
+        }
+    }
+    return m;
+}
+
+/* The reconstruction grid as the trainer writes it: made in memory, one image event whose PNG bytes are
+ * those made in memory and those ae_plot_recon_png writes to a file; decoded, it is the grid of the
+ * picked test images (one of each class in turn: samples 1, 2, 0, 3) above the same images (the
+ * model reconstructs exactly; in evaluation mode its gauss layer adds nothing), every pixel as
+ * expected, separators included. The parameters are untouched. */
+static void test_tboard_recon_image_event(void)
+{
+    ae_dataset ds;
+    CU_ASSERT_FATAL(img_dataset(&ds) == 0);
+    ae_model *m = identity_model();
+    CU_ASSERT_FATAL(m != NULL);
+    uint32_t idx[IMG_SHOW];
+    CU_ASSERT_EQUAL_FATAL(ae_plot_pick(&ds, IMG_SHOW, idx), IMG_SHOW);
+    CU_ASSERT(idx[0] == 1 && idx[1] == 2 && idx[2] == 0 && idx[3] == 3);
+    float *before = malloc(sizeof(float) * m->n_params);
+    CU_ASSERT_FATAL(before != NULL);
+    memcpy(before, m->params, sizeof(float) * m->n_params);
+
+    ae_plot_png png;
+    ae_error err = {0};
+    CU_ASSERT_EQUAL_FATAL(ae_plot_recon_mem(&png, m, &ds, idx, IMG_SHOW, 0, IMG_SCALE, &err), AE_OK);
+    int W, H;
+    ae_plot_grid_size(2, IMG_SHOW, IMG_SIDE, IMG_SIDE, IMG_SCALE, &W, &H);
+    CU_ASSERT(png.width == W && png.height == H);
+    CU_ASSERT(W == IMG_SHOW * IMG_CELL + AE_PLOT_SEP && H == 2 * IMG_CELL + AE_PLOT_SEP);
+    CU_ASSERT(memcmp(before, m->params, sizeof(float) * m->n_params) == 0);
+
+    /* the same bytes as the file picture */
+    char *dir = tu_tempdir();
+    CU_ASSERT_FATAL(dir != NULL);
+    char file[PATH_MAX_T];
+    snprintf(file, sizeof file, "%s/recon.png", dir);
+    CU_ASSERT_EQUAL(ae_plot_recon_png(file, m, &ds, idx, IMG_SHOW, 0, IMG_SCALE, &err), AE_OK);
+    size_t nfile = 0;
+    unsigned char *fbytes = tu_read_file(file, &nfile);
+    CU_ASSERT(fbytes && nfile == png.size && memcmp(fbytes, png.data, nfile) == 0);
+    free(fbytes);
+    tu_rmtree(dir);
+    free(dir);
+
+    /* the event */
+    tb_fixture fx;
+    tb_file f;
+    tb_event e;
+    CU_ASSERT_FATAL(image_round_trip(&fx, &png, "reconstructions", &f, &e) == 0);
+    const tb_value *v = &e.v[0];
+    CU_ASSERT_STRING_EQUAL(v->tag, "reconstructions");
+    CU_ASSERT(e.step == IMG_STEP && v->has_image && v->height == H && v->width == W && v->colorspace == 1);
+    CU_ASSERT_FATAL(v->npng == png.size && memcmp(v->png, png.data, png.size) == 0);
+
+    /* every pixel of the decoded grid */
+    int dw = 0, dh = 0;
+    uint8_t *g = png_decode(v->png, v->npng, 0, &dw, &dh);
+    CU_ASSERT_FATAL(g != NULL);
+    CU_ASSERT_FATAL(dw == W && dh == H);
+    uint8_t *want = malloc((size_t)W * H);
+    CU_ASSERT_FATAL(want != NULL);
+    memset(want, AE_PLOT_SEP_GRAY, (size_t)W * H);
+    for (int r = 0; r < 2; r++)
+        for (int c = 0; c < IMG_SHOW; c++)
+            for (int y = 0; y < IMG_SIDE * IMG_SCALE; y++)
+                for (int x = 0; x < IMG_SIDE * IMG_SCALE; x++)
+                    want[(size_t)(AE_PLOT_SEP + r * IMG_CELL + y) * W + AE_PLOT_SEP + c * IMG_CELL + x] =
+                        ds.x8[idx[c] * IMG_D + (y / IMG_SCALE) * IMG_SIDE + x / IMG_SCALE];
+    CU_ASSERT(memcmp(g, want, (size_t)W * H) == 0);
+    free(want);
+    free(g);
+    free(f.bytes);
+    fx_close(&fx);
+    ae_plot_png_free(&png);
+    free(before);
+    ae_model_free(m);
+    ae_data_free(&ds);
+}
+
+/* The denoising grid in memory (the identity model): rows clean / corrupted / reconstructed, clean the
+ * test images, corrupted different from them, reconstructed equal to corrupted; made twice, the same
+ * bytes (the corruption's draws come from a fixed context, not from a stream that moves on). */
+static void test_tboard_denoise_image(void)
+{
+    ae_dataset ds;
+    CU_ASSERT_FATAL(img_dataset(&ds) == 0);
+    ae_model *m = identity_model();
+    CU_ASSERT_FATAL(m != NULL);
+    CU_ASSERT_EQUAL(ae_plot_noise_layer(m), 0);
+    uint32_t idx[IMG_SHOW];
+    CU_ASSERT_EQUAL_FATAL(ae_plot_pick(&ds, IMG_SHOW, idx), IMG_SHOW);
+    ae_plot_png a, b;
+    ae_error err = {0};
+    CU_ASSERT_EQUAL_FATAL(ae_plot_denoise_mem(&a, m, &ds, idx, IMG_SHOW, 0, IMG_SETUP.seed, IMG_SCALE, &err),
+                          AE_OK);
+    CU_ASSERT_EQUAL_FATAL(ae_plot_denoise_mem(&b, m, &ds, idx, IMG_SHOW, 0, IMG_SETUP.seed, IMG_SCALE, &err),
+                          AE_OK);
+    CU_ASSERT(a.size == b.size && memcmp(a.data, b.data, a.size) == 0);
+    int W, H, dw = 0, dh = 0;
+    ae_plot_grid_size(3, IMG_SHOW, IMG_SIDE, IMG_SIDE, IMG_SCALE, &W, &H);
+    uint8_t *g = png_decode(a.data, a.size, 0, &dw, &dh);
+    CU_ASSERT_FATAL(g != NULL);
+    CU_ASSERT_FATAL(dw == W && dh == H && a.width == W && a.height == H);
+    int clean_ok = 1, differs = 0, recon_ok = 1, blocks = 1;
+    for (int c = 0; c < IMG_SHOW; c++) {
+        uint8_t t0[IMG_D], t1[IMG_D], t2[IMG_D];
+        blocks &= grid_tile(g, W, 0, c, t0) & grid_tile(g, W, 1, c, t1) & grid_tile(g, W, 2, c, t2);
+        clean_ok &= memcmp(t0, ds.x8 + idx[c] * IMG_D, IMG_D) == 0;
+        differs += memcmp(t0, t1, IMG_D) != 0;
+        recon_ok &= memcmp(t1, t2, IMG_D) == 0;
+    }
+    CU_ASSERT(blocks);
+    CU_ASSERT(clean_ok);
+    CU_ASSERT_EQUAL(differs, IMG_SHOW);
+    CU_ASSERT(recon_ok);
+    free(g);
+    ae_plot_png_free(&a);
+    ae_plot_png_free(&b);
+    ae_model_free(m);
+    ae_data_free(&ds);
+}
+
+/* Snapshot of a model's parameters and non-trainable state. */
+static float *model_numbers(const ae_model *m)
+{
+    float *s = malloc(sizeof(float) * (m->n_params + m->n_state + 1));
+    if (!s) return NULL;
+    memcpy(s, m->params, sizeof(float) * m->n_params);
+    if (m->n_state) memcpy(s + m->n_params, m->state, sizeof(float) * m->n_state);
+    return s;
+}
+
+static int same_numbers(const ae_model *m, const float *s)
+{
+    return memcmp(s, m->params, sizeof(float) * m->n_params) == 0 &&
+           (!m->n_state || memcmp(s + m->n_params, m->state, sizeof(float) * m->n_state) == 0);
+}
+
+/* The trainer's pictures leave the model's numbers alone: a model with batch norm (running statistics
+ * not at their initial values) gives its reconstruction and denoising grids, a VAE with a 2-d code its
+ * manifold, and parameters and state are bitwise what they were. The manifold is a lattice of the
+ * expected size. Wrong models are refused: no denoising grid without a corruption layer, no manifold
+ * without a 2-d sample layer. */
+static void test_tboard_images_leave_model_unchanged(void)
+{
+    ae_dataset ds;
+    CU_ASSERT_FATAL(img_dataset(&ds) == 0);
+    char ini[256];
+    snprintf(ini, sizeof ini,
+             "[model]\nencoder = gauss(0.2), flatten, dense(8, relu), bn\ndecoder = dense(%d, sigmoid), "
+             "reshape(1, %d, %d)\n", IMG_D, IMG_SIDE, IMG_SIDE);
+    ae_model *m = tu_build(&IMG_SETUP, ini, (ae_shape){1, IMG_SIDE, IMG_SIDE});
+    CU_ASSERT_FATAL(m != NULL);
+    tu_init_params(&IMG_SETUP, m, NULL);
+    CU_ASSERT_FATAL(m->n_state > 0);
+    for (size_t i = 0; i < m->n_state; i++) m->state[i] = 0.25f + 0.01f * (float)i;
+    float *snap = model_numbers(m);
+    CU_ASSERT_FATAL(snap != NULL);
+    uint32_t idx[IMG_SHOW];
+    int n = ae_plot_pick(&ds, IMG_SHOW, idx);
+    ae_plot_png png;
+    ae_error err = {0};
+    CU_ASSERT_EQUAL(ae_plot_recon_mem(&png, m, &ds, idx, n, 0, IMG_SCALE, &err), AE_OK);
+    ae_plot_png_free(&png);
+    CU_ASSERT_EQUAL(ae_plot_denoise_mem(&png, m, &ds, idx, n, 0, IMG_SETUP.seed, IMG_SCALE, &err), AE_OK);
+    ae_plot_png_free(&png);
+    CU_ASSERT(same_numbers(m, snap));
+    CU_ASSERT_EQUAL(ae_plot_manifold_mem(&png, m, IMG_MANIFOLD, 1, &err), AE_ERR_ARG);
+    CU_ASSERT(png.data == NULL && strstr(err.msg, "sample layer") != NULL);
+    free(snap);
+    ae_model_free(m);
+
+    snprintf(ini, sizeof ini,
+             "[model]\nencoder = flatten, dense(4, name=stats), sample(name=code)\ndecoder = dense(%d, sigmoid), "
+             "reshape(1, %d, %d)\n", IMG_D, IMG_SIDE, IMG_SIDE);
+    m = tu_build(&IMG_SETUP, ini, (ae_shape){1, IMG_SIDE, IMG_SIDE});
+    CU_ASSERT_FATAL(m != NULL);
+    tu_init_params(&IMG_SETUP, m, NULL);
+    snap = model_numbers(m);
+    CU_ASSERT_FATAL(snap != NULL);
+    CU_ASSERT_EQUAL(ae_plot_manifold_mem(&png, m, IMG_MANIFOLD, 1, &err), AE_OK);
+    int W, H;
+    ae_plot_grid_size(IMG_MANIFOLD, IMG_MANIFOLD, IMG_SIDE, IMG_SIDE, 1, &W, &H);
+    CU_ASSERT(png.width == W && png.height == H && png.size > 33 && memcmp(png.data + 1, "PNG", 3) == 0);
+    ae_plot_png_free(&png);
+    CU_ASSERT(same_numbers(m, snap));
+    CU_ASSERT_EQUAL(ae_plot_denoise_mem(&png, m, &ds, idx, n, 0, IMG_SETUP.seed, IMG_SCALE, &err), AE_ERR_ARG);
+    CU_ASSERT(png.data == NULL && strstr(err.msg, "corruption layer") != NULL);
+    free(snap);
+    ae_model_free(m);
+    ae_data_free(&ds);
 }
 
 void ae_test_register_tboard(void)
@@ -712,4 +1061,8 @@ void ae_test_register_tboard(void)
     CU_add_test(s, "test_tboard_argument_errors", test_tboard_argument_errors);
     CU_add_test(s, "test_tboard_open_io_errors", test_tboard_open_io_errors);
     CU_add_test(s, "test_tboard_write_failure_is_sticky", test_tboard_write_failure_is_sticky);
+    CU_add_test(s, "test_tboard_png_encode_round_trip", test_tboard_png_encode_round_trip);
+    CU_add_test(s, "test_tboard_recon_image_event", test_tboard_recon_image_event);
+    CU_add_test(s, "test_tboard_denoise_image", test_tboard_denoise_image);
+    CU_add_test(s, "test_tboard_images_leave_model_unchanged", test_tboard_images_leave_model_unchanged);
 }

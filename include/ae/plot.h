@@ -46,6 +46,29 @@ void ae_plot_grid_size(int rows, int cols, int h, int w, int scale, int *width, 
 ae_status ae_plot_grid_png(const char *path, const float *images, int n, int rows, int cols, int h, int w,
                            int scale, ae_error *err);
 
+/* A PNG in memory, for pictures that go elsewhere than a file (TensorBoard):
+ * the *_mem variants fill it with the bytes the file variant would write. */
+typedef struct ae_plot_png {
+    unsigned char *data; /* size bytes (malloc'ed; ae_plot_png_free) */
+    size_t size, cap;
+    int width, height;   /* pixels */
+} ae_plot_png;
+
+/* Encode w x h pixels of `channels` bytes each (1 gray, 3 RGB; rows of
+ * channels * w bytes, top first) as an 8-bit PNG into *out (emptied first);
+ * every picture, file or memory, goes through this one encoder. On failure
+ * *out is empty and err names `name`: AE_ERR_ARG (bad size or channels),
+ * AE_ERR_NOMEM, AE_ERR_IO (libpng's message). */
+ae_status ae_plot_png_encode(const char *name, const uint8_t *px, int w, int h, int channels, ae_plot_png *out,
+                             ae_error *err);
+
+/* Free out's bytes and empty it. Accepts NULL and an empty ae_plot_png. */
+void ae_plot_png_free(ae_plot_png *out);
+
+/* Scale the pictures of a dataset use: 2 for images up to 32 x 32 (a
+ * sample's c*h x w tile), else 1. */
+int ae_plot_tile_scale(const ae_dataset *ds);
+
 /* Colour k (mod AE_PLOT_NCOLORS) of the label palette (Tableau 10) as RGB. */
 void ae_plot_color(int k, uint8_t rgb[3]);
 
@@ -67,6 +90,10 @@ int ae_plot_pick(const ae_dataset *ds, int n, uint32_t *idx);
 ae_status ae_plot_recon_png(const char *path, ae_model *m, const ae_dataset *ds, const uint32_t *idx, int n,
                             int cols, int scale, ae_error *err);
 
+/* The same grid as a PNG in memory (*out as ae_plot_png_encode leaves it). */
+ae_status ae_plot_recon_mem(ae_plot_png *out, ae_model *m, const ae_dataset *ds, const uint32_t *idx, int n,
+                            int cols, int scale, ae_error *err);
+
 /* Index of a corruption layer (gauss, mask, saltpepper, mult012, dropout)
  * the encoder starts with (layer 0), or -1. */
 int ae_plot_noise_layer(const ae_model *m);
@@ -77,6 +104,10 @@ int ae_plot_noise_layer(const ae_model *m);
  * corrupted input (the other layers in evaluation mode). Needs an
  * autoencoder that starts with a corruption layer. */
 ae_status ae_plot_denoise_png(const char *path, ae_model *m, const ae_dataset *ds, const uint32_t *idx, int n,
+                              int cols, uint64_t seed, int scale, ae_error *err);
+
+/* The same grid as a PNG in memory. */
+ae_status ae_plot_denoise_mem(ae_plot_png *out, ae_model *m, const ae_dataset *ds, const uint32_t *idx, int n,
                               int cols, uint64_t seed, int scale, ae_error *err);
 
 /* Index of the first layer with filters over the input image: a dense layer
@@ -101,6 +132,9 @@ int ae_plot_vae2_layer(const ae_model *m);
  * z = (ppf((c + 0.5) / grid), ppf(1 - (r + 0.5) / grid)) (z0 grows to the
  * right, z1 upwards). */
 ae_status ae_plot_manifold_png(const char *path, ae_model *m, int grid, int scale, ae_error *err);
+
+/* The same lattice as a PNG in memory. */
+ae_status ae_plot_manifold_mem(ae_plot_png *out, ae_model *m, int grid, int scale, ae_error *err);
 
 /* Latent interpolation: for each pair (a[k], b[k]) two rows of steps tiles
  * (steps >= 2): the decoded points (1 - t) code(a) + t code(b) (code = the
@@ -158,6 +192,23 @@ ae_status ae_plot_codes_png(const char *path, const float *codes, const uint8_t 
  * Each panel has axes, ticks, labels and a legend; title may be NULL. */
 ae_status ae_plot_curves_png(const char *path, const char *metrics_csv, const char *title,
                              ae_plot_layout *lay, ae_error *err);
+
+#define AE_PLOT_SCALING_W 1180 /* size of the scaling picture, pixels */
+#define AE_PLOT_SCALING_H 440
+
+/* Scaling picture (AE_PLOT_SCALING_W x _H) from the CSV of
+ * cluster/scaling-study: panel 1 samples/s against the ranks P, with a
+ * dashed ideal line P x (the 1-rank samples/s) per series; panel 2 the
+ * efficiency with the ideal 1; one series per (mode, setup) in order of
+ * first appearance (at most 8), one legend right of panel 2. The CSV is
+ * read strictly: a header with at least the columns setup, mode, ranks,
+ * samples_per_s, efficiency (any order, others ignored); then rows of as
+ * many fields, mode strong or weak, setup 1-24 characters, ranks a whole
+ * number >= 1, samples_per_s > 0, efficiency >= 0, one row per series and
+ * P; no blank lines. Errors (AE_ERR_FORMAT) name the file and line.
+ * title may be NULL; lay may be NULL. */
+ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const char *title, ae_plot_layout *lay,
+                              ae_error *err);
 
 /* ---- commands ------------------------------------------------------------------- */
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A real two-host run on one machine: two network namespaces, each a "host"
 # with its own host name (a UTS namespace made by the rsh agent), joined by a
-# bridge on a private /24 that this test picks from 10.77.0.0/16 among the
-# ones no interface or route of this machine uses. mpirun runs in the root
-# namespace (the bridge's .1 address), starts one orted per namespace through
-# the rsh agent (`--mca plm_rsh_agent`), and the ranks talk TCP over the
-# veths only (`btl tcp,self`, `btl_tcp_if_include` / `oob_tcp_if_include` =
-# the test subnet). The hostfile names the hosts by IP, so /etc/hosts is not
-# touched. Asserted:
+# bridge on a private /24 picked from 10.77.0.0/16 among the ones no
+# interface or route of this machine uses; made and removed by
+# cluster/netns-hosts.sh (the code the scaling study uses too). mpirun runs
+# in the root namespace (the bridge's .1 address), starts one orted per
+# namespace through the rsh agent (`--mca plm_rsh_agent`), and the ranks
+# talk TCP over the veths only (`btl tcp,self`, `btl_tcp_if_include` /
+# `oob_tcp_if_include` = the test subnet). The hostfile names the hosts by
+# IP, so /etc/hosts is not touched. Asserted:
 #   - the 2-host run (20 steps, one rank per host) exits 0; its run.json
 #     lists the two namespace host names and ranks_per_node 1;
 #   - the same training with mpirun -n 2 on this host (run.json: one host,
@@ -24,35 +25,12 @@
 # Everything it makes (namespaces, veths, bridge, processes in the
 # namespaces, the temporary folder) is removed on exit, by name / pid.
 . "$(dirname "$0")/common.bash"
+. "$SRC/cluster/netns-hosts.sh"
 
-id=$(( $$ % 100000 ))
-NSA=aemh${id}a
-NSB=aemh${id}b
-BR=aemh${id}br
-VA=aemh${id}va
-VB=aemh${id}vb
-made_ns=()   # holder pids
-made_links=()
-PIDA= PIDB=
-
-# pids of the processes in the network namespace of holder pid $1 (the holder included)
-ns_pids() {
-  local want p
-  want=$(readlink "/proc/$1/ns/net" 2>/dev/null) || return 0
-  for p in /proc/[0-9]*; do
-    [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$want" ] && echo "${p#/proc/}"
-  done
-  return 0
-}
-
+HOSTS=$WORK/hosts
 cleanup() {
   set +e
-  local h p
-  for h in "${made_ns[@]}"; do # processes we started inside our namespaces (orted, ranks), then the holder
-    for p in $(ns_pids "$h"); do [ "$p" != "$h" ] && kill -9 "$p" 2>/dev/null; done
-    kill -9 "$h" 2>/dev/null
-  done
-  for l in "${made_links[@]}"; do ip link del "$l" 2>/dev/null; done
+  netns_down "$HOSTS"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -65,75 +43,12 @@ setup_failed() {
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
-[ "$(id -u)" -eq 0 ] || setup_failed "needs root (unshare --net/--uts, nsenter)"
-command -v ip >/dev/null || setup_failed "no 'ip' (apt-get install iproute2)"
-command -v unshare >/dev/null || setup_failed "no 'unshare' (util-linux)"
-command -v nsenter >/dev/null || setup_failed "no 'nsenter' (util-linux)"
-
-# Serialize against another copy of this test (subnet choice), then pick a
-# free 10.77.X.0/24: no address or route of this machine inside it.
-lockdir=/run/lock
-[ -d "$lockdir" ] && [ -w "$lockdir" ] || lockdir=${TMPDIR:-/tmp}
-exec 9>"$lockdir/aetrain-multihost.lock"
-flock -w 600 9 || setup_failed "waited 10 min for $lockdir/aetrain-multihost.lock"
-used=$( { ip -4 -o addr show; ip -4 route show table all; } 2>/dev/null | grep -o '10\.77\.[0-9]*\.' | sort -u || true)
-NET=
-for x in $(seq 0 254); do
-  if ! grep -qx "10\.77\.$x\." <<<"$used"; then NET=10.77.$x; break; fi
-done
-[ -n "$NET" ] || setup_failed "no free /24 in 10.77.0.0/16"
-IPR=$NET.1 IPA=$NET.2 IPB=$NET.3
-
 t0=$(now)
-{
-  unshare --net sleep 100000 & PIDA=$!
-  disown "$PIDA"
-  made_ns+=("$PIDA")
-  unshare --net sleep 100000 & PIDB=$!
-  disown "$PIDB"
-  made_ns+=("$PIDB")
-  # wait until each holder is in its own namespace
-  for _ in $(seq 50); do
-    [ "$(readlink /proc/$PIDA/ns/net)" != "$(readlink /proc/$$/ns/net)" ] &&
-      [ "$(readlink /proc/$PIDB/ns/net)" != "$(readlink /proc/$$/ns/net)" ] && break
-    sleep 0.1
-  done
-  [ "$(readlink /proc/$PIDA/ns/net)" != "$(readlink /proc/$$/ns/net)" ] &&
-    [ "$(readlink /proc/$PIDB/ns/net)" != "$(readlink /proc/$$/ns/net)" ] &&
-    ip link add "$BR" type bridge && made_links+=("$BR") &&
-    ip addr add "$IPR/24" dev "$BR" && ip link set "$BR" up &&
-    ip link add "$VA" type veth peer name eth0 netns "$PIDA" && made_links+=("$VA") &&
-    ip link add "$VB" type veth peer name eth0 netns "$PIDB" && made_links+=("$VB") &&
-    ip link set "$VA" master "$BR" up && ip link set "$VB" master "$BR" up &&
-    nsenter -t "$PIDA" -n ip addr add "$IPA/24" dev eth0 && nsenter -t "$PIDA" -n ip link set eth0 up &&
-    nsenter -t "$PIDA" -n ip link set lo up &&
-    nsenter -t "$PIDB" -n ip addr add "$IPB/24" dev eth0 && nsenter -t "$PIDB" -n ip link set eth0 up &&
-    nsenter -t "$PIDB" -n ip link set lo up
-} 2>"$WORK/setup.err" || setup_failed "$(tr '\n' ' ' <"$WORK/setup.err")"
-flock -u 9
-# each namespace must see its own host name
-for pair in "$NSA:$PIDA" "$NSB:$PIDB"; do
-  name=${pair%%:*} pid=${pair##*:}
-  h=$(nsenter -t "$pid" -n unshare --uts sh -c "hostname $name && hostname" 2>&1) && [ "$h" = "$name" ] ||
-    setup_failed "unshare --uts in $name: '$h'"
-done
-ok "two hosts: namespaces $NSA ($IPA) and $NSB ($IPB) on bridge $BR ($IPR/24), $(since "$t0") s to make"
-
-# The rsh agent: "AGENT HOST COMMAND...": run COMMAND in HOST's namespace,
-# in a UTS namespace whose host name is the namespace's name.
-cat >"$WORK/agent.sh" <<EOA
-#!/bin/sh
-host=\$1; shift
-case \$host in
-  $IPA|$NSA) ns=$NSA pid=$PIDA ;;
-  $IPB|$NSB) ns=$NSB pid=$PIDB ;;
-  *) echo "agent: unknown host '\$host'" >&2; exit 255 ;;
-esac
-echo "agent: \$host -> \$ns" >>"$WORK/agent.log"
-exec nsenter -t "\$pid" -n unshare --uts sh -c 'hostname "\$1" && shift && exec sh -c "\$*"' agent "\$ns" "\$@"
-EOA
-chmod +x "$WORK/agent.sh"
-printf '%s slots=1\n%s slots=1\n' "$IPA" "$IPB" >"$WORK/hostfile"
+netns_up 2 "$HOSTS" "aemh$(($$ % 100000))" 2>"$WORK/setup.err" || setup_failed "$(tr '\n' ' ' <"$WORK/setup.err")"
+NSA=${NETNS_NAMES[0]} NSB=${NETNS_NAMES[1]} IPA=${NETNS_IPS[0]} IPB=${NETNS_IPS[1]}
+PIDA=${NETNS_PIDS[0]} PIDB=${NETNS_PIDS[1]} VA=${NETNS_VETHS[0]} VB=${NETNS_VETHS[1]}
+BR=$NETNS_BRIDGE NET=$NETNS_NET
+ok "two hosts: namespaces $NSA ($IPA) and $NSB ($IPB) on bridge $BR ($NET.1/24), $(since "$t0") s to make"
 
 make_data "$WORK/data" 600 200
 cat >"$WORK/m.ini" <<EOC
@@ -166,9 +81,7 @@ tb0=$(stat_bytes "$VB" tx_bytes) rb0=$(stat_bytes "$VB" rx_bytes)
 
 t0=$(now)
 set +e
-timeout -k 5 180 mpirun -n 2 --hostfile "$WORK/hostfile" --map-by node --bind-to none \
-  --mca plm_rsh_agent "$WORK/agent.sh" --mca plm_rsh_no_tree_spawn 1 \
-  --mca btl tcp,self --mca btl_tcp_if_include "$NET.0/24" --mca oob_tcp_if_include "$NET.0/24" \
+timeout -k 5 180 mpirun -n 2 --map-by node --bind-to none "${NETNS_MPIRUN_ARGS[@]}" \
   "$AETRAIN" train "$WORK/m.ini" --run multi >"$WORK/multi.out" 2>&1
 rc=$?
 set -e
@@ -180,7 +93,7 @@ if [ "$rc" -eq 0 ]; then
 else
   bad "mpirun -n 2 over $NSA + $NSB: exit $rc"
   tail -n 30 "$WORK/multi.out"
-  cat "$WORK/agent.log" 2>/dev/null || true
+  cat "$HOSTS/agent.log" 2>/dev/null || true
 fi
 
 # json_field FILE KEY: the value of a top-level key of run.json (without quotes)
@@ -230,7 +143,7 @@ fi
 # orted and the ranks are gone from the namespaces
 left=
 for ((i = 0; i < 50; i++)); do
-  left=$( { ns_pids "$PIDA" | grep -vx "$PIDA"; ns_pids "$PIDB" | grep -vx "$PIDB"; } || true)
+  left=$( { netns_pids "$PIDA" | grep -vx "$PIDA"; netns_pids "$PIDB" | grep -vx "$PIDB"; } || true)
   [ -z "$left" ] && break
   sleep 0.1
 done
