@@ -201,6 +201,8 @@ static const key_def keys[] = {
 
     K_STR("run", "name", run_name, "", STR_RUN_NAME, "run name (empty: made by the trainer)"),
     K_STR("run", "dir", run_dir, "runs", STR_NONEMPTY, "directory that holds the run directories"),
+    K_INT("run", "tb_images", tb_images, "8", BETWEEN(0, 100),
+          "autoencoders: test images shown with their reconstructions in TensorBoard every epoch (0 = none)"),
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 

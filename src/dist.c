@@ -193,9 +193,64 @@ ae_status ae_dist_allreduce_sum_f64(double *buf, size_t n, ae_error *err)
     return allreduce(buf, n, MPI_DOUBLE, sizeof(double), MPI_SUM, "MPI_Allreduce(sum)", err);
 }
 
-ae_status ae_dist_allreduce_sum_i64(int64_t *buf, size_t n, ae_error *err)
+/* The ordered sum's pipeline: chunks small enough that a chunk of the prefix
+ * and of every piece stay in cache while the rank adds them. */
+#define CHAIN_CHUNK ((size_t)1 << 15)
+#define CHAIN_TAG 7401
+/* Broadcasts of finished chunks in flight at once (the total travels back
+ * while later chunks are still moving along the chain). */
+#define CHAIN_WINDOW 16
+
+/* s = (((s + p[0]) + p[1]) + ...) over [off, off + cnt), piece by piece:
+ * each pass vectorizes, and the chunk is still in cache for the next one. */
+static void chain_add(float *restrict s, float *const *p, int from, int k, size_t off, size_t cnt)
 {
-    return allreduce(buf, n, MPI_INT64_T, sizeof(int64_t), MPI_SUM, "MPI_Allreduce(int64 sum)", err);
+    for (int q = from; q < k; q++) {
+        const float *restrict pq = p[q] + off;
+        for (size_t i = 0; i < cnt; i++) s[i] += pq[i];
+    }
+}
+
+ae_status ae_dist_ordered_sum(float *const *pieces, int k, float *out, size_t n, ae_error *err)
+{
+    int P = g.active ? g.size : 1, r = g.active ? g.rank : 0, rc;
+    MPI_Request req[CHAIN_WINDOW];
+    size_t c = 0;
+    for (size_t off = 0; off < n; off += CHAIN_CHUNK, c++) {
+        size_t cnt = n - off < CHAIN_CHUNK ? n - off : CHAIN_CHUNK;
+        int from = 0;
+        if (r > 0) {
+            coll_enter("MPI_Recv(ordered sum)");
+            rc = MPI_Recv(out + off, (int)cnt, MPI_FLOAT, r - 1, CHAIN_TAG, g.comm, MPI_STATUS_IGNORE);
+            coll_leave();
+            if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Recv(ordered sum)", err);
+        } else if (k == 0) {
+            for (size_t i = 0; i < cnt; i++) out[off + i] = -0.0f;
+        } else {
+            if (pieces[0] != out) memcpy(out + off, pieces[0] + off, cnt * sizeof(float));
+            from = 1;
+        }
+        chain_add(out + off, pieces, from, k, off, cnt);
+        if (r < P - 1) {
+            coll_enter("MPI_Send(ordered sum)");
+            rc = MPI_Send(out + off, (int)cnt, MPI_FLOAT, r + 1, CHAIN_TAG, g.comm);
+            coll_leave();
+            if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Send(ordered sum)", err);
+        }
+        if (P == 1) continue;
+        /* the chunk is final on the last rank and no longer used on the others: broadcast it now */
+        coll_enter("MPI_Ibcast(ordered sum)");
+        rc = c >= CHAIN_WINDOW ? MPI_Wait(&req[c % CHAIN_WINDOW], MPI_STATUS_IGNORE) : MPI_SUCCESS;
+        if (rc == MPI_SUCCESS)
+            rc = MPI_Ibcast(out + off, (int)cnt, MPI_FLOAT, P - 1, g.comm, &req[c % CHAIN_WINDOW]);
+        coll_leave();
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Ibcast(ordered sum)", err);
+    }
+    if (P == 1 || c == 0) return AE_OK;
+    coll_enter("MPI_Waitall(ordered sum)");
+    rc = MPI_Waitall(c < CHAIN_WINDOW ? (int)c : CHAIN_WINDOW, req, MPI_STATUSES_IGNORE);
+    coll_leave();
+    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Waitall(ordered sum)", err);
 }
 
 ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err)

@@ -62,7 +62,7 @@ void ae_model_free(ae_model *m)
         for (int i = 0; i < m->n_layers; i++) free(m->act[i]);
     free(m->act);
     free(m->params);
-    free(m->grads);
+    free(m->grads_own);
     free(m->state);
     free(m->z_last);
     free(m->scratch[0]);
@@ -206,12 +206,11 @@ static ae_status alloc_buffers(ae_model *m, ae_error *err)
     m->n_params = np;
     m->n_state = ns;
     m->n_aux = na;
-    if (!(m->params = ae_alloc_floats(np, err)) || !(m->grads = ae_alloc_floats(np + na + AE_GRAD_EXTRA, err)) ||
+    if (!(m->params = ae_alloc_floats(np, err)) || !(m->grads_own = ae_alloc_floats(np + na + AE_GRAD_EXTRA, err)) ||
         !(m->state = ae_alloc_floats(ns, err)) || !(m->act = ae_calloc((size_t)m->n_layers, sizeof(float *), err)) ||
         !(m->z_last = ae_alloc_floats(mb * m->out_size, err)) || !(m->scratch[0] = ae_alloc_floats(mb * maxw, err)) ||
         !(m->scratch[1] = ae_alloc_floats(mb * maxw, err)) || !(m->scratch_shared = ae_alloc_floats(scr, err)))
         return AE_ERR_NOMEM;
-    m->extra = m->grads + np + na;
     if (m->l1_layer >= 0 && !(m->kl_mean = ae_alloc_floats(m->layers[m->l1_layer].out_size, err)))
         return AE_ERR_NOMEM;
     for (int i = 0; i < m->n_layers; i++) {
@@ -223,16 +222,30 @@ static ae_status alloc_buffers(ae_model *m, ae_error *err)
         size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
         if (l->n_params) {
             l->W = nw ? m->params + l->p_off : NULL;
-            l->dW = nw ? m->grads + l->p_off : NULL;
             l->b = l->use_bias ? m->params + l->p_off + nw : NULL;
-            l->db = l->use_bias ? m->grads + l->p_off + nw : NULL;
         }
         l->state = l->n_state ? m->state + l->s_off : NULL;
-        l->aux = l->n_aux ? m->grads + np + l->aux_off : NULL;
         l->scratch = m->scratch_shared;
     }
+    ae_model_bind_grads(m, NULL);
     m->layers[m->n_layers - 1].z = m->fused ? m->z_last : NULL;
     return AE_OK;
+}
+
+void ae_model_bind_grads(ae_model *m, float *g)
+{
+    if (!g) g = m->grads_own;
+    m->grads = g;
+    m->extra = g + m->n_params + m->n_aux;
+    for (int i = 0; i < m->n_layers; i++) {
+        ae_layer *l = &m->layers[i];
+        size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
+        if (l->n_params) {
+            l->dW = nw ? g + l->p_off : NULL;
+            l->db = l->use_bias ? g + l->p_off + nw : NULL;
+        }
+        l->aux = l->n_aux ? g + m->n_params + l->aux_off : NULL;
+    }
 }
 
 float ae_model_loss_scale(const ae_model *m, int64_t nb)

@@ -32,6 +32,7 @@
 #include "ae/model.h"
 #include "ae/optim.h"
 #include "ae/pca.h"
+#include "ae/plot.h"
 #include "ae/report.h"
 #include "ae/rng.h"
 #include "ae/tboard.h"
@@ -70,7 +71,8 @@ static void install_signals(void)
  *   AE_FAULT=stall:R:S     rank R stops calling collectives before step S (sleeps)
  *   AE_FAULT=exit:R:S      rank R exits before step S
  *   AE_FAULT=nan:R:S       rank R's loss becomes NaN at step S
- *   AE_FAULT=loadfail:R    rank R fails to load the data */
+ *   AE_FAULT=loadfail:R    rank R fails to load the data
+ *   AE_FAULT=tbimage:R:E   rank R's TensorBoard images of epoch E fail (R = 0: the writer) */
 typedef struct fault {
     char kind[16];
     int rank;
@@ -126,9 +128,10 @@ typedef struct loop {
     uint8_t *ybuf;
     uint32_t *perm;
     int64_t perm_epoch;
-    /* deterministic mode: fixed micro-shards, fixed-point exact sums */
+    /* deterministic mode: fixed micro-shards, summed in global piece order */
     int det, shards;
-    int64_t *fix;         /* (2 x ntot + 1): high words, low words, non-finite count */
+    float **piece;        /* (this rank's pieces) the micro-shard gradient buffers of a step */
+    float *piece_buf;     /* (pieces x ntot, one fewer on rank 0, whose first piece is m's own buffer) */
     /* position */
     int64_t epoch, step, step_in_epoch;
     double run_sum, run_cnt;
@@ -139,7 +142,8 @@ typedef struct loop {
 
 static void loop_free(loop *L)
 {
-    free(L->fix);
+    free(L->piece);
+    free(L->piece_buf);
     free(L->opt);
     free(L->xbuf);
     free(L->ybuf);
@@ -171,8 +175,10 @@ static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_d
         if (ae_dist_size() > L->shards)
             return ae_error_set(err, AE_ERR_CONFIG, "%s: [train] micro_shards = %d is fewer than the %d ranks",
                                 spec->source, L->shards, ae_dist_size());
-        size_t ntot = m->n_params + m->n_aux + AE_GRAD_EXTRA;
-        if (!(L->fix = ae_calloc(2 * ntot + 1, sizeof(int64_t), err))) return AE_ERR_NOMEM;
+        int P = ae_dist_size(), r = ae_dist_rank(), k = L->shards * (r + 1) / P - L->shards * r / P;
+        size_t ntot = m->n_params + m->n_aux + AE_GRAD_EXTRA, nbuf = (size_t)(k - (r == 0));
+        if (!(L->piece = ae_calloc((size_t)k, sizeof(float *), err))) return AE_ERR_NOMEM;
+        if (nbuf && !(L->piece_buf = ae_alloc_floats(nbuf * ntot, err))) return AE_ERR_NOMEM;
     }
     return AE_OK;
 }
@@ -185,39 +191,6 @@ static const char *nonfinite_layer(const ae_model *m)
             if (!isfinite(m->grads[l->p_off + k])) return l->name;
     }
     return NULL;
-}
-
-/* Fixed point of deterministic mode: a float g is split into
- * hi = trunc(g 2^FIX_HI_BITS) and lo = trunc((g 2^FIX_HI_BITS - hi) 2^FIX_LO_BITS),
- * both exact in double and int64; sums of each word are exact, so the result
- * of summing any set of values does not depend on their order or grouping.
- * Resolution 2^-64; |g| must stay below FIX_MAX (2^39) per micro-shard. */
-#define FIX_HI_BITS 24
-#define FIX_LO_BITS 40
-#define FIX_MAX 549755813888.0f
-
-/* acc += fixed(g); returns the count of values that are not finite or too
- * large (then nothing is added: the step stops with an error anyway). Two
- * loops, because GCC vectorizes each but not the two in one body. */
-static int64_t fixed_add(const float *restrict g, int64_t *restrict hi, int64_t *restrict lo, size_t n)
-{
-    int64_t bad = 0;
-    for (size_t i = 0; i < n; i++) bad += !(fabsf(g[i]) < FIX_MAX); /* NaN and inf count too */
-    if (bad) return bad;
-    const double up = 0x1p24, up2 = 0x1p40;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)g[i] * up;
-        int64_t h = (int64_t)d;
-        hi[i] += h;
-        lo[i] += (int64_t)((d - (double)h) * up2);
-    }
-    return 0;
-}
-
-static void fixed_get(const int64_t *restrict hi, const int64_t *restrict lo, float *restrict g, size_t n)
-{
-    const double down = 0x1p-24, down2 = 0x1p-64;
-    for (size_t i = 0; i < n; i++) g[i] = (float)((double)hi[i] * down + (double)lo[i] * down2);
 }
 
 /* Layers' in-forward reductions (synchronized batch norm). */
@@ -253,7 +226,9 @@ static void local_pass(loop *L, const uint32_t *perm_batch, size_t lo, size_t hi
 /* One global step: local forward/backward on this rank's slice, one
  * allreduce, penalties, clipping, optimizer. *stop is set when any rank
  * asked to stop (signal). In deterministic mode the slice is a fixed set of
- * micro-shards whose gradients are summed in exact fixed point. */
+ * micro-shards, each computed into its own gradient buffer, and the sum is
+ * the float chain (((p0 + p1) + p2) + ...) in global piece order
+ * (ae_dist_ordered_sum), the same operations for every rank count. */
 static ae_status loop_step(loop *L, int *stop, ae_error *err)
 {
     ae_model *m = L->m;
@@ -285,19 +260,20 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         if ((st = ae_dist_allreduce_sum(m->grads, ntot, err))) return st;
         t2 = ae_dist_time();
     } else {
-        int64_t *hi = L->fix, *lo = L->fix + ntot, *bad = L->fix + 2 * ntot;
-        memset(L->fix, 0, sizeof(int64_t) * (2 * ntot + 1));
-        int M = L->shards, j0 = M * r / P, j1 = M * (r + 1) / P;
-        for (int j = j0; j < j1; j++) {
+        /* rank 0's first piece starts the chain in the model's own buffer; every other piece gets its
+         * own buffer (a rank after 0 can add its pieces only once the prefix sum has arrived) */
+        int M = L->shards, j0 = M * r / P, j1 = M * (r + 1) / P, k = 0;
+        for (int j = j0; j < j1; j++, k++) {
+            L->piece[k] = r == 0 && j == j0 ? m->grads_own : L->piece_buf + (size_t)(k - (r == 0)) * ntot;
+            ae_model_bind_grads(m, L->piece[k]);
             local_pass(L, batch, nb * (size_t)j / (size_t)M, nb * (size_t)(j + 1) / (size_t)M, nb, 0);
-            extra[EX_STOP] = j == j0 ? stop_req : 0.0f;
-            *bad += fixed_add(m->grads, hi, lo, ntot);
+            m->extra[EX_STOP] = j == j0 ? stop_req : 0.0f;
         }
+        ae_model_bind_grads(m, NULL);
         t1 = ae_dist_time();
-        if ((st = ae_dist_allreduce_sum_i64(L->fix, 2 * ntot + 1, err))) return st;
+        /* NaN and inf propagate through the float sums to the non-finite check below */
+        if ((st = ae_dist_ordered_sum(L->piece, k, m->grads, ntot, err))) return st;
         t2 = ae_dist_time();
-        fixed_get(hi, lo, m->grads, ntot);
-        if (*bad > 0) extra[EX_LOSS] = NAN; /* reported below as non-finite */
     }
     if (m->n_aux) {
         ae_ctx uctx = {1, L->seed, L->epoch, L->step, 0, (int64_t)nb, NULL, NULL};
@@ -839,6 +815,56 @@ static ae_status load_resume(const char *path, loop *L, const char *config_text,
     return AE_OK;
 }
 
+/* ---- TensorBoard images ---------------------------------------------------- */
+
+#define TB_MANIFOLD_GRID 10 /* z lattice of the manifold image (a VAE with a 2-d code) */
+
+/* Append png as image tag at step, then free it; st: how making it went (a
+ * failure there gets the event file and the tag in front of its message). */
+static ae_status tb_put_png(ae_tb *tb, const char *tag, int64_t step, ae_status st, ae_plot_png *png, ae_error *err)
+{
+    if (st) {
+        char msg[AE_ERROR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        ae_error_set(err, st, "%s: image '%s' at step %lld: %s", ae_tb_path(tb), tag, (long long)step, msg);
+    } else {
+        st = ae_tb_image_png(tb, tag, step, png->data, png->size, png->height, png->width, err);
+    }
+    ae_plot_png_free(png);
+    return st;
+}
+
+/* The end-of-epoch images of an autoencoder (none for a classifier or when
+ * [run] tb_images = 0): the grid of `aetrain plot`'s recon.png for the first
+ * tb_images test images that ae_plot_pick chooses, the denoising grid when
+ * the encoder starts with a corruption layer, and the manifold of a VAE with
+ * a 2-d code. Rank 0 only. Every layer runs in evaluation mode (the denoising
+ * grid's corruption in training mode with draws keyed by a fixed context),
+ * which writes activations and workspaces only: parameters, batch-norm
+ * running statistics and random streams stay as they were, so the ranks stay
+ * in agreement. A failure is for the caller to warn about. */
+static ae_status tb_images(ae_tb *tb, ae_model *m, const ae_spec *spec, const ae_dataset *test, int64_t step,
+                           ae_error *err)
+{
+    if (spec->tb_images <= 0 || m->type != AE_MODEL_AUTOENCODER || test->n == 0) return AE_OK;
+    if (fault_at("tbimage", step))
+        return ae_error_set(err, AE_ERR_IO, "%s: injected fault: images of epoch %lld", ae_tb_path(tb),
+                            (long long)step);
+    uint32_t *idx = ae_malloc(sizeof *idx * (size_t)spec->tb_images, err);
+    if (!idx) return AE_ERR_NOMEM;
+    int n = ae_plot_pick(test, spec->tb_images, idx), scale = ae_plot_tile_scale(test);
+    ae_plot_png png = {0};
+    ae_status st = tb_put_png(tb, "reconstructions", step, ae_plot_recon_mem(&png, m, test, idx, n, 0, scale, err),
+                              &png, err);
+    if (!st && ae_plot_noise_layer(m) == 0)
+        st = tb_put_png(tb, "denoising", step, ae_plot_denoise_mem(&png, m, test, idx, n, 0, spec->seed, scale, err),
+                        &png, err);
+    if (!st && ae_plot_vae2_layer(m) >= 0)
+        st = tb_put_png(tb, "manifold", step, ae_plot_manifold_mem(&png, m, TB_MANIFOLD_GRID, 1, err), &png, err);
+    free(idx);
+    return st;
+}
+
 /* ---- train ----------------------------------------------------------------- */
 
 static void fmt_metric(char *buf, size_t cap, const char *name, double v)
@@ -1057,6 +1083,12 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                     ae_tb_close(tb);
                     tb = NULL;
                 }
+            }
+            ae_error tberr;
+            if (tb && tb_images(tb, m, spec, &d.test, row.epoch, &tberr) != AE_OK) {
+                ae_report_warn("TensorBoard images: %s (TensorBoard events stop here)", tberr.msg);
+                ae_tb_close(tb);
+                tb = NULL;
             }
         }
         if (!epoch_done) break; /* max_steps reached mid-epoch */

@@ -107,6 +107,7 @@ typedef struct ae_spec {
     /* [run] */
     char run_name[128];                          /* name = "" (made by rank 0) */
     char run_dir[AE_SPEC_STR];                   /* dir = runs */
+    int tb_images;                               /* tb_images = 8 (test images in TensorBoard; 0 = none) */
 
     /* Where the spec came from (first file parsed), for messages. */
     char source[AE_SPEC_STR];

@@ -26,10 +26,19 @@ ae_status ae_dist_hostnames(char *buf, size_t cap, ae_error *err);
 /* In-place sum over ranks of n floats (chunked above INT_MAX). */
 ae_status ae_dist_allreduce_sum(float *buf, size_t n, ae_error *err);
 ae_status ae_dist_allreduce_sum_f64(double *buf, size_t n, ae_error *err);
-/* In-place exact sum over ranks of n int64 (deterministic mode's
- * fixed-point gradients): integer addition is associative, so the result
- * does not depend on the rank count or the reduction order. */
-ae_status ae_dist_allreduce_sum_i64(int64_t *buf, size_t n, ae_error *err);
+/* Ordered chain sum over ranks (deterministic mode's gradients): with
+ * p_0, p_1, ... the pieces of rank 0 in order, then those of rank 1, and so
+ * on, every rank gets out = (((p_0 + p_1) + p_2) + ...) elementwise in float.
+ * Every addition of that chain is done by exactly one rank, in that order,
+ * so the result is bitwise the same for any split of the same piece
+ * sequence over any number of ranks. Rank r receives the prefix from rank
+ * r - 1 in chunks, adds its k pieces and passes it on (pipelined); the last
+ * rank broadcasts each finished chunk (nonblocking, overlapping the chain).
+ * k may be 0 (the rank only forwards; when rank 0 has none the chain starts
+ * from -0.0f, the exact identity of float addition). pieces[0] may be out on rank 0 (the first piece is then not
+ * copied); pieces[1..k) must not overlap out; the pieces are read only.
+ * NaN and infinities propagate. Collective, also with one process. */
+ae_status ae_dist_ordered_sum(float *const *pieces, int k, float *out, size_t n, ae_error *err);
 ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err);
 /* Broadcast bytes from root. */
 ae_status ae_dist_bcast(void *buf, size_t bytes, int root, ae_error *err);

@@ -30,6 +30,7 @@ typedef struct ae_model {
     float *grads;         /* (n_params + n_aux + AE_GRAD_EXTRA): gradients in the params' layout, then the
                              layers' aux sums (batch statistics), then the step's scalars */
     float *extra;         /* grads + n_params + n_aux */
+    float *grads_own;     /* the model's own gradient buffer (grads points here unless rebound) */
     float *scratch_shared;/* layers' shared scratch */
     float *state;         /* (n_state) non-trainable (running statistics) */
     int max_batch;        /* activations are sized for this many samples */
@@ -85,6 +86,13 @@ float ae_model_loss_scale(const ae_model *m, int64_t nb);
 /* After the step's allreduce: let layers fold the summed aux values into
  * their non-trainable state (same on every rank). */
 void ae_model_update(ae_model *m, const ae_ctx *ctx);
+
+/* Point grads, extra and every layer's gradient and aux views at g, a
+ * buffer of the grads layout (n_params + n_aux + AE_GRAD_EXTRA floats) owned
+ * by the caller, so that forward and backward write there; NULL points them
+ * back at the model's own buffer. Deterministic mode computes each
+ * micro-shard into its own buffer this way, without copies. */
+void ae_model_bind_grads(ae_model *m, float *g);
 
 /* The same gradient without the penalty's value (the training step's path). */
 void ae_model_add_l2_grad(ae_model *m);

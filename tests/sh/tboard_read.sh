@@ -8,6 +8,14 @@
 # value (bitwise float32) and image, wall times, that protobuf re-encodes each
 # event to the very bytes in the file, and that events are readable while the
 # writer still has the file open (what a live TensorBoard needs).
+# Then the trainer's images ([run] tb_images), from short runs on 2 ranks:
+# one reconstruction and one denoising grid per epoch, valid PNGs (decoded
+# here with zlib: chunk CRCs, filters) of the expected size whose test-image
+# rows are the test images ae_plot_pick chooses, the last reconstructions
+# those `aetrain reconstruct` draws from the final checkpoint; the images
+# change no number of the training (the checkpoint equals, bit for bit, that
+# of a run with tb_images = 0, which writes no image); a failure to make
+# them is a warning that ends the event file, not the run.
 # Needs: protobuf-compiler (protoc) and python3-protobuf.
 . "$(dirname "$0")/common.bash"
 WRITER=${TB_WRITE:-$(dirname "$TOOL")/tb_write}
@@ -41,13 +49,9 @@ png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, ct
 open(out, "wb").write(png)
 EOF
 
-cat > "$WORK/py/read_events.py" <<'EOF'
-# read_events.py FILE T0 T1 OP...: FILE must hold exactly the file_version event and one event per
-# OP (the ops given to tb_write: "s TAG STEP VALUE", "i TAG STEP PNG H W"; "wait" is skipped), with
-# wall times in [T0 - 1, T1 + 1]. Prints "ok: ..." per check passed; exits 1 at the first failure.
-import math, os, re, socket, struct, sys
-import tensorboard_pb2 as pb
-from google.protobuf.internal import api_implementation
+cat > "$WORK/py/tfrec.py" <<'EOF'
+# tfrec.py: the TFRecord framing of event files, checked with a CRC-32C of its own
+import struct, sys
 
 def fail(msg):
     print("FAIL: " + msg)
@@ -74,6 +78,36 @@ def masked(data):
 if crc32c(b"123456789") != 0xE3069283 or masked(struct.pack("<Q", 24)) != 0x224B7FA3:
     fail("the Python CRC-32C itself is wrong")
 
+def records(data):
+    """The data of every record of an event file's bytes; fails on a bad CRC, a cut record, stray bytes."""
+    out, at = [], 0
+    while at < len(data):
+        if len(data) - at < 12:
+            fail("%d stray bytes at offset %d" % (len(data) - at, at))
+        (n,) = struct.unpack_from("<Q", data, at)
+        (lcrc,) = struct.unpack_from("<I", data, at + 8)
+        if lcrc != masked(data[at:at + 8]):
+            fail("record %d: masked CRC of the length" % len(out))
+        if at + 12 + n + 4 > len(data):
+            fail("record %d: truncated (length %d)" % (len(out), n))
+        body = data[at + 12:at + 12 + n]
+        (dcrc,) = struct.unpack_from("<I", data, at + 12 + n)
+        if dcrc != masked(body):
+            fail("record %d: masked CRC of the data" % len(out))
+        out.append(body)
+        at += 12 + n + 4
+    return out
+EOF
+
+cat > "$WORK/py/read_events.py" <<'EOF'
+# read_events.py FILE T0 T1 OP...: FILE must hold exactly the file_version event and one event per
+# OP (the ops given to tb_write: "s TAG STEP VALUE", "i TAG STEP PNG H W"; "wait" is skipped), with
+# wall times in [T0 - 1, T1 + 1]. Prints "ok: ..." per check passed; exits 1 at the first failure.
+import math, os, re, socket, struct, sys
+import tensorboard_pb2 as pb
+from google.protobuf.internal import api_implementation
+from tfrec import fail, records as read_records
+
 path, t0, t1, ops = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 expect = []
 i = 0
@@ -97,23 +131,7 @@ if (not m or not re.fullmatch(re.escape(host) + r"(\.[1-9]\d*)?", m.group(2))
         or not t0 - 1 <= int(m.group(1)) <= t1 + 1):
     fail("file name %s (host %s, time %d..%d)" % (os.path.basename(path), host, t0, t1))
 
-data = open(path, "rb").read()
-records, at = [], 0
-while at < len(data):
-    if len(data) - at < 12:
-        fail("%d stray bytes at offset %d" % (len(data) - at, at))
-    (n,) = struct.unpack_from("<Q", data, at)
-    (lcrc,) = struct.unpack_from("<I", data, at + 8)
-    if lcrc != masked(data[at:at + 8]):
-        fail("record %d: masked CRC of the length" % len(records))
-    if at + 12 + n + 4 > len(data):
-        fail("record %d: truncated (length %d)" % (len(records), n))
-    body = data[at + 12:at + 12 + n]
-    (dcrc,) = struct.unpack_from("<I", data, at + 12 + n)
-    if dcrc != masked(body):
-        fail("record %d: masked CRC of the data" % len(records))
-    records.append(body)
-    at += 12 + n + 4
+records = read_records(open(path, "rb").read())
 print("ok: %d records, lengths and both masked CRC-32Cs verified, no stray bytes (protobuf: %s)"
       % (len(records), api_implementation.Type()))
 if len(records) != 1 + len(expect):
@@ -157,15 +175,17 @@ print("ok: file name, brain.Event:2 first, %d events: tags, steps, values (bitwi
       "wall times, and protobuf re-encodes every event to the same bytes" % len(expect))
 EOF
 
-read_events() { PYTHONPATH="$WORK/py" "$PY" "$WORK/py/read_events.py" "$@"; }
-# py_check WHAT ARGS...: read_events must pass; its own lines first
-py_check() {
-  local what=$1 out rc=0
-  shift
-  out=$(read_events "$@") || rc=$?
+py() { local script=$1; shift; PYTHONPATH="$WORK/py" "$PY" "$WORK/py/$script.py" "$@"; }
+read_events() { py read_events "$@"; }
+# py_pass SCRIPT WHAT ARGS...: $WORK/py/SCRIPT.py must pass; its own lines first
+py_pass() {
+  local script=$1 what=$2 out rc=0
+  shift 2
+  out=$(py "$script" "$@") || rc=$?
   echo "$out" | sed 's/^/  python /'
   if [ "$rc" -eq 0 ]; then ok "$what"; else bad "$what"; fi
 }
+py_check() { py_pass read_events "$@"; }
 # py_rejects WHAT PATTERN ARGS...: read_events must fail with PATTERN (the reader's checks are live)
 py_rejects() {
   local what=$1 pattern=$2 out
@@ -236,4 +256,224 @@ py_check "after close: the 4 events" "$lpath" "$t0" "$(date +%s)" "${live_ops[@]
 # ---- errors reach the exit code ------------------------------------------------------------------
 expect_fail 1 "the PNG is 5x3 \(WxH\), not 3x5" "$WRITER" "$WORK/err" i img 1 "$WORK/rgb.png" 5 3
 expect_fail 1 "cannot create directory" "$WRITER" "$WORK/no/such/dir" s x 1 1
+# ---- the trainer's images ----------------------------------------------------------------------
+cat > "$WORK/py/check_images.py" <<'EOF'
+# check_images.py RUN_DIR DATA_DIR N EPOCHS IMAGE_EPOCHS [RECON_PNG]: the one event file of RUN_DIR
+# holds the scalar loss/train at every step 1..EPOCHS and, at each step 1..IMAGE_EPOCHS, exactly one
+# image "reconstructions" and one "denoising", and no other image. Every image is a gray PNG (chunk
+# CRCs, zlib stream and row filters decoded here) whose IHDR and event fields give the size of a grid
+# of the N test images ae_plot_pick chooses (groups of up to 10, 2 or 3 rows a group, tiles of the
+# image side x 2 when it is <= 32, 2-pixel gray-128 separators and frame); its test-image rows hold
+# exactly those test images (DATA_DIR/t10k-*); the denoising grid's corrupted rows differ from them.
+# With RECON_PNG (what `aetrain reconstruct` drew from the last checkpoint): the last reconstructions
+# are that picture, pixel for pixel within one gray level. Prints "ok: ..." lines; exits 1 at a failure.
+import glob, os, struct, sys, zlib
+import tensorboard_pb2 as pb
+from tfrec import fail, records
+
+COLS, SEP, SEP_GRAY, SIG = 10, 2, 128, b"\x89PNG\r\n\x1a\n"
+run, data_dir = sys.argv[1], sys.argv[2]
+n, epochs, img_epochs = (int(a) for a in sys.argv[3:6])
+recon_png = sys.argv[6] if len(sys.argv) > 6 else None
+
+def idx_file(path):
+    b = open(path, "rb").read()
+    nd = b[3]
+    dims = struct.unpack(">%dI" % nd, b[4:4 + 4 * nd])
+    return dims, b[4 + 4 * nd:]
+
+(nt, side, side2), x = idx_file(os.path.join(data_dir, "t10k-images-idx3-ubyte"))
+_, y = idx_file(os.path.join(data_dir, "t10k-labels-idx1-ubyte"))
+if side != side2:
+    fail("test images %dx%d" % (side, side2))
+# ae_plot_pick: one of each class in turn (the first of class 0, of class 1, ..., then the second ...)
+nclass, pick, nxt = max(y) + 1, [], [0] * (max(y) + 1)
+while len(pick) < min(n, nt):
+    progress = False
+    for c in range(nclass):
+        if len(pick) == min(n, nt):
+            break
+        i = nxt[c]
+        while i < nt and y[i] != c:
+            i += 1
+        nxt[c] = i + 1 if i < nt else nt
+        if i < nt:
+            pick.append(i)
+            progress = True
+    if not progress:
+        break
+tests = [x[i * side * side:(i + 1) * side * side] for i in pick]
+scale = 2 if side <= 32 else 1
+cols = min(len(pick), COLS)
+groups = (len(pick) + cols - 1) // cols
+tile = side * scale
+
+def grid_size(nrow):
+    rows = groups * nrow
+    return cols * tile + (cols + 1) * SEP, rows * tile + (rows + 1) * SEP
+
+def paeth(a, b, c):
+    p = a + b - c
+    pa, pb_, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb_ and pa <= pc else (b if pb_ <= pc else c)
+
+def decode_gray(png, what):
+    """(width, height, rows of bytes) of an 8-bit gray PNG, every chunk CRC checked."""
+    if png[:8] != SIG:
+        fail("%s: no PNG signature" % what)
+    at, idat, ihdr, first = 8, b"", None, True
+    while True:
+        if at + 12 > len(png):
+            fail("%s: no IEND" % what)
+        (ln,) = struct.unpack_from(">I", png, at)
+        t, d = png[at + 4:at + 8], png[at + 8:at + 8 + ln]
+        (crc,) = struct.unpack_from(">I", png, at + 8 + ln)
+        if zlib.crc32(t + d) & 0xFFFFFFFF != crc:
+            fail("%s: CRC of chunk %r" % (what, t))
+        if first and t != b"IHDR":
+            fail("%s: first chunk %r" % (what, t))
+        first = False
+        if t == b"IHDR":
+            ihdr = struct.unpack(">IIBBBBB", d)
+        elif t == b"IDAT":
+            idat += d
+        at += 12 + ln
+        if t == b"IEND":
+            break
+    w, h, depth, ctype, comp, filt, inter = ihdr
+    if (depth, ctype, comp, filt, inter) != (8, 0, 0, 0, 0):
+        fail("%s: IHDR depth %d colour type %d interlace %d" % (what, depth, ctype, inter))
+    raw = zlib.decompress(idat)
+    if len(raw) != h * (w + 1):
+        fail("%s: %d bytes of rows for %dx%d" % (what, len(raw), w, h))
+    rows, prev = [], bytearray(w)
+    for r in range(h):
+        f, line = raw[r * (w + 1)], bytearray(raw[r * (w + 1) + 1:(r + 1) * (w + 1)])
+        for i in range(w):
+            a = line[i - 1] if i else 0
+            b, c = prev[i], (prev[i - 1] if i else 0)
+            pred = [0, a, b, (a + b) // 2, paeth(a, b, c)][f] if f <= 4 else fail("%s: filter %d" % (what, f))
+            line[i] = (line[i] + pred) & 0xFF
+        rows.append(bytes(line))
+        prev = line
+    return w, h, rows
+
+def tile_at(rows, r, c):
+    """The side x side gray levels of tile (r, c), or None when a scaled block is not one level."""
+    out = bytearray()
+    for i in range(side):
+        for j in range(side):
+            y0, x0 = SEP + r * (tile + SEP) + i * scale, SEP + c * (tile + SEP) + j * scale
+            v = rows[y0][x0]
+            if any(rows[y0 + a][x0 + b] != v for a in range(scale) for b in range(scale)):
+                return None
+            out.append(v)
+    return bytes(out)
+
+def check_grid(png, img, nrow, what):
+    w, h, rows = decode_gray(png, what)
+    ew, eh = grid_size(nrow)
+    if (w, h) != (ew, eh) or (img.width, img.height, img.colorspace) != (ew, eh, 1):
+        fail("%s: PNG %dx%d, event %dx%d colorspace %d, expected %dx%d gray"
+             % (what, w, h, img.width, img.height, img.colorspace, ew, eh))
+    if rows[0] != bytes([SEP_GRAY]) * w or any(rw[0] != SEP_GRAY for rw in rows):
+        fail("%s: frame is not gray %d" % (what, SEP_GRAY))
+    for k, t in enumerate(tests):
+        got = tile_at(rows, (k // cols) * nrow, k % cols)
+        if got != t:
+            fail("%s: test image %d (sample %d) is not in its tile" % (what, k, pick[k]))
+    return rows
+
+files = glob.glob(os.path.join(run, "events.out.tfevents.*"))
+if len(files) != 1:
+    fail("%d event files in %s" % (len(files), run))
+images, losses = {}, set()
+for body in records(open(files[0], "rb").read())[1:]:
+    ev = pb.Event.FromString(body)
+    for v in ev.summary.value:
+        if v.WhichOneof("value") == "image":
+            if (v.tag, ev.step) in images:
+                fail("two images %s at step %d" % (v.tag, ev.step))
+            images[(v.tag, ev.step)] = v.image
+        elif v.tag == "loss/train":
+            losses.add(ev.step)
+want = {(t, s) for t in ("reconstructions", "denoising") for s in range(1, img_epochs + 1)}
+if set(images) != want:
+    fail("images %s, expected %s" % (sorted(images), sorted(want)))
+if losses != set(range(1, epochs + 1)):
+    fail("loss/train at steps %s" % sorted(losses))
+print("ok: %d images (reconstructions, denoising at steps 1..%d), loss/train at steps 1..%d"
+      % (len(images), img_epochs, epochs))
+last = None
+for (tag, step), img in sorted(images.items()):
+    what = "%s at step %d" % (tag, step)
+    rows = check_grid(img.encoded_image_string, img, 2 if tag == "reconstructions" else 3, what)
+    if tag == "denoising":
+        for k, t in enumerate(tests):
+            if tile_at(rows, (k // cols) * 3 + 1, k % cols) == t:
+                fail("%s: corrupted image %d equals the clean one" % (what, k))
+    if tag == "reconstructions" and step == img_epochs:
+        last = rows
+if images:
+    ew, eh = grid_size(2)
+    print("ok: valid gray PNGs of %dx%d (reconstructions) and %dx%d (denoising); their test-image rows are "
+          "test samples %s; corrupted rows differ" % (ew, eh, grid_size(3)[0], grid_size(3)[1], pick))
+if recon_png:
+    w, h, rows = decode_gray(open(recon_png, "rb").read(), recon_png)
+    worst = max(abs(a - b) for ra, rb in zip(rows, last) for a, b in zip(ra, rb))
+    if (w, h) != grid_size(2) or worst > 1:
+        fail("last reconstructions vs %s: %dx%d, largest difference %d" % (recon_png, w, h, worst))
+    print("ok: the last reconstructions are aetrain reconstruct's picture (largest difference %d)" % worst)
+EOF
+img_check() { py_pass check_images "$@"; }
+
+SIDE=12
+NSHOW=12 # more than one group of 10
+make_data "$WORK/data" 300 60 "$SIDE"
+cat > "$WORK/img.ini" <<EOC
+[model]
+encoder = gauss(0.3), flatten, dense(16, relu, name=code)
+decoder = dense($((SIDE * SIDE)), sigmoid), reshape(1, $SIDE, $SIDE)
+[train]
+batch = 50
+epochs = 2
+validation = 50
+probe = false
+[data]
+dataset = $WORK/data
+[run]
+dir = $WORK/runs
+tb_images = $NSHOW
+EOC
+# train NAME [ARGS...]: run img.ini on 2 ranks (AE_FAULT passed on when set), quiet, as run NAME
+train() {
+  local name=$1 rc=0
+  shift
+  mpi 2 -x AE_FAULT "$AETRAIN" train "$WORK/img.ini" --run "$name" --quiet "$@" >"$WORK/$name.out" 2>&1 || rc=$?
+  [ "$rc" -eq 0 ] || tail -n 5 "$WORK/$name.out"
+  return "$rc"
+}
+export AE_FAULT=
+if train img; then ok "a run with tb_images = $NSHOW"; else bad "a run with tb_images = $NSHOW"; fi
+check "aetrain reconstruct draws the last checkpoint's reconstructions" \
+  '"$AETRAIN" reconstruct "$(newest_ckpt "$WORK/runs/img")" --out "$WORK/recon.png" -n "$NSHOW" >/dev/null'
+img_check "the run's event file: images of every epoch, the test images in them" \
+  "$WORK/runs/img" "$WORK/data" "$NSHOW" 2 2 "$WORK/recon.png"
+
+if train noimg --set run.tb_images=0; then ok "a run with tb_images = 0"; else bad "a run with tb_images = 0"; fi
+img_check "tb_images = 0: scalars, no image" "$WORK/runs/noimg" "$WORK/data" "$NSHOW" 2 0
+check "the images change nothing: the final checkpoints are bitwise equal" \
+  '"$TOOL" bitequal "$(newest_ckpt "$WORK/runs/img")" "$(newest_ckpt "$WORK/runs/noimg")"'
+
+# a failure to make the images of epoch 2: a warning, the event file ends, training goes on
+AE_FAULT=tbimage:0:2
+if train fault; then ok "a run whose images fail"; else bad "a run whose images fail"; fi
+check "... warns that the TensorBoard events stop" \
+  'grep -q "TensorBoard images: .*injected fault: images of epoch 2 (TensorBoard events stop here)" \
+     "$WORK/runs/fault/log.txt"'
+check "... and trains on to the same checkpoint" \
+  '"$TOOL" bitequal "$(newest_ckpt "$WORK/runs/img")" "$(newest_ckpt "$WORK/runs/fault")"'
+AE_FAULT=
+img_check "... its event file has the scalars of epochs 1 and 2, the images of epoch 1 only" \
+  "$WORK/runs/fault" "$WORK/data" "$NSHOW" 2 1
 finish
