@@ -190,6 +190,8 @@ static const key_def keys[] = {
           "deterministic: each global batch is split into this many fixed micro-shards (at least the rank count)"),
     K_INT("train", "knn", knn, "0", BETWEEN(0, 64),
           "autoencoders: test accuracy of a k-nearest-neighbour classifier on the code at the end (0 = off)"),
+    K_FLT("train", "bucket_mb", bucket_mb, "0", AT_LEAST(0),
+          "MB of gradients per allreduce started during backward (0 = one allreduce after backward)"),
     K_FLT("train", "watchdog", watchdog, "600", AT_LEAST(0),
           "seconds a rank may wait in one collective before it aborts the job (0 = off)"),
     K_ENUM("train", "on_checkpoint_error", ckpt_error_continue, ckpt_error_modes, "stop",
@@ -198,6 +200,8 @@ static const key_def keys[] = {
     K_STR("data", "dataset", dataset, "mnist", STR_NONEMPTY,
           "mnist, fashion-mnist, or a directory holding the four IDX files"),
     K_STR("data", "dir", data_dir, "data", STR_NONEMPTY, "directory of the named datasets"),
+    K_BOOL("data", "shared", data_shared, "true",
+           "keep one copy of the loaded data per node, shared by its ranks (false: one copy per rank)"),
 
     K_STR("run", "name", run_name, "", STR_RUN_NAME, "run name (empty: made by the trainer)"),
     K_STR("run", "dir", run_dir, "runs", STR_NONEMPTY, "directory that holds the run directories"),

@@ -1,6 +1,7 @@
 /* data.c - IDX reader (raw or gzip, via zlib), dataset loading and name
- * resolution, the seeded validation split, and batch gathering (uint8 -> float
- * through a compile-time table, the training hot path). */
+ * resolution, the seeded validation split, batch gathering (uint8 -> float,
+ * the training hot path), and packing datasets into one segment that the
+ * processes of a node share (through caller-provided hooks: no MPI here). */
 #define _GNU_SOURCE
 #include "ae/data.h"
 
@@ -402,6 +403,7 @@ static ae_status copy_rows(const ae_dataset *src, const uint32_t *idx, size_t n,
 {
     ae_dataset ds = *src;
     ds.n = n;
+    ds.borrowed = 0;
     ds.x8 = NULL;
     ds.xf = NULL;
     ds.y = NULL;
@@ -557,8 +559,158 @@ void ae_data_range_x(const ae_dataset *ds, size_t start, size_t n, float *out)
 void ae_data_free(ae_dataset *ds)
 {
     if (!ds) return;
-    free(ds->x8);
-    free(ds->xf);
-    free(ds->y);
+    if (!ds->borrowed) {
+        free(ds->x8);
+        free(ds->xf);
+        free(ds->y);
+    }
     memset(ds, 0, sizeof *ds);
+}
+
+/* ------------------------------------------------ one copy per node -- */
+
+/* Segment layout: pack_head, n pack_entry, then the arrays, each starting at
+ * a multiple of PACK_ALIGN (offset 0 means "absent": the header is there). */
+#define PACK_MAGIC UINT64_C(0x31746573442d4541) /* "AE-Dset1" */
+#define PACK_ALIGN ((size_t)64)
+
+typedef struct pack_head {
+    uint64_t magic, count;
+} pack_head;
+
+typedef struct pack_entry {
+    uint64_t n, d, x8_off, xf_off, y_off;
+    int32_t c, h, w, nclass;
+    char name[sizeof ((ae_dataset *)0)->name];
+} pack_entry;
+
+static size_t pack_align(size_t v) { return (v + PACK_ALIGN - 1) / PACK_ALIGN * PACK_ALIGN; }
+
+/* Array sizes of a dataset in bytes: pixels (uint8 or float), labels. */
+static void pack_sizes(const ae_dataset *ds, size_t *x8, size_t *xf, size_t *y)
+{
+    *x8 = ds->x8 ? ds->n * ds->d : 0;
+    *xf = ds->xf ? ds->n * ds->d * sizeof(float) : 0;
+    *y = ds->y ? ds->n : 0;
+}
+
+size_t ae_data_pack_size(const ae_dataset *sets, int n)
+{
+    size_t total = pack_align(sizeof(pack_head) + (size_t)n * sizeof(pack_entry));
+    for (int i = 0; i < n; i++) {
+        size_t x8, xf, y;
+        pack_sizes(&sets[i], &x8, &xf, &y);
+        total += pack_align(x8) + pack_align(xf) + pack_align(y);
+    }
+    return total;
+}
+
+/* Copy bytes of src to seg + *off (when there are any); returns the offset
+ * used (0 for none) and advances *off. */
+static uint64_t pack_put(unsigned char *seg, size_t *off, const void *src, size_t bytes)
+{
+    if (!src || !bytes) return 0;
+    size_t at = *off;
+    memcpy(seg + at, src, bytes);
+    *off = at + pack_align(bytes);
+    return at;
+}
+
+void ae_data_pack(ae_dataset *sets, int n, void *seg)
+{
+    unsigned char *base = seg;
+    pack_head head = {PACK_MAGIC, (uint64_t)n};
+    memcpy(base, &head, sizeof head);
+    size_t off = pack_align(sizeof(pack_head) + (size_t)n * sizeof(pack_entry));
+    for (int i = 0; i < n; i++) {
+        ae_dataset *ds = &sets[i];
+        size_t x8, xf, y;
+        pack_sizes(ds, &x8, &xf, &y);
+        pack_entry e;
+        memset(&e, 0, sizeof e);
+        e.n = ds->n;
+        e.d = ds->d;
+        e.c = ds->c;
+        e.h = ds->h;
+        e.w = ds->w;
+        e.nclass = ds->nclass;
+        memcpy(e.name, ds->name, sizeof e.name);
+        e.x8_off = pack_put(base, &off, ds->x8, x8);
+        e.xf_off = pack_put(base, &off, ds->xf, xf);
+        e.y_off = pack_put(base, &off, ds->y, y);
+        memcpy(base + sizeof head + (size_t)i * sizeof e, &e, sizeof e);
+        ae_data_free(ds); /* private copy gone as soon as it is in: a lower peak */
+    }
+    ae_error ignored;
+    ae_status st = ae_data_unpack(seg, off, sets, n, &ignored);
+    assert(st == AE_OK);
+    (void)st;
+}
+
+/* Offset and size of one array inside a segment of `bytes`: in range? */
+static bool pack_fits(uint64_t off, size_t len, size_t bytes)
+{
+    return off == 0 ? len == 0 : off < bytes && len <= bytes - off;
+}
+
+ae_status ae_data_unpack(const void *seg, size_t bytes, ae_dataset *sets, int n, ae_error *err)
+{
+    const unsigned char *base = seg;
+    pack_head head;
+    size_t table = sizeof head + (size_t)(n > 0 ? n : 0) * sizeof(pack_entry);
+    if (!seg || bytes < table)
+        return ae_error_set(err, AE_ERR_FORMAT, "shared dataset segment of %zu bytes is too small", bytes);
+    memcpy(&head, base, sizeof head);
+    if (head.magic != PACK_MAGIC || head.count != (uint64_t)n)
+        return ae_error_set(err, AE_ERR_FORMAT, "shared dataset segment does not hold %d datasets", n);
+    for (int i = 0; i < n; i++) {
+        pack_entry e;
+        memcpy(&e, base + sizeof head + (size_t)i * sizeof e, sizeof e);
+        bool ok = e.n == 0 || (e.d > 0 && e.d <= SIZE_MAX / sizeof(float) / e.n);
+        ok = ok && pack_fits(e.x8_off, e.x8_off ? (size_t)(e.n * e.d) : 0, bytes) &&
+             pack_fits(e.xf_off, e.xf_off ? (size_t)(e.n * e.d) * sizeof(float) : 0, bytes) &&
+             pack_fits(e.y_off, e.y_off ? (size_t)e.n : 0, bytes);
+        if (!ok) return ae_error_set(err, AE_ERR_FORMAT, "shared dataset segment: entry %d is out of range", i);
+    }
+    for (int i = 0; i < n; i++) {
+        pack_entry e;
+        memcpy(&e, base + sizeof head + (size_t)i * sizeof e, sizeof e);
+        ae_dataset ds;
+        memset(&ds, 0, sizeof ds);
+        ds.n = (size_t)e.n;
+        ds.d = (size_t)e.d;
+        ds.c = e.c;
+        ds.h = e.h;
+        ds.w = e.w;
+        ds.nclass = e.nclass;
+        memcpy(ds.name, e.name, sizeof ds.name);
+        ds.name[sizeof ds.name - 1] = '\0';
+        /* read-only by contract: the views are never written */
+        ds.x8 = e.x8_off ? (uint8_t *)(uintptr_t)(base + e.x8_off) : NULL;
+        ds.xf = e.xf_off ? (float *)(uintptr_t)(base + e.xf_off) : NULL;
+        ds.y = e.y_off ? (uint8_t *)(uintptr_t)(base + e.y_off) : NULL;
+        ds.borrowed = 1;
+        sets[i] = ds;
+    }
+    return AE_OK;
+}
+
+ae_status ae_data_share(ae_dataset *sets, int n, int leader, const ae_data_shm_ops *ops, void **handle,
+                        ae_error *err)
+{
+    *handle = NULL;
+    size_t bytes = leader ? ae_data_pack_size(sets, n) : 0;
+    void *seg = NULL, *h = NULL;
+    ae_status st = ops->alloc(&bytes, &seg, &h, err);
+    if (st != AE_OK) return st;
+    if (leader) ae_data_pack(sets, n, seg);
+    st = ops->sync(h, err);
+    if (st == AE_OK && !leader) st = ae_data_unpack(seg, bytes, sets, n, err);
+    if (st != AE_OK) {
+        if (leader) memset(sets, 0, (size_t)n * sizeof *sets); /* their data went with the segment */
+        ops->release(h);
+        return st;
+    }
+    *handle = h;
+    return AE_OK;
 }

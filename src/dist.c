@@ -258,6 +258,70 @@ ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err)
     return allreduce(buf, n, MPI_DOUBLE, sizeof(double), MPI_MAX, "MPI_Allreduce(max)", err);
 }
 
+struct ae_dist_reqs {
+    int cap, n;
+    MPI_Request *req;
+};
+
+ae_status ae_dist_reqs_create(int cap, ae_dist_reqs **out, ae_error *err)
+{
+    *out = NULL;
+    ae_dist_reqs *q = ae_calloc(1, sizeof *q, err);
+    if (!q) return AE_ERR_NOMEM;
+    q->cap = cap > 0 ? cap : 1;
+    if (!(q->req = ae_calloc((size_t)q->cap, sizeof(MPI_Request), err))) {
+        free(q);
+        return AE_ERR_NOMEM;
+    }
+    *out = q;
+    return AE_OK;
+}
+
+void ae_dist_reqs_free(ae_dist_reqs *q)
+{
+    if (!q) return;
+    free(q->req);
+    free(q);
+}
+
+ae_status ae_dist_iallreduce_sum(ae_dist_reqs *q, float *buf, size_t n, ae_error *err)
+{
+    if (!g.active || g.size == 1) return AE_OK;
+    for (size_t off = 0; off < n; off += CHUNK) {
+        size_t cnt = n - off < CHUNK ? n - off : CHUNK;
+        if (q->n >= q->cap)
+            return ae_error_set(err, AE_ERR_ARG, "MPI_Iallreduce(sum): more than %d requests outstanding", q->cap);
+        coll_enter("MPI_Iallreduce(sum)");
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)cnt, MPI_FLOAT, MPI_SUM, g.comm, &q->req[q->n]);
+        coll_leave();
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Iallreduce(sum)", err);
+        q->n++;
+    }
+    return AE_OK;
+}
+
+ae_status ae_dist_progress(ae_dist_reqs *q, ae_error *err)
+{
+    if (!q->n) return AE_OK;
+    int done = 0;
+    coll_enter("MPI_Testall(sum)");
+    int rc = MPI_Testall(q->n, q->req, &done, MPI_STATUSES_IGNORE);
+    coll_leave();
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Testall(sum)", err);
+    if (done) q->n = 0; /* all requests are MPI_REQUEST_NULL now */
+    return AE_OK;
+}
+
+ae_status ae_dist_wait_all(ae_dist_reqs *q, ae_error *err)
+{
+    if (!q->n) return AE_OK;
+    coll_enter("MPI_Waitall(sum)");
+    int rc = MPI_Waitall(q->n, q->req, MPI_STATUSES_IGNORE);
+    coll_leave();
+    q->n = 0;
+    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Waitall(sum)", err);
+}
+
 ae_status ae_dist_bcast(void *buf, size_t bytes, int root, ae_error *err)
 {
     if (!g.active || g.size == 1) return AE_OK;
@@ -307,6 +371,78 @@ ae_status ae_dist_agree(ae_status local, ae_error *err)
     pkt.msg[sizeof pkt.msg - 1] = '\0';
     if (g.rank == first) return local;
     return ae_error_set(err, (ae_status)pkt.code, "rank %d: %s", first, pkt.msg);
+}
+
+struct ae_dist_shm {
+    MPI_Comm node;
+    MPI_Win win;
+    void *heap; /* the malloc fallback without MPI */
+};
+
+ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, ae_error *err)
+{
+    *ptr = NULL;
+    *handle = NULL;
+    ae_dist_shm *h = ae_calloc(1, sizeof *h, err);
+    if (!h) return AE_ERR_NOMEM;
+    h->node = MPI_COMM_NULL;
+    h->win = MPI_WIN_NULL;
+    if (!g.active) {
+        if (!(h->heap = ae_malloc(*bytes ? *bytes : 1, err))) {
+            free(h);
+            return AE_ERR_NOMEM;
+        }
+        *ptr = h->heap;
+        *handle = h;
+        return AE_OK;
+    }
+    const char *what = "MPI_Comm_split_type(shared)";
+    coll_enter(what);
+    int rc = MPI_Comm_split_type(g.comm, MPI_COMM_TYPE_SHARED, g.rank, MPI_INFO_NULL, &h->node);
+    void *base = NULL;
+    if (rc == MPI_SUCCESS) {
+        what = "MPI_Win_allocate_shared(dataset)";
+        rc = MPI_Win_allocate_shared((MPI_Aint)*bytes, 1, MPI_INFO_NULL, h->node, &base, &h->win);
+    }
+    MPI_Aint size = 0;
+    int disp = 1;
+    if (rc == MPI_SUCCESS) {
+        what = "MPI_Win_shared_query(dataset)";
+        rc = MPI_Win_shared_query(h->win, 0, &size, &disp, ptr);
+    }
+    coll_leave();
+    if (rc != MPI_SUCCESS) {
+        ae_status st = mpi_fail(rc, what, err);
+        ae_dist_node_free(h);
+        *ptr = NULL;
+        return st;
+    }
+    *bytes = (size_t)size;
+    *handle = h;
+    return AE_OK;
+}
+
+ae_status ae_dist_node_sync(ae_dist_shm *h, ae_error *err)
+{
+    if (!h || h->node == MPI_COMM_NULL) return AE_OK;
+    /* the segment is written once, before this barrier, and only read after it */
+    atomic_thread_fence(memory_order_seq_cst);
+    coll_enter("MPI_Barrier(node)");
+    int rc = MPI_Barrier(h->node);
+    coll_leave();
+    atomic_thread_fence(memory_order_seq_cst);
+    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Barrier(node)", err);
+}
+
+void ae_dist_node_free(ae_dist_shm *h)
+{
+    if (!h) return;
+    coll_enter("MPI_Win_free(dataset)");
+    if (h->win != MPI_WIN_NULL) MPI_Win_free(&h->win);
+    if (h->node != MPI_COMM_NULL) MPI_Comm_free(&h->node);
+    coll_leave();
+    free(h->heap);
+    free(h);
 }
 
 void ae_dist_abort(int code)

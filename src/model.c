@@ -362,6 +362,7 @@ void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *
         if (i == m->l1_layer) out->penalty += activity_penalty(m, ctx, n, per_sample, m->scratch[cur]);
         float *din = i > 0 ? m->scratch[1 - cur] : NULL;
         l->kind->backward(l, ctx, i > 0 ? m->act[i - 1] : x, m->act[i], m->scratch[cur], din, n);
+        if (ctx->layer_done) ctx->layer_done(i, ctx->layer_done_user);
         cur = 1 - cur;
     }
 }

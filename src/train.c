@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -135,19 +136,64 @@ typedef struct loop {
     /* position */
     int64_t epoch, step, step_in_epoch;
     double run_sum, run_cnt;
-    /* timing of the current epoch */
-    double t_steps, t_allreduce;
+    /* bucketed allreduce (train.bucket_mb > 0, P > 1, default mode): buckets of whole layers' gradients
+     * in reverse layer order, each started during backward once no later layer of backward writes to it */
+    struct bucket {
+        size_t off, n;
+        int ready; /* the bucket can start after the backward of this layer */
+    } *bkt;
+    int n_bkt, next_bkt;
+    ae_dist_reqs *reqs;
+    ae_error bkt_err; /* the first failure of a call made during backward */
+    /* timing of the current epoch: the step, its wait for the gradient sums after backward, and its
+     * communication calls during backward */
+    double t_steps, t_allreduce, t_overlap;
     double lr;
 } loop;
 
 static void loop_free(loop *L)
 {
+    free(L->bkt);
+    ae_dist_reqs_free(L->reqs);
     free(L->piece);
     free(L->piece_buf);
     free(L->opt);
     free(L->xbuf);
     free(L->ybuf);
     free(L->perm);
+}
+
+/* Cut the gradients into buckets of whole layers, last layer first, each
+ * closed once it holds at least mb MB. A bucket is ready after the backward
+ * of the lowest-indexed layer that writes into it (backward runs from the
+ * last layer down): its own layers, and a tied layer, which adds into the
+ * weight of the layer it is tied to. */
+static ae_status plan_buckets(loop *L, float mb, ae_error *err)
+{
+    const ae_model *m = L->m;
+    size_t target = (size_t)((double)mb * 1048576.0 / sizeof(float)), hi = m->n_params, reqs = 2;
+    if (target < 1) target = 1;
+    if (!(L->bkt = ae_calloc((size_t)m->n_layers, sizeof *L->bkt, err))) return AE_ERR_NOMEM;
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        size_t lo = m->layers[i].p_off;
+        if (hi > lo && (hi - lo >= target || i == 0)) {
+            L->bkt[L->n_bkt++] = (struct bucket){lo, hi - lo, i};
+            hi = lo;
+        }
+    }
+    for (int k = 0; k < L->n_bkt; k++) {
+        struct bucket *b = &L->bkt[k];
+        for (int i = m->n_layers - 1; i >= 0; i--) {
+            const ae_layer *l = &m->layers[i], *w = l->tied ? l->tied : l;
+            int own = l->n_params && l->p_off < b->off + b->n && b->off < l->p_off + l->n_params;
+            int tie = l->tied && w->p_off < b->off + b->n && b->off < w->p_off + w->n_params;
+            if ((own || tie) && i < b->ready) b->ready = i;
+        }
+        reqs += 1 + b->n / ((size_t)1 << 30);
+    }
+    reqs += (m->n_aux + AE_GRAD_EXTRA) / ((size_t)1 << 30);
+    ae_report_log("gradient allreduce: %d buckets of >= %g MB started during backward", L->n_bkt, (double)mb);
+    return ae_dist_reqs_create((int)reqs, &L->reqs, err);
 }
 
 static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_dataset *train, ae_error *err)
@@ -180,6 +226,7 @@ static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_d
         if (!(L->piece = ae_calloc((size_t)k, sizeof(float *), err))) return AE_ERR_NOMEM;
         if (nbuf && !(L->piece_buf = ae_alloc_floats(nbuf * ntot, err))) return AE_ERR_NOMEM;
     }
+    if (!L->det && spec->bucket_mb > 0 && ae_dist_size() > 1) return plan_buckets(L, spec->bucket_mb, err);
     return AE_OK;
 }
 
@@ -200,6 +247,23 @@ static ae_status reduce_cb(float *buf, size_t n, void *user)
     return ae_dist_allreduce_sum(buf, n, NULL);
 }
 
+/* Backward hook of the bucketed allreduce: start the buckets (in plan order,
+ * the same on every rank) that no layer still to come writes into, then let
+ * MPI move the started ones along. The first failure is kept for loop_step. */
+static void bucket_done(int layer, void *user)
+{
+    loop *L = user;
+    if (L->bkt_err.code) return;
+    double t0 = ae_dist_time();
+    ae_status st = AE_OK;
+    for (; !st && L->next_bkt < L->n_bkt && L->bkt[L->next_bkt].ready >= layer; L->next_bkt++) {
+        const struct bucket *b = &L->bkt[L->next_bkt];
+        st = ae_dist_iallreduce_sum(L->reqs, L->m->grads + b->off, b->n, &L->bkt_err);
+    }
+    if (!st) ae_dist_progress(L->reqs, &L->bkt_err);
+    L->t_overlap += ae_dist_time() - t0;
+}
+
 /* Forward and backward of global-batch samples [lo, hi) of this step into
  * m->grads (zeroed first) and its trailing scalars. */
 static void local_pass(loop *L, const uint32_t *perm_batch, size_t lo, size_t hi, size_t nb, int sync)
@@ -213,7 +277,8 @@ static void local_pass(loop *L, const uint32_t *perm_batch, size_t lo, size_t hi
     /* an empty slice still runs the (empty) passes: synchronized layers reduce in them */
     ae_data_gather_x(L->train, perm_batch + lo, (size_t)n, L->xbuf);
     if (!is_ae) ae_data_gather_y(L->train, perm_batch + lo, (size_t)n, L->ybuf);
-    ae_ctx ctx = {1, L->seed, L->epoch, L->step, (int64_t)lo, (int64_t)nb, sync ? reduce_cb : NULL, NULL};
+    ae_ctx ctx = {1, L->seed, L->epoch, L->step, (int64_t)lo, (int64_t)nb, sync ? reduce_cb : NULL, NULL,
+                  sync && L->reqs ? bucket_done : NULL, L};
     ae_model_forward(m, &ctx, L->xbuf, n, m->n_layers);
     ae_loss_out lo_;
     ae_model_loss(m, &ctx, L->xbuf, L->xbuf, L->ybuf, n, scale, 1, &lo_);
@@ -254,10 +319,25 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     ae_status st;
     double t1, t2;
     if (!L->det) {
+        L->next_bkt = 0;
         local_pass(L, batch, nb * (size_t)r / (size_t)P, nb * (size_t)(r + 1) / (size_t)P, nb, 1);
         extra[EX_STOP] = stop_req;
         t1 = ae_dist_time();
-        if ((st = ae_dist_allreduce_sum(m->grads, ntot, err))) return st;
+        if (L->reqs) {
+            /* buckets started during backward; the aux sums and the step's scalars (written last) now */
+            if (L->bkt_err.code) {
+                *err = L->bkt_err;
+                return err->code;
+            }
+            if (L->next_bkt != L->n_bkt) bucket_done(0, L);
+            if (!L->bkt_err.code)
+                ae_dist_iallreduce_sum(L->reqs, m->grads + m->n_params, ntot - m->n_params, &L->bkt_err);
+            if (!L->bkt_err.code) ae_dist_wait_all(L->reqs, &L->bkt_err);
+            if (L->bkt_err.code) {
+                *err = L->bkt_err;
+                return err->code;
+            }
+        } else if ((st = ae_dist_allreduce_sum(m->grads, ntot, err))) return st;
         t2 = ae_dist_time();
     } else {
         /* rank 0's first piece starts the chain in the model's own buffer; every other piece gets its
@@ -276,7 +356,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         t2 = ae_dist_time();
     }
     if (m->n_aux) {
-        ae_ctx uctx = {1, L->seed, L->epoch, L->step, 0, (int64_t)nb, NULL, NULL};
+        ae_ctx uctx = {.training = 1, .seed = L->seed, .epoch = L->epoch, .step = L->step, .batch = (int64_t)nb};
         ae_model_update(m, &uctx);
     }
     ae_model_add_l2_grad(m);
@@ -513,6 +593,8 @@ static ae_status write_record(const char *dir, const ae_train_opts *opts, int th
 
 typedef struct data_set {
     ae_dataset full, train, val, test;
+    void *shm;          /* [data] shared: the node's segment holding train, val and test */
+    size_t data_bytes;  /* bytes of train + val + test (in the segment or private) */
 } data_set;
 
 static void data_free(data_set *d)
@@ -521,13 +603,31 @@ static void data_free(data_set *d)
     ae_data_free(&d->train);
     ae_data_free(&d->val);
     ae_data_free(&d->test);
+    ae_dist_node_free(d->shm); /* collective over the node, after the views are gone */
+    d->shm = NULL;
 }
 
-/* Collective: every rank loads the data; the first failure is everyone's. */
+/* The data module's node-shared memory, from the MPI module. */
+static ae_status shm_alloc(size_t *bytes, void **ptr, void **handle, ae_error *err)
+{
+    ae_dist_shm *h = NULL;
+    ae_status st = ae_dist_node_alloc(bytes, ptr, &h, err);
+    *handle = h;
+    return st;
+}
+static ae_status shm_sync(void *handle, ae_error *err) { return ae_dist_node_sync(handle, err); }
+static void shm_release(void *handle) { ae_dist_node_free(handle); }
+static const ae_data_shm_ops node_shm = {shm_alloc, shm_sync, shm_release};
+
+/* Collective: every rank (with [data] shared, the first rank of each node)
+ * loads the data; the first failure is everyone's. Shared, the node's other
+ * ranks then see the first rank's copy. */
 static ae_status load_data(const ae_spec *spec, int need_train, data_set *d, ae_error *err)
 {
     memset(d, 0, sizeof *d);
-    ae_status st = ae_data_load_named(spec->dataset, spec->data_dir, 1, &d->test, err);
+    int leader = !spec->data_shared || ae_dist_local_rank() == 0;
+    ae_status st = leader ? ae_data_load_named(spec->dataset, spec->data_dir, 1, &d->test, err) : AE_OK;
+    if (!leader) need_train = 0;
     if (!st && need_train) {
         st = ae_data_load_named(spec->dataset, spec->data_dir, 0, &d->full, err);
         if (!st && spec->train_limit > 0 && (size_t)spec->train_limit < d->full.n)
@@ -541,6 +641,21 @@ static ae_status load_data(const ae_spec *spec, int need_train, data_set *d, ae_
     }
     if (!st && fault_at("loadfail", -1))
         st = ae_error_set(err, AE_ERR_IO, "injected fault: rank %d cannot read its data", ae_dist_rank());
+    if (spec->data_shared && (st = ae_dist_agree(st, err))) { /* the leaders' errors reach every rank */
+        data_free(d);
+        return st;
+    }
+    if (spec->data_shared) {
+        ae_dataset sets[] = {d->train, d->val, d->test};
+        st = ae_data_share(sets, 3, leader, &node_shm, &d->shm, err);
+        d->train = sets[0];
+        d->val = sets[1];
+        d->test = sets[2];
+    }
+    if (!st) {
+        ae_dataset sets[] = {d->train, d->val, d->test};
+        d->data_bytes = ae_data_pack_size(sets, 3);
+    }
     if (!st && spec->type == AE_MODEL_CLASSIFIER && !d->test.y)
         st = ae_error_set(err, AE_ERR_CONFIG, "%s: a classifier needs labels; the dataset has none", spec->source);
     st = ae_dist_agree(st, err);
@@ -549,6 +664,52 @@ static ae_status load_data(const ae_spec *spec, int need_train, data_set *d, ae_
 }
 
 static int local_batch(int batch) { return (batch + ae_dist_size() - 1) / ae_dist_size(); }
+
+/* ---- memory per rank ------------------------------------------------------ */
+
+#define MIB (1024.0 * 1024.0)
+#define RSS_BASE_MIB 150.0 /* code, libraries, MPI and OpenBLAS buffers: the budget's constant */
+
+/* Bytes of parameters, gradients, optimizer state and non-trainable state
+ * (bufs), and of the activations of lb samples (acts). */
+static void model_bytes(const ae_model *m, const ae_spec *spec, int lb, double *bufs, double *acts)
+{
+    size_t n_opt = ae_optim_state_floats(spec->optim.kind, m->n_params);
+    *bufs = (double)sizeof(float) * (2.0 * (double)m->n_params + (double)n_opt + (double)m->n_state);
+    *acts = (double)ae_model_act_bytes_per_sample(m) * lb;
+}
+
+typedef struct mem_report {
+    double rss_max, rss_min; /* peak resident MiB over the ranks */
+    double data_share;       /* MiB of data per rank: the node's copy over its ranks, or a private copy */
+    double model;            /* MiB of bufs + acts of one local batch */
+    double budget;           /* data_share + 2 * model + RSS_BASE_MIB */
+    double allreduce_bytes;  /* gradient bytes each rank sends per step (ring: 2 (P-1)/P of them) */
+    int sharing;             /* ranks sharing one copy of the data */
+} mem_report;
+
+/* Collective: the peak RSS of every rank (ru_maxrss), and the budget. */
+static ae_status measure_memory(const ae_model *m, const ae_spec *spec, const data_set *d, mem_report *r,
+                                ae_error *err)
+{
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    getrusage(RUSAGE_SELF, &ru);
+    double rss = (double)ru.ru_maxrss * 1024.0 / MIB; /* Linux reports KiB */
+    double mm[2] = {rss, -rss};
+    ae_status st = ae_dist_allreduce_max_f64(mm, 2, err);
+    r->rss_max = mm[0];
+    r->rss_min = -mm[1];
+    double bufs, acts;
+    model_bytes(m, spec, local_batch(spec->batch), &bufs, &acts);
+    r->sharing = spec->data_shared ? ae_dist_local_size() : 1;
+    r->data_share = (double)d->data_bytes / r->sharing / MIB;
+    r->model = (bufs + acts) / MIB;
+    r->budget = r->data_share + 2 * r->model + RSS_BASE_MIB;
+    int P = ae_dist_size();
+    r->allreduce_bytes = (double)sizeof(float) * (double)m->n_params * 2.0 * (P - 1) / P;
+    return st;
+}
 
 static int eval_batch(int batch)
 {
@@ -950,6 +1111,11 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                        m->in_size);
     ae_report_log("data %s: %zu train, %zu validation, %zu test samples of %dx%dx%d", spec->dataset, d.train.n,
                   d.val.n, d.test.n, in.c, in.h, in.w);
+    if (spec->data_shared)
+        ae_report_log("data memory: %.1f MiB node-shared, one copy for %d rank%s of the node", d.data_bytes / MIB,
+                      ae_dist_local_size(), ae_dist_local_size() == 1 ? "" : "s");
+    else
+        ae_report_log("data memory: %.1f MiB per rank (not shared: [data] shared = false)", d.data_bytes / MIB);
     ae_report_log("model: %d layers, %zu parameters, %.3g MFLOP/sample forward; batch %d (%d per rank), "
                   "%lld steps/epoch", m->n_layers, m->n_params, m->flops / 1e6, spec->batch, local_batch(spec->batch),
                   (long long)L.steps_per_epoch);
@@ -988,7 +1154,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     int64_t last_saved_step = -1;
     while (L.epoch < spec->epochs && L.step < L.total_steps) {
         double te0 = ae_dist_time();
-        L.t_steps = L.t_allreduce = 0;
+        L.t_steps = L.t_allreduce = L.t_overlap = 0;
         double last_prog = 0;
         int64_t first_step = L.step_in_epoch;
         while (L.step_in_epoch < L.steps_per_epoch && L.step < L.total_steps) {
@@ -1030,7 +1196,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         row.train_loss = L.run_cnt > 0 ? L.run_sum / L.run_cnt : NAN;
         row.lr = L.lr;
         row.samples_per_s = L.t_steps > 0 ? epoch_samples / L.t_steps : 0;
-        row.allreduce_frac = L.t_steps > 0 ? L.t_allreduce / L.t_steps : 0;
+        row.allreduce_frac = L.t_steps > 0 ? (L.t_allreduce + L.t_overlap) / L.t_steps : 0;
+        row.allreduce_exposed_frac = L.t_steps > 0 ? L.t_allreduce / L.t_steps : 0;
         ae_eval_out ve;
         if (d.val.n > 0) {
             if ((st = ae_eval_dataset(m, &d.val, ebuf, &ve, err))) goto done;
@@ -1164,18 +1331,25 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     }
     ae_report_log("throughput: %.0f samples/s (%d rank%s), %lld steps", res->samples_per_s, P, P == 1 ? "" : "s",
                   (long long)L.step);
+    mem_report mem;
+    if ((st = measure_memory(m, spec, &d, &mem, err))) goto done;
+    ae_report_log("memory per rank: peak RSS %.1f MiB (min %.1f over %d rank%s); budget %.1f MiB = data %.1f + "
+                  "2 x model %.1f + %.0f; allreduce %.3g MB per step and rank", mem.rss_max, mem.rss_min, P,
+                  P == 1 ? "" : "s", mem.budget, mem.data_share, mem.model, RSS_BASE_MIB, mem.allreduce_bytes / 1e6);
     if (rank == 0) {
         char text[1024];
         snprintf(text, sizeof text,
                  "{\"test_loss\": %.9g, \"test_mse\": %.9g, \"test_bce\": %.9g, \"test_acc\": %.9g, "
                  "\"probe_acc\": %.9g, \"knn_acc\": %.9g, \"code_mean\": %.9g, "
                  "\"test_penalty\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, "
-                 "\"ranks\": %d}\n",
+                 "\"ranks\": %d, \"peak_rss_mb\": %.1f, \"peak_rss_mb_min\": %.1f, \"memory_budget_mb\": %.1f, "
+                 "\"data_bytes\": %zu, \"data_shared_ranks\": %d, \"allreduce_bytes_per_step\": %.0f}\n",
                  res->test_loss, is_ae ? te.mse : -1.0, is_ae ? te.bce : -1.0, is_ae ? -1.0 : te.accuracy,
                  isfinite(res->probe_acc) ? res->probe_acc : -1.0, isfinite(res->knn_acc) ? res->knn_acc : -1.0,
                  is_ae ? te.code_mean : -1.0, te.penalty,
                  res->samples_per_s,
-                 (long long)L.step, P);
+                 (long long)L.step, P, mem.rss_max, mem.rss_min, mem.budget, d.data_bytes, mem.sharing,
+                 mem.allreduce_bytes);
         if ((st = write_text(rc.dir, "result.json", text, err))) ae_report_warn("%s", err->msg);
         st = AE_OK;
     }
@@ -1278,9 +1452,8 @@ ae_status ae_train_check(ae_spec *spec, int nranks, ae_error *err)
     if (st) return st;
     ae_model_print(m, stdout);
     size_t n_opt = ae_optim_state_floats(spec->optim.kind, m->n_params);
-    double mib = 1024.0 * 1024.0;
-    double buf_bytes = 4.0 * (2.0 * (double)m->n_params + (double)n_opt + (double)m->n_state);
-    double act_bytes = (double)ae_model_act_bytes_per_sample(m) * lb;
+    double mib = MIB, buf_bytes, act_bytes;
+    model_bytes(m, spec, lb, &buf_bytes, &act_bytes);
     double data_bytes = (double)(n_train + n_test) * (double)ae_shape_size(&in);
     printf("\nparameters        %zu (%.2f MiB)\n", m->n_params, 4.0 * (double)m->n_params / mib);
     printf("non-trainable     %zu\n", m->n_state);

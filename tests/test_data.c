@@ -1,6 +1,7 @@
 /* test_data.c - CUnit suite "data": IDX reading (raw and gzip, every kind of
  * corruption, truncation at every byte), dataset loading and name resolution,
- * the seeded validation split, and batch gathering. */
+ * the seeded validation split, batch gathering, and datasets packed into one
+ * shared segment (with malloc standing in for the node's shared memory). */
 #include <CUnit/CUnit.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -753,6 +754,168 @@ static void test_data_split_float(void)
     ae_data_free(&src);
 }
 
+/* ---------------------------------------------------- shared segment -- */
+
+/* Three sets as the trainer shares them: uint8 with labels, float without,
+ * and an empty one (eval without training data). */
+static void make_share_sets(ae_dataset sets[3])
+{
+    make_id_dataset(&sets[0], 37, 5, 3);
+    ae_data_truncate(&sets[0], 33); /* only the kept rows travel */
+    ae_error err;
+    CU_ASSERT_EQUAL_FATAL(ae_data_create_float(4, 3, NULL, 0, &sets[1], &err), AE_OK);
+    for (size_t i = 0; i < 12; i++) sets[1].xf[i] = (float)i * 0.25f - 1.0f;
+    memset(&sets[2], 0, sizeof sets[2]);
+}
+
+/* The views in got hold what want held. */
+static void check_same_sets(const ae_dataset *want, const ae_dataset *got, int n)
+{
+    for (int i = 0; i < n; i++) {
+        CU_ASSERT_EQUAL(got[i].n, want[i].n);
+        CU_ASSERT_EQUAL(got[i].d, want[i].d);
+        CU_ASSERT_EQUAL(got[i].c, want[i].c);
+        CU_ASSERT_EQUAL(got[i].h, want[i].h);
+        CU_ASSERT_EQUAL(got[i].w, want[i].w);
+        CU_ASSERT_EQUAL(got[i].nclass, want[i].nclass);
+        CU_ASSERT_STRING_EQUAL(got[i].name, want[i].name);
+        CU_ASSERT_EQUAL(got[i].x8 != NULL, want[i].x8 != NULL);
+        CU_ASSERT_EQUAL(got[i].xf != NULL, want[i].xf != NULL);
+        CU_ASSERT_EQUAL(got[i].y != NULL, want[i].y != NULL);
+        size_t nd = want[i].n * want[i].d;
+        if (want[i].x8 && got[i].x8) CU_ASSERT_EQUAL(memcmp(got[i].x8, want[i].x8, nd), 0);
+        if (want[i].xf && got[i].xf) CU_ASSERT_EQUAL(memcmp(got[i].xf, want[i].xf, nd * sizeof(float)), 0);
+        if (want[i].y && got[i].y) CU_ASSERT_EQUAL(memcmp(got[i].y, want[i].y, want[i].n), 0);
+    }
+}
+
+static void test_data_pack_roundtrip(void)
+{
+    ae_dataset want[3], sets[3], views[3];
+    make_share_sets(want);
+    make_share_sets(sets);
+    size_t bytes = ae_data_pack_size(sets, 3);
+    CU_ASSERT(bytes >= 33 * 5 + 33 + 12 * sizeof(float));
+    unsigned char *seg = malloc(bytes);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(seg);
+    ae_data_pack(sets, 3, seg);
+    /* the packed sets are views of seg now (ASan: their arrays were freed once) */
+    for (int i = 0; i < 3; i++) CU_ASSERT_EQUAL(sets[i].borrowed, 1);
+    CU_ASSERT(sets[0].x8 >= seg && sets[0].x8 < seg + bytes);
+    check_same_sets(want, sets, 3);
+    CU_ASSERT_EQUAL(ae_data_pack_size(sets, 3), bytes);
+    /* a second process's views of the same segment */
+    ae_error err;
+    CU_ASSERT_EQUAL_FATAL(ae_data_unpack(seg, bytes, views, 3, &err), AE_OK);
+    check_same_sets(want, views, 3);
+    /* gathering from a view is the same as from the private copy */
+    const uint32_t idx[3] = {32, 0, 7};
+    float a[15], b[15];
+    ae_data_gather_x(&want[0], idx, 3, a);
+    ae_data_gather_x(&views[0], idx, 3, b);
+    CU_ASSERT_EQUAL(memcmp(a, b, sizeof a), 0);
+    for (int i = 0; i < 3; i++) {
+        ae_data_free(&views[i]); /* leaves the segment alone */
+        ae_data_free(&sets[i]);
+        ae_data_free(&want[i]);
+    }
+    free(seg);
+}
+
+static void test_data_unpack_rejects(void)
+{
+    ae_dataset sets[3], views[3];
+    make_share_sets(sets);
+    size_t bytes = ae_data_pack_size(sets, 3);
+    unsigned char *seg = malloc(bytes);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(seg);
+    ae_data_pack(sets, 3, seg);
+    ae_error err;
+    CU_ASSERT_EQUAL(ae_data_unpack(seg, bytes, views, 2, &err), AE_ERR_FORMAT); /* wrong count */
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "does not hold 2 datasets"));
+    CU_ASSERT_EQUAL(ae_data_unpack(seg, 8, views, 3, &err), AE_ERR_FORMAT); /* smaller than its table */
+    CU_ASSERT_EQUAL(ae_data_unpack(NULL, 0, views, 3, &err), AE_ERR_FORMAT);
+    CU_ASSERT_EQUAL(ae_data_unpack(seg, bytes - 64, views, 3, &err), AE_ERR_FORMAT); /* an array cut off */
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.msg, "out of range"));
+    seg[0] ^= 1; /* magic */
+    CU_ASSERT_EQUAL(ae_data_unpack(seg, bytes, views, 3, &err), AE_ERR_FORMAT);
+    for (int i = 0; i < 3; i++) ae_data_free(&sets[i]);
+    free(seg);
+}
+
+/* A node of two processes played by one: the leader's call allocates, the
+ * other's call gets the same segment. */
+static struct {
+    void *seg;
+    size_t bytes;
+    int allocs, syncs, releases, fail_alloc;
+} fake_node;
+
+static ae_status fake_alloc(size_t *bytes, void **ptr, void **handle, ae_error *err)
+{
+    if (fake_node.fail_alloc) return ae_error_set(err, AE_ERR_NOMEM, "no shared memory");
+    if (*bytes) {
+        fake_node.seg = malloc(*bytes);
+        fake_node.bytes = *bytes;
+        fake_node.allocs++;
+    }
+    *bytes = fake_node.bytes;
+    *ptr = fake_node.seg;
+    *handle = &fake_node;
+    return AE_OK;
+}
+
+static ae_status fake_sync(void *handle, ae_error *err)
+{
+    (void)err;
+    CU_ASSERT_PTR_EQUAL(handle, &fake_node);
+    fake_node.syncs++;
+    return AE_OK;
+}
+
+static void fake_release(void *handle)
+{
+    if (handle) fake_node.releases++;
+}
+
+static void test_data_share_leader_and_follower(void)
+{
+    static const ae_data_shm_ops ops = {fake_alloc, fake_sync, fake_release};
+    memset(&fake_node, 0, sizeof fake_node);
+    ae_dataset want[3], leader[3], follower[3];
+    make_share_sets(want);
+    make_share_sets(leader);
+    memset(follower, 0, sizeof follower);
+    void *h1 = NULL, *h2 = NULL;
+    ae_error err;
+    CU_ASSERT_EQUAL_FATAL(ae_data_share(leader, 3, 1, &ops, &h1, &err), AE_OK);
+    CU_ASSERT_EQUAL_FATAL(ae_data_share(follower, 3, 0, &ops, &h2, &err), AE_OK);
+    CU_ASSERT_EQUAL(fake_node.allocs, 1); /* one copy for the node */
+    CU_ASSERT_EQUAL(fake_node.syncs, 2);
+    CU_ASSERT_PTR_EQUAL(h1, &fake_node);
+    check_same_sets(want, leader, 3);
+    check_same_sets(want, follower, 3);
+    CU_ASSERT_PTR_EQUAL(leader[0].x8, follower[0].x8);
+    for (int i = 0; i < 3; i++) {
+        ae_data_free(&leader[i]);
+        ae_data_free(&follower[i]);
+    }
+    CU_ASSERT_EQUAL(fake_node.releases, 0);
+    free(fake_node.seg);
+
+    /* no shared memory: an error, no handle, the leader's sets still its own */
+    fake_node.fail_alloc = 1;
+    make_share_sets(leader);
+    CU_ASSERT_EQUAL(ae_data_share(leader, 3, 1, &ops, &h1, &err), AE_ERR_NOMEM);
+    CU_ASSERT_PTR_NULL(h1);
+    CU_ASSERT_EQUAL(leader[0].borrowed, 0);
+    check_same_sets(want, leader, 3);
+    for (int i = 0; i < 3; i++) {
+        ae_data_free(&leader[i]);
+        ae_data_free(&want[i]);
+    }
+}
+
 void ae_test_register_data(void)
 {
     CU_pSuite s = CU_add_suite("data", suite_init, suite_clean);
@@ -785,5 +948,8 @@ void ae_test_register_data(void)
     ADD(test_data_split_seed_determinism);
     ADD(test_data_split_edges);
     ADD(test_data_split_float);
+    ADD(test_data_pack_roundtrip);
+    ADD(test_data_unpack_rejects);
+    ADD(test_data_share_leader_and_follower);
 #undef ADD
 }

@@ -97,12 +97,14 @@ typedef struct ae_spec {
     int deterministic;                           /* deterministic = false: bitwise the same state for any P */
     int micro_shards;                            /* micro_shards = 4: fixed split of each global batch */
     int knn;                                     /* knn = 0: k of a k-NN classifier on the code at the end */
+    float bucket_mb;                             /* bucket_mb = 0: gradient MB per allreduce started in backward */
     float watchdog;                              /* watchdog = 600 (s in one collective before aborting; 0 = off) */
     int ckpt_error_continue;                     /* on_checkpoint_error = stop | continue */
 
     /* [data] */
     char dataset[AE_SPEC_STR];                   /* dataset = mnist | fashion-mnist | <dir> */
     char data_dir[AE_SPEC_STR];                  /* dir = data */
+    int data_shared;                             /* shared = true: one copy of the data per node */
 
     /* [run] */
     char run_name[128];                          /* name = "" (made by rank 0) */

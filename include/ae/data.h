@@ -36,6 +36,7 @@ typedef struct ae_dataset {
     uint8_t *y;      /* n labels, or NULL when unlabelled */
     int nclass;      /* 1 + max label (0 when unlabelled) */
     char name[64];   /* e.g. "mnist/train" */
+    int borrowed;    /* x8/xf/y point into a shared segment: ae_data_free leaves them alone */
 } ae_dataset;
 
 /* Load an images file (IDX3, n x h x w) and, when labels_path != NULL, a
@@ -77,5 +78,40 @@ void ae_data_gather_y(const ae_dataset *ds, const uint32_t *idx, size_t n, uint8
 void ae_data_range_x(const ae_dataset *ds, size_t start, size_t n, float *out);
 
 void ae_data_free(ae_dataset *ds); /* accepts NULL; leaves *ds zeroed */
+
+/* ------------------------------------------------ one copy per node -- */
+
+/* Where shared datasets live: memory that every process of a node sees (an
+ * MPI-3 shared window in the trainer), provided by the caller so that this
+ * module needs no MPI. Both calls are collective over the processes sharing
+ * the segment. */
+typedef struct ae_data_shm_ops {
+    /* The leader passes *bytes > 0, the others 0; every process gets the
+     * leader's segment in *ptr, its size in *bytes and a handle for release.
+     * Returns only after the leader's segment exists. */
+    ae_status (*alloc)(size_t *bytes, void **ptr, void **handle, ae_error *err);
+    /* A barrier: returns once the leader has filled the segment. */
+    ae_status (*sync)(void *handle, ae_error *err);
+    /* Collective; accepts NULL. */
+    void (*release)(void *handle);
+} ae_data_shm_ops;
+
+/* Bytes a segment needs to hold sets[0..n): a header (shapes, names) and
+ * every array, each aligned. */
+size_t ae_data_pack_size(const ae_dataset *sets, int n);
+/* Copy sets[0..n) into seg (ae_data_pack_size bytes), free their private
+ * arrays and make them views of seg (borrowed). */
+void ae_data_pack(ae_dataset *sets, int n, void *seg);
+/* Make sets[0..n) views of a segment written by ae_data_pack. AE_ERR_FORMAT
+ * when the segment does not hold n datasets that fit in bytes. */
+ae_status ae_data_unpack(const void *seg, size_t bytes, ae_dataset *sets, int n, ae_error *err);
+
+/* Move sets[0..n) into one segment of ops: on the leader (leader != 0) the
+ * loaded datasets are packed into it; the others pass empty datasets and
+ * get views of the leader's. Collective over the processes of ops. *handle
+ * (release with ops->release after ae_data_free of every set) is NULL on
+ * error; ae_data_free the sets then as always. */
+ae_status ae_data_share(ae_dataset *sets, int n, int leader, const ae_data_shm_ops *ops, void **handle,
+                        ae_error *err);
 
 #endif

@@ -40,6 +40,28 @@ ae_status ae_dist_allreduce_sum_f64(double *buf, size_t n, ae_error *err);
  * NaN and infinities propagate. Collective, also with one process. */
 ae_status ae_dist_ordered_sum(float *const *pieces, int k, float *out, size_t n, ae_error *err);
 ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err);
+
+/* Nonblocking in-place sums (the bucketed gradient allreduce): a set of
+ * requests, created and freed in pairs (free accepts NULL). This MPI has no
+ * asynchronous progress, so the caller drives the started sums with
+ * ae_dist_progress (e.g. between layers of backward) and ends them with
+ * ae_dist_wait_all before it reads or writes the buffers again. Every rank
+ * must start the same sums in the same order. With one process (or none
+ * under mpirun) the calls do nothing. */
+typedef struct ae_dist_reqs ae_dist_reqs;
+/* Room for up to cap outstanding requests (a sum of more than 2^30 floats
+ * takes one request per 2^30). */
+ae_status ae_dist_reqs_create(int cap, ae_dist_reqs **out, ae_error *err);
+void ae_dist_reqs_free(ae_dist_reqs *q);
+/* Start the in-place sum over ranks of buf[0..n) (MPI_Iallreduce); buf
+ * must not be touched until ae_dist_wait_all. AE_ERR_ARG when q is full. */
+ae_status ae_dist_iallreduce_sum(ae_dist_reqs *q, float *buf, size_t n, ae_error *err);
+/* One MPI_Testall over the outstanding requests: lets MPI move the started
+ * sums along. */
+ae_status ae_dist_progress(ae_dist_reqs *q, ae_error *err);
+/* Wait for all started sums (watchdog-guarded); q is empty afterwards. */
+ae_status ae_dist_wait_all(ae_dist_reqs *q, ae_error *err);
+
 /* Broadcast bytes from root. */
 ae_status ae_dist_bcast(void *buf, size_t bytes, int root, ae_error *err);
 ae_status ae_dist_barrier(ae_error *err);
@@ -49,6 +71,18 @@ ae_status ae_dist_barrier(ae_error *err);
  * failing rank, its message prefixed with "rank R: " when R != this rank,
  * and returns that status; otherwise AE_OK. */
 ae_status ae_dist_agree(ae_status local, ae_error *err);
+
+/* Memory shared by the ranks of one node (MPI-3 shared window over the
+ * ranks MPI_COMM_TYPE_SHARED groups with this one). Collective over all
+ * ranks: the node's first rank passes *bytes > 0 and allocates, the others
+ * pass 0; every rank gets that segment in *ptr and its size in *bytes.
+ * Without MPI (or before ae_dist_init) the segment is plain malloc. */
+typedef struct ae_dist_shm ae_dist_shm;
+ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, ae_error *err);
+/* Barrier over the node's ranks (the leader has filled the segment). */
+ae_status ae_dist_node_sync(ae_dist_shm *h, ae_error *err);
+/* Collective over the node's ranks; accepts NULL. */
+void ae_dist_node_free(ae_dist_shm *h);
 
 /* Abort the whole job (MPI_Abort) with an exit code. */
 void ae_dist_abort(int code) __attribute__((noreturn));

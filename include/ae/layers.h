@@ -53,6 +53,12 @@ typedef struct ae_ctx {
      * when running alone. Layers never call MPI themselves. */
     ae_status (*reduce)(float *buf, size_t n, void *user);
     void *reduce_user;
+    /* Optional: called by the model's backward (ae_model_loss) after the
+     * backward of each layer, in reverse layer order, with the layer's
+     * index (the trainer starts the allreduce of finished gradient buckets
+     * there). NULL: none. */
+    void (*layer_done)(int layer, void *user);
+    void *layer_done_user;
 } ae_ctx;
 
 typedef struct ae_layer ae_layer;

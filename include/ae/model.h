@@ -75,7 +75,8 @@ typedef struct ae_loss_out {
  * backward != 0, also back-propagates d(scale * loss + penalty / N) into
  * m->grads (accumulating), N the global batch (scale x out_size for a
  * per-element mean, scale otherwise: see ae_model_loss_scale). Typical scale: 1 / (global batch x out_size) for
- * reconstruction, 1 / global batch for ce. */
+ * reconstruction, 1 / global batch for ce. Backward calls ctx->layer_done
+ * (when set) after each layer, last layer first. */
 void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *target, const uint8_t *labels,
                    int n, float scale, int backward, ae_loss_out *out);
 

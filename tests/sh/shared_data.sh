@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# [data] shared = true keeps one copy of the data per node (an MPI-3 shared
+# window filled by the node's first rank): at P = 1, 2, 3 the run reports
+# one node-shared copy for all its ranks, trains bitwise the same parameters
+# as with shared = false, records a plausible peak RSS per rank, and a
+# missing IDX file is still a clear data error on every rank count.
+. "$(dirname "$0")/common.bash"
+make_data "$WORK/data" 600 200
+cat > "$WORK/ae.ini" <<EOC
+[model]
+encoder = dense(32, relu), dense(8, tanh, name=code)
+decoder = dense(32, relu), dense(784, sigmoid)
+[loss]
+kind = bce
+[optim]
+kind = adam
+lr = 1e-3
+[train]
+batch = 48
+epochs = 2
+max_steps = 12
+validation = 100
+probe = false
+[data]
+dataset = $WORK/data
+[run]
+dir = $WORK/runs
+EOC
+# json_num FILE KEY: the number after "KEY": in a one-line JSON file
+json_num() { sed -nE "s/.*\"$2\": *([-0-9.eE+]+).*/\1/p" "$1"; }
+
+for p in 1 2 3; do
+  for sh in true false; do
+    mpi "$p" "$AETRAIN" train "$WORK/ae.ini" --run "p$p-$sh" --quiet --set data.shared=$sh
+  done
+  run="$WORK/runs/p$p-true"
+  if grep -qE "data memory: [0-9.]+ MiB node-shared, one copy for $p ranks? of the node" "$run/log.txt"; then
+    ok "P=$p: $(grep -m1 'data memory' "$run/log.txt")"
+  else
+    bad "P=$p: no node-shared data line for $p ranks"; grep 'data memory' "$run/log.txt" || true
+  fi
+  ranks=$(json_num "$run/result.json" data_shared_ranks)
+  bytes=$(json_num "$run/result.json" data_bytes)
+  bytes_priv=$(json_num "$WORK/runs/p$p-false/result.json" data_bytes)
+  if [ "$ranks" = "$p" ] && [ "$(json_num "$WORK/runs/p$p-false/result.json" data_shared_ranks)" = 1 ] &&
+     [ -n "$bytes" ] && [ "$bytes" = "$bytes_priv" ] && [ "$bytes" -ge $(( (400 + 200) * 784 )) ]; then
+    ok "P=$p: result.json data_shared_ranks $ranks, data_bytes $bytes"
+  else
+    bad "P=$p: result.json data_shared_ranks '$ranks', data_bytes '$bytes' vs '$bytes_priv'"
+  fi
+  if out=$("$TOOL" bitequal "$(newest_ckpt "$run")" "$(newest_ckpt "$WORK/runs/p$p-false")"); then
+    ok "P=$p shared vs not: $out"
+  else
+    bad "P=$p shared vs not: $out"
+  fi
+  for sh in true false; do
+    r="$WORK/runs/p$p-$sh/result.json"
+    hi=$(json_num "$r" peak_rss_mb) lo=$(json_num "$r" peak_rss_mb_min) budget=$(json_num "$r" memory_budget_mb)
+    ar=$(json_num "$r" allreduce_bytes_per_step)
+    if awk -v hi="$hi" -v lo="$lo" -v b="$budget" -v ar="$ar" -v p="$p" \
+         'BEGIN { exit !(lo > 1 && lo <= hi && hi < 4096 && b > 150 && (p == 1 ? ar == 0 : ar > 0)) }'; then
+      ok "P=$p shared=$sh: peak RSS $lo..$hi MiB, budget $budget MiB, allreduce $ar B/step"
+    else
+      bad "P=$p shared=$sh: peak_rss_mb '$hi', peak_rss_mb_min '$lo', budget '$budget', allreduce '$ar'"
+    fi
+  done
+  grep -qE "memory per rank: peak RSS [0-9.]+ MiB \(min [0-9.]+ over $p ranks?\); budget" "$run/log.txt" &&
+    ok "P=$p: memory line in the log" || bad "P=$p: no memory line in the log"
+done
+
+# evaluation shares the test split the same way (no training data in the segment)
+ck=$(newest_ckpt "$WORK/runs/p2-true")
+a=$(mpi 2 "$AETRAIN" eval "$ck" 2>&1 | grep 'test reconstruction')
+c=$("$AETRAIN" eval "$ck" 2>&1 | grep 'test reconstruction')
+if [ -n "$a" ] && [ "$a" = "$c" ]; then ok "eval P=2 shared = P=1: $a"; else bad "eval: '$a' vs '$c'"; fi
+
+# a missing IDX file: the node leader's error, naming the file, on every rank count, no hang
+mkdir -p "$WORK/broken"
+cp "$WORK/data"/* "$WORK/broken/"
+rm -f "$WORK/broken"/train-images-idx3-ubyte*
+for p in 1 2 3; do
+  for sh in true false; do
+    expect_fail 4 "train-images-idx3-ubyte not found" \
+      mpi "$p" "$AETRAIN" train "$WORK/ae.ini" --quiet --set data.dataset="$WORK/broken" --set data.shared=$sh
+  done
+done
+finish
