@@ -696,13 +696,13 @@ ae_status ae_data_unpack(const void *seg, size_t bytes, ae_dataset *sets, int n,
 }
 
 ae_status ae_data_share(ae_dataset *sets, int n, int leader, const ae_data_shm_ops *ops, void **handle,
-                        ae_error *err)
+                        char *why, size_t why_cap, ae_error *err)
 {
     *handle = NULL;
     size_t bytes = leader ? ae_data_pack_size(sets, n) : 0;
     void *seg = NULL, *h = NULL;
-    ae_status st = ops->alloc(&bytes, &seg, &h, err);
-    if (st != AE_OK) return st;
+    ae_status st = ops->alloc(&bytes, &seg, &h, why, why_cap, err);
+    if (st != AE_OK || !seg) return st; /* no segment: every process keeps what it has */
     if (leader) ae_data_pack(sets, n, seg);
     st = ops->sync(h, err);
     if (st == AE_OK && !leader) st = ae_data_unpack(seg, bytes, sets, n, err);

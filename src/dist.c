@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -379,10 +381,41 @@ struct ae_dist_shm {
     void *heap; /* the malloc fallback without MPI */
 };
 
-ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, ae_error *err)
+/* Where Open MPI's shared windows keep their backing files (osc/sm's
+ * default on Linux, or the user's MCA setting). */
+#define SHM_DIR_DEFAULT "/dev/shm"
+#define SHM_WHY_MAX 256
+
+/* Can the node's leader create a backing file of `bytes`? Open MPI fails
+ * inside MPI_Win_allocate_shared on the leader alone when it cannot (the
+ * file-size limit, a full /dev/shm), and the other ranks then wait in the
+ * window's collective for ever; so the leader checks first and the node
+ * agrees on the answer. 1 = room, 0 = none (why says what is short). */
+static int node_room(size_t bytes, char *why, size_t cap)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (size_t)rl.rlim_cur < bytes) {
+        snprintf(why, cap, "the file-size limit (ulimit -f, %llu bytes) is below the %zu bytes of the segment",
+                 (unsigned long long)rl.rlim_cur, bytes);
+        return 0;
+    }
+    const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
+    if (!dir || !*dir) dir = SHM_DIR_DEFAULT;
+    struct statvfs vs;
+    if (statvfs(dir, &vs) == 0 && (double)vs.f_bavail * (double)vs.f_frsize < (double)bytes) {
+        snprintf(why, cap, "%s has %.1f MiB free, the segment needs %.1f MiB", dir,
+                 (double)vs.f_bavail * (double)vs.f_frsize / 1048576.0, (double)bytes / 1048576.0);
+        return 0;
+    }
+    return 1;
+}
+
+ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, char *why, size_t why_cap,
+                             ae_error *err)
 {
     *ptr = NULL;
     *handle = NULL;
+    if (why_cap) why[0] = '\0';
     ae_dist_shm *h = ae_calloc(1, sizeof *h, err);
     if (!h) return AE_ERR_NOMEM;
     h->node = MPI_COMM_NULL;
@@ -399,6 +432,22 @@ ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, ae
     const char *what = "MPI_Comm_split_type(shared)";
     coll_enter(what);
     int rc = MPI_Comm_split_type(g.comm, MPI_COMM_TYPE_SHARED, g.rank, MPI_INFO_NULL, &h->node);
+    /* the leader's verdict (1 = room) and its reason, the same on every rank of the node */
+    struct {
+        int ok;
+        char why[SHM_WHY_MAX];
+    } verdict = {1, ""};
+    if (rc == MPI_SUCCESS && *bytes > 0) verdict.ok = node_room(*bytes, verdict.why, sizeof verdict.why);
+    if (rc == MPI_SUCCESS) {
+        what = "MPI_Bcast(node verdict)";
+        rc = MPI_Bcast(&verdict, (int)sizeof verdict, MPI_BYTE, 0, h->node);
+    }
+    if (rc == MPI_SUCCESS && !verdict.ok) {
+        coll_leave();
+        if (why_cap) snprintf(why, why_cap, "%s", verdict.why);
+        ae_dist_node_free(h);
+        return AE_OK; /* *ptr stays NULL: no shared segment on this node */
+    }
     void *base = NULL;
     if (rc == MPI_SUCCESS) {
         what = "MPI_Win_allocate_shared(dataset)";

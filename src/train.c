@@ -608,10 +608,10 @@ static void data_free(data_set *d)
 }
 
 /* The data module's node-shared memory, from the MPI module. */
-static ae_status shm_alloc(size_t *bytes, void **ptr, void **handle, ae_error *err)
+static ae_status shm_alloc(size_t *bytes, void **ptr, void **handle, char *why, size_t why_cap, ae_error *err)
 {
     ae_dist_shm *h = NULL;
-    ae_status st = ae_dist_node_alloc(bytes, ptr, &h, err);
+    ae_status st = ae_dist_node_alloc(bytes, ptr, &h, why, why_cap, err);
     *handle = h;
     return st;
 }
@@ -619,15 +619,11 @@ static ae_status shm_sync(void *handle, ae_error *err) { return ae_dist_node_syn
 static void shm_release(void *handle) { ae_dist_node_free(handle); }
 static const ae_data_shm_ops node_shm = {shm_alloc, shm_sync, shm_release};
 
-/* Collective: every rank (with [data] shared, the first rank of each node)
- * loads the data; the first failure is everyone's. Shared, the node's other
- * ranks then see the first rank's copy. */
-static ae_status load_data(const ae_spec *spec, int need_train, data_set *d, ae_error *err)
+/* This rank's own copy of the test set and (need_train) of the training and
+ * validation splits. */
+static ae_status load_private(const ae_spec *spec, int need_train, data_set *d, ae_error *err)
 {
-    memset(d, 0, sizeof *d);
-    int leader = !spec->data_shared || ae_dist_local_rank() == 0;
-    ae_status st = leader ? ae_data_load_named(spec->dataset, spec->data_dir, 1, &d->test, err) : AE_OK;
-    if (!leader) need_train = 0;
+    ae_status st = ae_data_load_named(spec->dataset, spec->data_dir, 1, &d->test, err);
     if (!st && need_train) {
         st = ae_data_load_named(spec->dataset, spec->data_dir, 0, &d->full, err);
         if (!st && spec->train_limit > 0 && (size_t)spec->train_limit < d->full.n)
@@ -641,16 +637,37 @@ static ae_status load_data(const ae_spec *spec, int need_train, data_set *d, ae_
     }
     if (!st && fault_at("loadfail", -1))
         st = ae_error_set(err, AE_ERR_IO, "injected fault: rank %d cannot read its data", ae_dist_rank());
+    return st;
+}
+
+/* Collective: every rank (with [data] shared, the first rank of each node)
+ * loads the data; the first failure is everyone's. Shared, the node's other
+ * ranks then see the first rank's copy; on a node without room for it
+ * (file-size limit, a small /dev/shm) they load their own, with a warning. */
+static ae_status load_data(const ae_spec *spec, int need_train, data_set *d, ae_error *err)
+{
+    memset(d, 0, sizeof *d);
+    int leader = !spec->data_shared || ae_dist_local_rank() == 0;
+    ae_status st = leader ? load_private(spec, need_train, d, err) : AE_OK;
     if (spec->data_shared && (st = ae_dist_agree(st, err))) { /* the leaders' errors reach every rank */
         data_free(d);
         return st;
     }
     if (spec->data_shared) {
         ae_dataset sets[] = {d->train, d->val, d->test};
-        st = ae_data_share(sets, 3, leader, &node_shm, &d->shm, err);
+        char why[256];
+        st = ae_data_share(sets, 3, leader, &node_shm, &d->shm, why, sizeof why, err);
         d->train = sets[0];
         d->val = sets[1];
         d->test = sets[2];
+        if (!st && !d->shm) {
+            if (leader && ae_dist_rank() == 0)
+                ae_report_warn("data not shared on this node (%s): every rank loads its own copy", why);
+            else if (leader) /* another node's leader: rank 0's warning is only about its own node */
+                fprintf(stderr, "aetrain: warning: rank %d: data not shared on its node (%s): every rank loads its "
+                        "own copy\n", ae_dist_rank(), why);
+            if (!leader) st = load_private(spec, need_train, d, err);
+        }
     }
     if (!st) {
         ae_dataset sets[] = {d->train, d->val, d->test};
@@ -702,7 +719,7 @@ static ae_status measure_memory(const ae_model *m, const ae_spec *spec, const da
     r->rss_min = -mm[1];
     double bufs, acts;
     model_bytes(m, spec, local_batch(spec->batch), &bufs, &acts);
-    r->sharing = spec->data_shared ? ae_dist_local_size() : 1;
+    r->sharing = d->shm ? ae_dist_local_size() : 1;
     r->data_share = (double)d->data_bytes / r->sharing / MIB;
     r->model = (bufs + acts) / MIB;
     r->budget = r->data_share + 2 * r->model + RSS_BASE_MIB;
@@ -1111,11 +1128,12 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                        m->in_size);
     ae_report_log("data %s: %zu train, %zu validation, %zu test samples of %dx%dx%d", spec->dataset, d.train.n,
                   d.val.n, d.test.n, in.c, in.h, in.w);
-    if (spec->data_shared)
+    if (d.shm)
         ae_report_log("data memory: %.1f MiB node-shared, one copy for %d rank%s of the node", d.data_bytes / MIB,
                       ae_dist_local_size(), ae_dist_local_size() == 1 ? "" : "s");
     else
-        ae_report_log("data memory: %.1f MiB per rank (not shared: [data] shared = false)", d.data_bytes / MIB);
+        ae_report_log("data memory: %.1f MiB per rank (not shared: %s)", d.data_bytes / MIB,
+                      spec->data_shared ? "no room on the node, see the warning" : "[data] shared = false");
     ae_report_log("model: %d layers, %zu parameters, %.3g MFLOP/sample forward; batch %d (%d per rank), "
                   "%lld steps/epoch", m->n_layers, m->n_params, m->flops / 1e6, spec->batch, local_batch(spec->batch),
                   (long long)L.steps_per_epoch);

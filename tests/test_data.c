@@ -848,12 +848,17 @@ static void test_data_unpack_rejects(void)
 static struct {
     void *seg;
     size_t bytes;
-    int allocs, syncs, releases, fail_alloc;
+    int allocs, syncs, releases, fail_alloc, no_room;
 } fake_node;
 
-static ae_status fake_alloc(size_t *bytes, void **ptr, void **handle, ae_error *err)
+static ae_status fake_alloc(size_t *bytes, void **ptr, void **handle, char *why, size_t why_cap, ae_error *err)
 {
     if (fake_node.fail_alloc) return ae_error_set(err, AE_ERR_NOMEM, "no shared memory");
+    if (fake_node.no_room) {
+        snprintf(why, why_cap, "no room");
+        *ptr = *handle = NULL;
+        return AE_OK;
+    }
     if (*bytes) {
         fake_node.seg = malloc(*bytes);
         fake_node.bytes = *bytes;
@@ -888,8 +893,9 @@ static void test_data_share_leader_and_follower(void)
     memset(follower, 0, sizeof follower);
     void *h1 = NULL, *h2 = NULL;
     ae_error err;
-    CU_ASSERT_EQUAL_FATAL(ae_data_share(leader, 3, 1, &ops, &h1, &err), AE_OK);
-    CU_ASSERT_EQUAL_FATAL(ae_data_share(follower, 3, 0, &ops, &h2, &err), AE_OK);
+    char why[64];
+    CU_ASSERT_EQUAL_FATAL(ae_data_share(leader, 3, 1, &ops, &h1, why, sizeof why, &err), AE_OK);
+    CU_ASSERT_EQUAL_FATAL(ae_data_share(follower, 3, 0, &ops, &h2, why, sizeof why, &err), AE_OK);
     CU_ASSERT_EQUAL(fake_node.allocs, 1); /* one copy for the node */
     CU_ASSERT_EQUAL(fake_node.syncs, 2);
     CU_ASSERT_PTR_EQUAL(h1, &fake_node);
@@ -906,10 +912,27 @@ static void test_data_share_leader_and_follower(void)
     /* no shared memory: an error, no handle, the leader's sets still its own */
     fake_node.fail_alloc = 1;
     make_share_sets(leader);
-    CU_ASSERT_EQUAL(ae_data_share(leader, 3, 1, &ops, &h1, &err), AE_ERR_NOMEM);
+    CU_ASSERT_EQUAL(ae_data_share(leader, 3, 1, &ops, &h1, why, sizeof why, &err), AE_ERR_NOMEM);
     CU_ASSERT_PTR_NULL(h1);
     CU_ASSERT_EQUAL(leader[0].borrowed, 0);
     check_same_sets(want, leader, 3);
+    for (int i = 0; i < 3; i++) ae_data_free(&leader[i]);
+
+    /* no room on the node: AE_OK, no handle, nothing packed, the reason passed on */
+    fake_node.fail_alloc = 0;
+    fake_node.no_room = 1;
+    fake_node.allocs = 0;
+    make_share_sets(leader);
+    memset(follower, 0, sizeof follower);
+    CU_ASSERT_EQUAL(ae_data_share(leader, 3, 1, &ops, &h1, why, sizeof why, &err), AE_OK);
+    CU_ASSERT_PTR_NULL(h1);
+    CU_ASSERT_STRING_EQUAL(why, "no room");
+    CU_ASSERT_EQUAL(leader[0].borrowed, 0);
+    check_same_sets(want, leader, 3);
+    CU_ASSERT_EQUAL(ae_data_share(follower, 3, 0, &ops, &h2, why, sizeof why, &err), AE_OK);
+    CU_ASSERT_PTR_NULL(h2);
+    CU_ASSERT_PTR_NULL(follower[0].x8);
+    CU_ASSERT_EQUAL(fake_node.allocs, 0);
     for (int i = 0; i < 3; i++) {
         ae_data_free(&leader[i]);
         ae_data_free(&want[i]);

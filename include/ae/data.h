@@ -88,8 +88,10 @@ void ae_data_free(ae_dataset *ds); /* accepts NULL; leaves *ds zeroed */
 typedef struct ae_data_shm_ops {
     /* The leader passes *bytes > 0, the others 0; every process gets the
      * leader's segment in *ptr, its size in *bytes and a handle for release.
-     * Returns only after the leader's segment exists. */
-    ae_status (*alloc)(size_t *bytes, void **ptr, void **handle, ae_error *err);
+     * Returns only after the leader's segment exists. AE_OK with *ptr NULL:
+     * the node has no room for it (the same answer on every process; the
+     * reason in why, why_cap bytes). */
+    ae_status (*alloc)(size_t *bytes, void **ptr, void **handle, char *why, size_t why_cap, ae_error *err);
     /* A barrier: returns once the leader has filled the segment. */
     ae_status (*sync)(void *handle, ae_error *err);
     /* Collective; accepts NULL. */
@@ -110,8 +112,10 @@ ae_status ae_data_unpack(const void *seg, size_t bytes, ae_dataset *sets, int n,
  * loaded datasets are packed into it; the others pass empty datasets and
  * get views of the leader's. Collective over the processes of ops. *handle
  * (release with ops->release after ae_data_free of every set) is NULL on
- * error; ae_data_free the sets then as always. */
+ * error; ae_data_free the sets then as always. When the node has no room
+ * for the segment: AE_OK, *handle NULL, the sets as they were (the leader's
+ * its own, the others empty) and the reason in why. */
 ae_status ae_data_share(ae_dataset *sets, int n, int leader, const ae_data_shm_ops *ops, void **handle,
-                        ae_error *err);
+                        char *why, size_t why_cap, ae_error *err);
 
 #endif

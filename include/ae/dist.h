@@ -78,7 +78,12 @@ ae_status ae_dist_agree(ae_status local, ae_error *err);
  * pass 0; every rank gets that segment in *ptr and its size in *bytes.
  * Without MPI (or before ae_dist_init) the segment is plain malloc. */
 typedef struct ae_dist_shm ae_dist_shm;
-ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, ae_error *err);
+/* When the node cannot hold the segment (the leader finds the file-size
+ * limit or the free space of the backing directory too small), every rank
+ * of the node returns AE_OK with *ptr and *handle NULL and the reason in
+ * why (why_cap bytes); the caller then keeps private copies. */
+ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, char *why, size_t why_cap,
+                             ae_error *err);
 /* Barrier over the node's ranks (the leader has filled the segment). */
 ae_status ae_dist_node_sync(ae_dist_shm *h, ae_error *err);
 /* Collective over the node's ranks; accepts NULL. */

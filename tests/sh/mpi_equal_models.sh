@@ -120,11 +120,16 @@ for cfg in bnsync vae denoise klsparse lstm; do
   trained=1
   for p in 1 2 3; do train "$cfg" "$p" "$cfg-p$p" || trained=0; done
   [ "$trained" -eq 1 ] || continue
+  # denoise: Adam amplifies the float-association differences of the slices through relu and
+  # dropout boundaries; after 20 steps P = 3 differs by 1.0e-5 with OpenBLAS' Zen (AVX2) kernels,
+  # below 1e-5 with Cooperlake's. Real differences are far larger (bn without sync below: 5e-3).
+  tol=$TOL
+  [ "$cfg" = denoise ] && tol=5e-5
   for p in 2 3; do
-    if out=$("$TOOL" compare "$(ckpt_of "$cfg-p1")" "$(ckpt_of "$cfg-p$p")" "$TOL"); then
+    if out=$("$TOOL" compare "$(ckpt_of "$cfg-p1")" "$(ckpt_of "$cfg-p$p")" "$tol"); then
       ok "$cfg P=1 vs P=$p: $out"
     else
-      bad "$cfg P=1 vs P=$p (tol $TOL): $out"
+      bad "$cfg P=1 vs P=$p (tol $tol): $out"
     fi
   done
 done

@@ -68,6 +68,35 @@ for p in 1 2 3; do
     ok "P=$p: memory line in the log" || bad "P=$p: no memory line in the log"
 done
 
+# a node without room for the segment (here the file-size limit; the same check covers a full
+# /dev/shm): a warning, private copies, the same training as shared = false, no hang. The
+# shared-memory transport is left out (`--mca btl self,tcp`): it would hit the same limit.
+# 2000 images make a 1.7 MB segment, over a 1000 KiB limit that the checkpoints stay under.
+make_data "$WORK/big" 2000 200
+# limited KBYTES RUN ARGS...: aetrain train at P = 2 under `ulimit -f KBYTES`, on the big data
+limited() {
+  local kb=$1 run=$2; shift 2
+  mpi 2 --mca btl self,tcp bash -c 'ulimit -f "$0"; exec "$@"' "$kb" "$AETRAIN" train "$WORK/ae.ini" \
+    --run "$run" --quiet --set data.dataset="$WORK/big" "$@"
+}
+limited unlimited p2-big-private --set data.shared=false
+set +e
+out=$(limited 1000 p2-noroom 2>&1)
+rc=$?
+set -e
+if [ "$rc" -eq 0 ] && grep -q "data not shared on this node (the file-size limit" <<<"$out" &&
+   grep -q "data memory: [0-9.]* MiB per rank" "$WORK/runs/p2-noroom/log.txt" &&
+   [ "$(json_num "$WORK/runs/p2-noroom/result.json" data_shared_ranks)" = 1 ]; then
+  ok "no room for the segment: exit 0, $(grep -m1 'not shared' <<<"$out")"
+else
+  bad "no room for the segment: exit $rc: $out"; grep 'data memory' "$WORK/runs/p2-noroom/log.txt" || true
+fi
+if out=$("$TOOL" bitequal "$(newest_ckpt "$WORK/runs/p2-noroom")" "$(newest_ckpt "$WORK/runs/p2-big-private")"); then
+  ok "no room vs shared = false: $out"
+else
+  bad "no room vs shared = false: $out"
+fi
+
 # evaluation shares the test split the same way (no training data in the segment)
 ck=$(newest_ckpt "$WORK/runs/p2-true")
 a=$(mpi 2 "$AETRAIN" eval "$ck" 2>&1 | grep 'test reconstruction')
