@@ -635,8 +635,6 @@ static ae_status load_private(const ae_spec *spec, int need_train, data_set *d, 
         if (!st) st = ae_data_split(&d->full, (size_t)spec->validation, spec->seed, &d->train, &d->val, err);
         if (!st) ae_data_free(&d->full);
     }
-    if (!st && fault_at("loadfail", -1))
-        st = ae_error_set(err, AE_ERR_IO, "injected fault: rank %d cannot read its data", ae_dist_rank());
     return st;
 }
 
@@ -649,6 +647,8 @@ static ae_status load_data(const ae_spec *spec, int need_train, data_set *d, ae_
     memset(d, 0, sizeof *d);
     int leader = !spec->data_shared || ae_dist_local_rank() == 0;
     ae_status st = leader ? load_private(spec, need_train, d, err) : AE_OK;
+    if (!st && fault_at("loadfail", -1)) /* on any rank, leader or not */
+        st = ae_error_set(err, AE_ERR_IO, "injected fault: rank %d cannot read its data", ae_dist_rank());
     if (spec->data_shared && (st = ae_dist_agree(st, err))) { /* the leaders' errors reach every rank */
         data_free(d);
         return st;
