@@ -23,7 +23,7 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAE_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$(nproc)" >/dev/null
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 ASAN_OPTIONS=detect_leaks=1 build-asan/tests/test_ae
-ASAN_OPTIONS=detect_leaks=0 ctest --test-dir build-asan --output-on-failure --timeout 1200 \
+ASAN_OPTIONS=detect_leaks=0 AE_TEST_MPI_TIMEOUT=900 ctest --test-dir build-asan --output-on-failure --timeout 1200 \
   -E '^(unit|valgrind_train|slurm|multihost)$'
 echo "test: sanitizer suite took $((SECONDS - t0)) s"
 

@@ -9,10 +9,11 @@ trap 'rm -rf "$WORK"' EXIT
 FAILS=0
 PASSES=0
 
-# mpi NP CMD...: run under mpirun with a hard time limit (a hang is a failure)
+# mpi NP CMD...: run under mpirun with a hard time limit (a hang is a failure): 300 s, or
+# AE_TEST_MPI_TIMEOUT (scripts/test.sh gives the sanitizer build more)
 mpi() {
   local np=$1; shift
-  timeout -k 5 300 mpirun -n "$np" --oversubscribe "$@"
+  timeout -k 5 "${AE_TEST_MPI_TIMEOUT:-300}" mpirun -n "$np" --oversubscribe "$@"
 }
 
 ok() { PASSES=$((PASSES + 1)); echo "ok: $*"; }
