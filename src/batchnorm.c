@@ -7,7 +7,10 @@
  * ranks through ctx->reduce, so P ranks compute what one process would).
  * Either way the running statistics (non-trainable state) are updated from
  * the GLOBAL batch's sums, which ride in the step's gradient allreduce as
- * aux floats, so every rank holds the same running statistics. */
+ * aux floats, so every rank holds the same running statistics. Under
+ * gradient accumulation a pass's batch is a global micro-batch: sync = 1
+ * normalizes over it (ctx->sync_count samples), and forward adds its sums
+ * to the aux floats, so the running statistics still see the whole batch. */
 #include <math.h>
 #include <string.h>
 
@@ -85,11 +88,13 @@ static void bn_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *o
             sums[c] = (float)a;
             sums[C + c] = (float)b;
         }
-        if (l->aux) memcpy(l->aux, sums, sizeof(float) * 2 * C);
+        /* += : the passes of gradient accumulation add up to the step's global batch */
+        if (l->aux)
+            for (size_t c = 0; c < 2 * C; c++) l->aux[c] += sums[c];
         double cnt = (double)n * (double)S;
         if (l->flag && ctx->reduce) {
             ctx->reduce(sums, 2 * C, ctx->reduce_user);
-            cnt = (double)(ctx->batch ? ctx->batch : n) * (double)S;
+            cnt = (double)ae_ctx_sync_count(ctx, n) * (double)S;
         }
         for (size_t c = 0; c < C; c++) {
             double m = cnt > 0 ? sums[c] / cnt : 0.0;
@@ -145,7 +150,7 @@ static void bn_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const f
     double cnt = (double)n * (double)S;
     if (l->flag && ctx->training && ctx->reduce) {
         ctx->reduce(sums, 2 * C, ctx->reduce_user);
-        cnt = (double)(ctx->batch ? ctx->batch : n) * (double)S;
+        cnt = (double)ae_ctx_sync_count(ctx, n) * (double)S;
     }
     if (!din) return;
     /* dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)) */

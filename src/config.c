@@ -165,6 +165,10 @@ static const key_def keys[] = {
     K_FLT("schedule", "min_lr", sched.min_lr, "0", AT_LEAST(0), "cosine: the lr reached at the last step"),
 
     K_INT("train", "batch", batch, "256", BETWEEN(1, 1e6), "global batch size (over all ranks)"),
+    K_INT("train", "accum", accum, "1", BETWEEN(1, AE_ACCUM_MAX),
+          "gradient accumulation: each step's batch runs as this many global micro-batches, one optimizer step"),
+    K_INT("train", "micro_batch", micro_batch, "0", BETWEEN(0, 1e6),
+          "per-rank samples of one pass at most: accum = ceil(batch / (ranks x micro_batch)) (0 = off)"),
     K_INT("train", "epochs", epochs, "10", BETWEEN(0, 1e6), "passes over the training set"),
     K_I64("train", "max_steps", max_steps, "0", AT_LEAST(0), "stop after this many steps (0 = no limit)"),
     K_U64("train", "seed", seed, "0", "seed of every random stream (init, shuffling, noise, dropout)"),
@@ -1321,6 +1325,18 @@ ae_status ae_config_validate(ae_spec *spec, ae_error *err)
         return cross_fail(err, &at, "pretrain", "layerwise",
                           "needs an autoencoder whose decoder has as many layers as its encoder (%d vs %d)",
                           spec->n_decoder, spec->n_encoder);
+    if (spec->accum > 1 && spec->micro_batch > 0)
+        return cross_fail(err, &at, "train", "accum",
+                          "%d together with [train] micro_batch = %d: both choose the passes per step, set only one",
+                          spec->accum, spec->micro_batch);
+    if (spec->accum > spec->batch)
+        return cross_fail(err, &at, "train", "accum", "%d is more than batch = %d (a micro-batch would be empty)",
+                          spec->accum, spec->batch);
+    if (spec->deterministic && (spec->accum > 1 || spec->micro_batch > 0))
+        return cross_fail(err, &at, "train", spec->accum > 1 ? "accum" : "micro_batch",
+                          "%d does not combine with [train] deterministic = true: micro_shards already bounds the "
+                          "per-pass batch (a pass computes batch / micro_shards samples; raise micro_shards instead)",
+                          spec->accum > 1 ? spec->accum : spec->micro_batch);
     if (spec->optim.nesterov && (spec->optim.kind != AE_OPT_SGD || !(spec->optim.momentum > 0)))
         return cross_fail(err, &at, "optim", "nesterov", "needs kind = sgd and momentum > 0");
     if (!isfinite(spec->sched.base_lr) || !(spec->sched.base_lr > 0))

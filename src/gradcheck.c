@@ -338,7 +338,8 @@ ae_status ae_gradcheck_model_grad(ae_model *m, const ae_ctx *ctx, const float *x
     ae_ctx dctx = default_ctx(NULL);
     if (!ctx) ctx = &dctx;
     float scale = ae_model_loss_scale(m, n);
-    memset(m->grads, 0, sizeof(float) * m->n_params);
+    /* the aux floats too: forward adds the batch's sums into them */
+    memset(m->grads, 0, sizeof(float) * (m->n_params + m->n_aux));
     ae_model_forward(m, ctx, x, n, m->n_layers);
     ae_loss_out lo;
     ae_model_loss(m, ctx, x, target, labels, n, scale, 1, &lo);

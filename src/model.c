@@ -311,7 +311,9 @@ const float *ae_model_forward(ae_model *m, const ae_ctx *ctx, const float *x, in
 /* L1 and KL penalties on the activity layer's output: value over the n
  * samples (the KL term counts once per batch), and when d != NULL their
  * gradient, per_sample = 1 / (global batch). The KL's mean activations are
- * over the global batch (reduced across ranks) when ctx->reduce is set. */
+ * over the global batch (reduced across ranks) when ctx->reduce is set: over
+ * the pass's global micro-batch under gradient accumulation (ctx->sync_count),
+ * whose KL term then weighs |micro-batch| / batch in the step's loss. */
 static double activity_penalty(ae_model *m, const ae_ctx *ctx, int n, float per_sample, float *d)
 {
     const ae_layer *l = &m->layers[m->l1_layer];
@@ -326,7 +328,7 @@ static double activity_penalty(ae_model *m, const ae_ctx *ctx, int n, float per_
         double cnt = (double)n;
         if (d && ctx->reduce) {
             ctx->reduce(m->kl_mean, w, ctx->reduce_user);
-            cnt = (double)(ctx->batch ? ctx->batch : n);
+            cnt = (double)ae_ctx_sync_count(ctx, n);
         }
         for (size_t j = 0; j < w; j++) m->kl_mean[j] = cnt > 0 ? (float)(m->kl_mean[j] / cnt) : 0.0f;
         /* per sample: the batch's KL term shared out over its samples, so that sums over ranks and

@@ -7,7 +7,10 @@
  * in-place allreduce (sum) of the gradient buffer gives the gradient of the
  * global batch, whatever the rank count. The step's scalars (loss, penalty,
  * stop requests) ride in the same allreduce; every rank then applies the
- * same optimizer step to the same numbers. */
+ * same optimizer step to the same numbers. With gradient accumulation
+ * ([train] accum, micro_batch) the batch runs as k global micro-batches, one
+ * forward + backward pass each on every rank, all adding into the one
+ * gradient buffer before that one allreduce. */
 #define _GNU_SOURCE
 #include "ae/train.h"
 
@@ -103,6 +106,35 @@ static int fault_at(const char *kind, int64_t step)
            (step < 0 || the_fault.step == step);
 }
 
+/* ---- the passes of a step ------------------------------------------------- */
+
+void ae_train_split(size_t n, int parts, int part, size_t *lo, size_t *hi)
+{
+    *lo = n * (size_t)part / (size_t)parts;
+    *hi = n * (size_t)(part + 1) / (size_t)parts;
+}
+
+void ae_train_pass_range(size_t nb, int passes, int nranks, int pass, int rank, ae_train_pass *out)
+{
+    ae_train_split(nb, passes, pass, &out->g_lo, &out->g_hi);
+    size_t a, b;
+    ae_train_split(out->g_hi - out->g_lo, nranks, rank, &a, &b);
+    out->lo = out->g_lo + a;
+    out->hi = out->g_lo + b;
+}
+
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+int ae_train_passes(int batch, int nranks, int accum, int micro_batch)
+{
+    if (micro_batch <= 0) return accum > 1 ? accum : 1;
+    /* in int64: nranks x micro_batch may pass INT_MAX */
+    int64_t per_pass = (int64_t)nranks * micro_batch;
+    return (int)(((int64_t)batch + per_pass - 1) / per_pass);
+}
+
+int ae_train_pass_max(int batch, int passes, int nranks) { return ceil_div(ceil_div(batch, passes), nranks); }
+
 int ae_train_threads(int requested)
 {
     if (requested > 0) return requested;
@@ -129,6 +161,7 @@ typedef struct loop {
     uint8_t *ybuf;
     uint32_t *perm;
     int64_t perm_epoch;
+    int passes; /* gradient accumulation: global micro-batches per step (1 = off) */
     /* deterministic mode: fixed micro-shards, summed in global piece order */
     int det, shards;
     float **piece;        /* (this rank's pieces) the micro-shard gradient buffers of a step */
@@ -215,6 +248,7 @@ static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_d
     if (!(L->xbuf = ae_alloc_floats((size_t)m->max_batch * train->d, err))) return AE_ERR_NOMEM;
     if (!(L->ybuf = ae_calloc((size_t)m->max_batch, 1, err))) return AE_ERR_NOMEM;
     if (!(L->perm = ae_calloc(train->n ? train->n : 1, sizeof(uint32_t), err))) return AE_ERR_NOMEM;
+    L->passes = ae_train_passes(spec->batch, ae_dist_size(), spec->accum, spec->micro_batch);
     L->det = spec->deterministic;
     L->shards = spec->micro_shards;
     if (L->det) {
@@ -264,32 +298,40 @@ static void bucket_done(int layer, void *user)
     L->t_overlap += ae_dist_time() - t0;
 }
 
-/* Forward and backward of global-batch samples [lo, hi) of this step into
- * m->grads (zeroed first) and its trailing scalars. */
-static void local_pass(loop *L, const uint32_t *perm_batch, size_t lo, size_t hi, size_t nb, int sync)
+/* Zero the gradients, aux sums and step scalars the passes of a step add into. */
+static void zero_grads(ae_model *m) { memset(m->grads, 0, sizeof(float) * (m->n_params + m->n_aux + AE_GRAD_EXTRA)); }
+
+/* Forward and backward of global-batch samples [lo, hi) of this step of nb,
+ * ADDED into m->grads, its aux sums and its trailing scalars. sync: layers
+ * reduce across ranks (their sums span `span` samples, the pass's global
+ * micro-batch); last: the step's last pass, during whose backward the
+ * gradient buckets start (the earlier passes have finished writing). */
+static void local_pass(loop *L, const uint32_t *perm_batch, size_t lo, size_t hi, size_t nb, int sync, size_t span,
+                       int last)
 {
     ae_model *m = L->m;
     int n = (int)(hi - lo);
     float *extra = m->extra;
-    memset(m->grads, 0, sizeof(float) * (m->n_params + m->n_aux + AE_GRAD_EXTRA));
     int is_ae = m->type == AE_MODEL_AUTOENCODER;
     float scale = ae_model_loss_scale(m, (int64_t)nb);
     /* an empty slice still runs the (empty) passes: synchronized layers reduce in them */
     ae_data_gather_x(L->train, perm_batch + lo, (size_t)n, L->xbuf);
     if (!is_ae) ae_data_gather_y(L->train, perm_batch + lo, (size_t)n, L->ybuf);
-    ae_ctx ctx = {1, L->seed, L->epoch, L->step, (int64_t)lo, (int64_t)nb, sync ? reduce_cb : NULL, NULL,
-                  sync && L->reqs ? bucket_done : NULL, L};
+    ae_ctx ctx = {.training = 1, .seed = L->seed, .epoch = L->epoch, .step = L->step, .sample0 = (int64_t)lo,
+                  .batch = (int64_t)nb, .sync_count = (int64_t)span, .reduce = sync ? reduce_cb : NULL,
+                  .layer_done = sync && last && L->reqs ? bucket_done : NULL, .layer_done_user = L};
     ae_model_forward(m, &ctx, L->xbuf, n, m->n_layers);
     ae_loss_out lo_;
     ae_model_loss(m, &ctx, L->xbuf, L->xbuf, L->ybuf, n, scale, 1, &lo_);
-    extra[EX_LOSS] = (float)(lo_.loss * scale);
-    extra[EX_PENALTY] = (float)(lo_.penalty / (double)nb);
-    extra[EX_CORRECT] = (float)lo_.correct;
+    extra[EX_LOSS] += (float)(lo_.loss * scale);
+    extra[EX_PENALTY] += (float)(lo_.penalty / (double)nb);
+    extra[EX_CORRECT] += (float)lo_.correct;
     if (fault_at("nan", L->step + 1)) extra[EX_LOSS] = NAN;
 }
 
-/* One global step: local forward/backward on this rank's slice, one
- * allreduce, penalties, clipping, optimizer. *stop is set when any rank
+/* One global step: local forward/backward on this rank's slice (of each
+ * global micro-batch in turn, under gradient accumulation), one allreduce,
+ * penalties, clipping, optimizer. *stop is set when any rank
  * asked to stop (signal). In deterministic mode the slice is a fixed set of
  * micro-shards, each computed into its own gradient buffer, and the sum is
  * the float chain (((p0 + p1) + p2) + ...) in global piece order
@@ -320,7 +362,13 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     double t1, t2;
     if (!L->det) {
         L->next_bkt = 0;
-        local_pass(L, batch, nb * (size_t)r / (size_t)P, nb * (size_t)(r + 1) / (size_t)P, nb, 1);
+        zero_grads(m);
+        /* every rank runs every pass, an empty slice too: synchronized layers reduce in them */
+        for (int j = 0; j < L->passes; j++) {
+            ae_train_pass pr;
+            ae_train_pass_range(nb, L->passes, P, j, r, &pr);
+            local_pass(L, batch, pr.lo, pr.hi, nb, 1, pr.g_hi - pr.g_lo, j == L->passes - 1);
+        }
         extra[EX_STOP] = stop_req;
         t1 = ae_dist_time();
         if (L->reqs) {
@@ -346,7 +394,10 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         for (int j = j0; j < j1; j++, k++) {
             L->piece[k] = r == 0 && j == j0 ? m->grads_own : L->piece_buf + (size_t)(k - (r == 0)) * ntot;
             ae_model_bind_grads(m, L->piece[k]);
-            local_pass(L, batch, nb * (size_t)j / (size_t)M, nb * (size_t)(j + 1) / (size_t)M, nb, 0);
+            zero_grads(m);
+            size_t lo, hi;
+            ae_train_split(nb, M, j, &lo, &hi);
+            local_pass(L, batch, lo, hi, nb, 0, 0, 1);
             m->extra[EX_STOP] = j == j0 ? stop_req : 0.0f;
         }
         ae_model_bind_grads(m, NULL);
@@ -680,7 +731,22 @@ static ae_status load_data(const ae_spec *spec, int need_train, data_set *d, ae_
     return st;
 }
 
-static int local_batch(int batch) { return (batch + ae_dist_size() - 1) / ae_dist_size(); }
+/* Passes per step of a P-rank run of spec, and the most samples a rank computes at once: the per-rank
+ * batch, or under gradient accumulation the largest per-rank pass. */
+static int spec_passes(const ae_spec *spec, int P)
+{
+    return ae_train_passes(spec->batch, P, spec->accum, spec->micro_batch);
+}
+static int pass_batch(const ae_spec *spec, int P) { return ae_train_pass_max(spec->batch, spec_passes(spec, P), P); }
+
+/* Samples per model call, the activations' size: the per-rank pass, and for evaluation at least
+ * EVAL_MIN_BATCH, except when accumulation is asked for (accum > 1 or micro_batch > 0): then the
+ * memory bound it asks for holds for evaluation too. */
+static int model_batch(const ae_spec *spec, int P)
+{
+    int b = pass_batch(spec, P);
+    return b >= EVAL_MIN_BATCH || spec->accum > 1 || spec->micro_batch > 0 ? b : EVAL_MIN_BATCH;
+}
 
 /* ---- memory per rank ------------------------------------------------------ */
 
@@ -699,7 +765,7 @@ static void model_bytes(const ae_model *m, const ae_spec *spec, int lb, double *
 typedef struct mem_report {
     double rss_max, rss_min; /* peak resident MiB over the ranks */
     double data_share;       /* MiB of data per rank: the node's copy over its ranks, or a private copy */
-    double model;            /* MiB of bufs + acts of one local batch */
+    double model;            /* MiB of bufs + acts of one pass (the local batch, or its accumulation pass) */
     double budget;           /* data_share + 2 * model + RSS_BASE_MIB */
     double allreduce_bytes;  /* gradient bytes each rank sends per step (ring: 2 (P-1)/P of them) */
     int sharing;             /* ranks sharing one copy of the data */
@@ -718,7 +784,7 @@ static ae_status measure_memory(const ae_model *m, const ae_spec *spec, const da
     r->rss_max = mm[0];
     r->rss_min = -mm[1];
     double bufs, acts;
-    model_bytes(m, spec, local_batch(spec->batch), &bufs, &acts);
+    model_bytes(m, spec, pass_batch(spec, ae_dist_size()), &bufs, &acts);
     r->sharing = d->shm ? ae_dist_local_size() : 1;
     r->data_share = (double)d->data_bytes / r->sharing / MIB;
     r->model = (bufs + acts) / MIB;
@@ -726,12 +792,6 @@ static ae_status measure_memory(const ae_model *m, const ae_spec *spec, const da
     int P = ae_dist_size();
     r->allreduce_bytes = (double)sizeof(float) * (double)m->n_params * 2.0 * (P - 1) / P;
     return st;
-}
-
-static int eval_batch(int batch)
-{
-    int b = local_batch(batch);
-    return b < EVAL_MIN_BATCH ? EVAL_MIN_BATCH : b;
 }
 
 /* Train for epochs without checkpoints (the probe, pretraining phases); with
@@ -900,7 +960,7 @@ static ae_status run_probe(ae_model *m, const ae_spec *spec, const ae_dataset *t
     if (!st) st = ae_eval_encode(m, train, m->n_encoder, &ctrain, err);
     if (!st) st = ae_eval_encode(m, test, m->n_encoder, &ctest, err);
     ae_shape cs = {(int)m->code_size, 1, 1};
-    if (!st) st = ae_model_create(ps, &cs, eval_batch(ps->batch), &pm, err);
+    if (!st) st = ae_model_create(ps, &cs, model_batch(ps, ae_dist_size()), &pm, err);
     if (!st) {
         ae_model_init_params(pm, spec->seed);
         st = loop_init(&L, pm, ps, &ctrain, err);
@@ -948,11 +1008,14 @@ static ae_status load_resume(const char *path, loop *L, const char *config_text,
             ae_spec *old = ae_malloc(sizeof *old, NULL), *cur = ae_malloc(sizeof *cur, NULL);
             ae_error ignored;
             char diff[128] = "";
+            int same = 0;
             if (old && cur && !ae_config_parse_string(ck.config_text, path, old, &ignored) &&
                 !ae_config_parse_string(config_text, "config", cur, &ignored))
-                ae_config_equal(old, cur, diff, sizeof diff);
-            ae_report_warn("resuming with settings that differ from the checkpoint's config%s%s: using the new ones",
-                           diff[0] ? ", first " : "", diff);
+                same = ae_config_equal(old, cur, diff, sizeof diff);
+            /* the same values in other text (a key added since, at its default, or another doc line): no warning */
+            if (!same)
+                ae_report_warn("resuming with settings that differ from the checkpoint's config%s%s: using the new "
+                               "ones", diff[0] ? ", first " : "", diff);
             free(old);
             free(cur);
         }
@@ -1114,8 +1177,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     if ((st = ae_dist_watchdog_start(spec->watchdog, err))) goto done;
     if ((st = load_data(spec, 1, &d, err))) goto done;
     ae_shape in = {d.train.c, d.train.h, d.train.w};
-    int mb = local_batch(spec->batch) > eval_batch(spec->batch) ? local_batch(spec->batch) : eval_batch(spec->batch);
-    st = ae_model_create(spec, &in, mb, &m, err);
+    st = ae_model_create(spec, &in, model_batch(spec, P), &m, err);
     if (!st && spec->type == AE_MODEL_CLASSIFIER && (size_t)d.train.nclass > m->out_size)
         st = ae_error_set(err, AE_ERR_SHAPE, "%s: the head has %zu outputs, the dataset has %d classes", spec->source,
                           m->out_size, d.train.nclass);
@@ -1135,8 +1197,15 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         ae_report_log("data memory: %.1f MiB per rank (not shared: %s)", d.data_bytes / MIB,
                       spec->data_shared ? "no room on the node, see the warning" : "[data] shared = false");
     ae_report_log("model: %d layers, %zu parameters, %.3g MFLOP/sample forward; batch %d (%d per rank), "
-                  "%lld steps/epoch", m->n_layers, m->n_params, m->flops / 1e6, spec->batch, local_batch(spec->batch),
-                  (long long)L.steps_per_epoch);
+                  "%lld steps/epoch", m->n_layers, m->n_params, m->flops / 1e6, spec->batch,
+                  ae_train_pass_max(spec->batch, 1, P), (long long)L.steps_per_epoch);
+    if (L.passes > 1 || spec->micro_batch > 0) {
+        char why[64] = "";
+        if (spec->micro_batch > 0) snprintf(why, sizeof why, " (micro_batch = %d)", spec->micro_batch);
+        ae_report_log("gradient accumulation: accum = %d%s: %d global micro-batch%s of <= %d samples per step, "
+                      "<= %d per rank and pass, one allreduce", L.passes, why, L.passes, L.passes == 1 ? "" : "es",
+                      ae_train_pass_max(spec->batch, L.passes, 1), pass_batch(spec, P));
+    }
 
     int64_t bad = 0;
     double best = INFINITY;
@@ -1418,7 +1487,7 @@ ae_status ae_train_eval_ckpt(const char *path, int probe, int quiet, ae_error *e
         return st;
     }
     ae_shape in = {d.test.c, d.test.h, d.test.w};
-    st = ae_model_create(spec, &in, eval_batch(spec->batch), &m, err);
+    st = ae_model_create(spec, &in, model_batch(spec, ae_dist_size()), &m, err);
     if (!st && (ck.meta.arch_hash != m->arch_hash || ck.n_params != m->n_params || ck.n_state != m->n_state))
         st = ae_error_set(err, AE_ERR_FORMAT, "%s: its parameters do not match the model its config builds", path);
     if (!st) {
@@ -1464,22 +1533,26 @@ ae_status ae_train_check(ae_spec *spec, int nranks, ae_error *err)
         ae_data_free(&probe_ds);
     }
     if (nranks < 1) nranks = 1;
-    int lb = (spec->batch + nranks - 1) / nranks;
+    /* the activations of the largest pass: the per-rank batch, or its part under gradient accumulation */
+    int lb = ae_train_pass_max(spec->batch, 1, nranks), passes = spec_passes(spec, nranks);
+    int pb = pass_batch(spec, nranks);
     ae_model *m;
-    ae_status st = ae_model_create(spec, &in, lb, &m, err);
+    ae_status st = ae_model_create(spec, &in, pb, &m, err);
     if (st) return st;
     ae_model_print(m, stdout);
     size_t n_opt = ae_optim_state_floats(spec->optim.kind, m->n_params);
     double mib = MIB, buf_bytes, act_bytes;
-    model_bytes(m, spec, lb, &buf_bytes, &act_bytes);
+    model_bytes(m, spec, pb, &buf_bytes, &act_bytes);
     double data_bytes = (double)(n_train + n_test) * (double)ae_shape_size(&in);
     printf("\nparameters        %zu (%.2f MiB)\n", m->n_params, 4.0 * (double)m->n_params / mib);
     printf("non-trainable     %zu\n", m->n_state);
     printf("optimizer state   %zu floats\n", n_opt);
     printf("FLOPs per sample  %.4g forward, ~%.4g per training step (forward + backward)\n", m->flops, 3 * m->flops);
     printf("architecture hash %016llx\n", (unsigned long long)m->arch_hash);
-    printf("memory per rank   %.1f MiB at P = %d (batch %d per rank): params+grads+optimizer %.1f, activations "
-           "%.1f, data %.1f (uint8)\n", (buf_bytes + act_bytes + data_bytes) / mib, nranks, lb, buf_bytes / mib,
+    char acc[96] = "";
+    if (passes > 1) snprintf(acc, sizeof acc, " in %d accumulation passes of <= %d", passes, pb);
+    printf("memory per rank   %.1f MiB at P = %d (batch %d per rank%s): params+grads+optimizer %.1f, activations "
+           "%.1f, data %.1f (uint8)\n", (buf_bytes + act_bytes + data_bytes) / mib, nranks, lb, acc, buf_bytes / mib,
            act_bytes / mib, data_bytes / mib);
     ae_model_free(m);
     return AE_OK;

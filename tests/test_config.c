@@ -968,6 +968,34 @@ static void test_config_validate(void)
     CU_ASSERT_EQUAL(ae_config_set(s, "optim.momentum=0.9", &err), AE_OK);
     CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_OK);
 
+    /* Gradient accumulation: accum or micro_batch, at most batch passes, not with deterministic. */
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.accum=4", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.micro_batch=32", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_ERR_CONFIG);
+    CHECK_MSG(err.msg, "t.ini: [train] accum: 4 together with [train] micro_batch = 32");
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.accum=1", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.deterministic=true", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_ERR_CONFIG);
+    CHECK_MSG(err.msg, "[train] micro_batch: 32 does not combine with [train] deterministic = true: "
+                       "micro_shards already bounds");
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.micro_batch=0", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.accum=2", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_ERR_CONFIG);
+    CHECK_MSG(err.msg, "[train] accum: 2 does not combine with [train] deterministic = true");
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.deterministic=false", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.batch=8", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.accum=9", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_ERR_CONFIG);
+    CHECK_MSG(err.msg, "[train] accum: 9 is more than batch = 8");
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.accum=8", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.accum=0", &err), AE_ERR_CONFIG);
+    CHECK_MSG(err.msg, "[train] accum: 0 is out of range");
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.accum=1", &err), AE_OK);
+    CU_ASSERT_EQUAL(ae_config_set(s, "train.batch=256", &err), AE_OK);
+
     CU_ASSERT_EQUAL(ae_config_set(s, "schedule.kind=cosine", &err), AE_OK);
     CU_ASSERT_EQUAL(ae_config_set(s, "schedule.min_lr=0.01", &err), AE_OK);
     CU_ASSERT_EQUAL(ae_config_validate(s, &err), AE_ERR_CONFIG);

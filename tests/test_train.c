@@ -19,6 +19,11 @@
  * (momentum, unbiased variance), eval with the running statistics; the VAE's
  * eval output and closed-form KL; the KL sparsity penalty. Statistics of
  * many draws: dropout's rate and expected value, mask's fraction, ...
+ *
+ * Gradient accumulation: the passes of a step (ae_train_pass_range) cover
+ * every sample of the batch once, in order, for every batch, rank count and
+ * pass count; micro_batch gives the fewest passes that keep a rank's pass at
+ * most micro_batch samples; synchronized bn divides by ctx->sync_count.
  * AE_GRADCHECK_VERBOSE=1 in the environment prints every check's numbers and
  * per-layer maxima. */
 #include <CUnit/CUnit.h>
@@ -31,6 +36,7 @@
 #include "ae/layers.h"
 #include "ae/model.h"
 #include "ae/rng.h"
+#include "ae/train.h"
 #include "testutil.h"
 
 #define ORIGIN "train.ini"
@@ -197,9 +203,10 @@ static void result_free(run_result *res)
     free(res->y);
 }
 
-/* One rank's pass over samples [lo, lo + n) of a global batch of N: forward, aux, loss + backward. */
+/* One rank's pass over samples [lo, lo + n) of a global batch of N: forward (adding its aux sums), loss +
+ * backward. */
 static void sim_pass(ae_model *m, sim_rank *r, const ae_ctx *base, const float *x, const float *t, int lo,
-                     int n, int N, run_result *res, float *aux, ae_loss_out *lo_out)
+                     int n, int N, run_result *res, ae_loss_out *lo_out)
 {
     r->calls = 0;
     ae_ctx ctx = *base;
@@ -209,7 +216,6 @@ static void sim_pass(ae_model *m, sim_rank *r, const ae_ctx *base, const float *
     ctx.reduce_user = r;
     const float *xs = x + (size_t)lo * m->in_size;
     ae_model_forward(m, &ctx, xs, n, m->n_layers);
-    if (m->n_aux) memcpy(aux, m->grads + m->n_params, sizeof(float) * m->n_aux);
     ae_model_loss(m, &ctx, xs, t + (size_t)lo * m->out_size, NULL, n, ae_model_loss_scale(m, N), 1, lo_out);
     size_t w = m->out_size;
     memcpy(res->y + (size_t)lo * w, m->act[m->n_layers - 1], sizeof(float) * (size_t)n * w);
@@ -224,8 +230,7 @@ static run_result simulate(ae_model *m, const ae_ctx *base, const float *x, cons
     run_result res = {0};
     sim_rank *r = calloc(4, sizeof *r);
     int ok = result_alloc(&res, m, N) == 0;
-    float *aux0 = calloc(m->n_aux + 1, sizeof(float)), *aux1 = calloc(m->n_aux + 1, sizeof(float));
-    CU_ASSERT_FATAL(r && ok && aux0 && aux1);
+    CU_ASSERT_FATAL(r && ok);
     r[0].peer = &r[1];
     r[1].peer = &r[0];
     ae_loss_out l0, l1;
@@ -233,8 +238,8 @@ static run_result simulate(ae_model *m, const ae_ctx *base, const float *x, cons
         r[2] = r[0];
         r[3] = r[1];
         memset(m->grads, 0, sizeof(float) * (m->n_params + m->n_aux));
-        sim_pass(m, &r[0], base, x, t, 0, k, N, &res, aux0, &l0);
-        sim_pass(m, &r[1], base, x, t, lo1, N - k, N, &res, aux1, &l1);
+        sim_pass(m, &r[0], base, x, t, 0, k, N, &res, &l0);
+        sim_pass(m, &r[1], base, x, t, lo1, N - k, N, &res, &l1);
         res.converged = it > 0 && sim_same(&r[0], &r[2]) && sim_same(&r[1], &r[3]);
     }
     CU_ASSERT(res.converged);
@@ -242,10 +247,9 @@ static run_result simulate(ae_model *m, const ae_ctx *base, const float *x, cons
     CU_ASSERT_EQUAL(r[0].n_rec, r[1].n_rec); /* both ranks make the same reduce calls */
     res.calls = r[0].n_rec;
     memcpy(res.g, m->grads, sizeof(float) * m->n_params);
-    for (size_t i = 0; i < m->n_aux; i++) res.aux[i] = aux0[i] + aux1[i];
+    /* both passes added their sums into the one buffer, as the allreduce (or accumulation) sums them */
+    memcpy(res.aux, m->grads + m->n_params, sizeof(float) * m->n_aux);
     res.j = (double)ae_model_loss_scale(m, N) * (l0.loss + l1.loss) + (l0.penalty + l1.penalty) / N;
-    free(aux0);
-    free(aux1);
     free(r);
     return res;
 }
@@ -485,8 +489,9 @@ static void test_train_bn_update_and_eval_values(void)
  *   momentum 0.1: mean 0.45, var 0.9 + 0.6 = 1.5; a second update with the same batch:
  *                 mean 0.9 * 0.45 + 0.45 = 0.855, var 0.9 * 1.5 + 0.6 = 1.95
  *   momentum 0.5: mean 2.25, var 0.5 + 3 = 3.5
- * The hook reads only the summed aux and ctx->batch: aux of two ranks (samples 1 and 2 apart) summed
- * give the same as one rank with both. */
+ * The hook reads only the summed aux and ctx->batch. Forward ADDS its sums to the aux floats (the trainer
+ * zeroes them once per step), so two passes of one sample each (two accumulation passes, or two ranks
+ * whose aux the allreduce sums) give the same as one pass of both. */
 static const float BN_CONV_X[] = {1, 2, 3, 4, 5, 6, 7, 8};
 
 static void test_train_bn_update_conv_values(void)
@@ -501,6 +506,7 @@ static void test_train_bn_update_conv_values(void)
     ae_model_update(m, &ctx);
     CU_ASSERT(near(l->state[0], 0.45, FWD_TOL, "conv running mean", 0));
     CU_ASSERT(near(l->state[1], 1.5, FWD_TOL, "conv running var", 0));
+    memset(m->grads + m->n_params, 0, sizeof(float) * m->n_aux); /* the next step */
     ae_model_forward(m, &ctx, BN_CONV_X, 2, 1);
     ae_model_update(m, &ctx);
     CU_ASSERT(near(l->state[0], 0.855, FWD_TOL, "conv running mean 2", 0));
@@ -510,14 +516,15 @@ static void test_train_bn_update_conv_values(void)
     m = bn_tiny("momentum=0.5, ", (ae_shape){1, 2, 2});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     l = &m->layers[0];
-    /* two "ranks": aux of sample 0 and of sample 1 summed, as the allreduce does */
+    /* two passes: sample 0 (x = 1..4: sums 10, 30), then sample 1 (5..8: 26, 174) adds to them */
     ae_ctx c0 = train_ctx(2), c1 = train_ctx(2);
     c1.sample0 = 1;
     ae_model_forward(m, &c0, BN_CONV_X, 1, 1);
-    float a0[2] = {l->aux[0], l->aux[1]};
+    CU_ASSERT_EQUAL(l->aux[0], 10.0f);
+    CU_ASSERT_EQUAL(l->aux[1], 30.0f);
     ae_model_forward(m, &c1, BN_CONV_X + 4, 1, 1);
-    l->aux[0] += a0[0];
-    l->aux[1] += a0[1];
+    CU_ASSERT_EQUAL(l->aux[0], 36.0f);
+    CU_ASSERT_EQUAL(l->aux[1], 204.0f);
     ae_model_update(m, &c0);
     CU_ASSERT(near(l->state[0], 2.25, FWD_TOL, "momentum 0.5 mean", 0));
     CU_ASSERT(near(l->state[1], 3.5, FWD_TOL, "momentum 0.5 var", 0));
@@ -1101,12 +1108,10 @@ static void test_train_two_ranks_bn_local(void)
     c1.sample0 = 3;
     ae_model_forward(a, &c, x, 7, a->n_layers);
     ae_model_update(a, &c);
-    ae_model_forward(b, &c0, x, 3, b->n_layers);
-    float aux0[4 * 5];
+    /* the second forward adds its sums to the first's (the aux floats start at zero) */
     CU_ASSERT_EQUAL_FATAL(b->n_aux, 10);
-    memcpy(aux0, b->grads + b->n_params, sizeof(float) * b->n_aux);
+    ae_model_forward(b, &c0, x, 3, b->n_layers);
     ae_model_forward(b, &c1, x + 3 * 4, 4, b->n_layers);
-    for (size_t i = 0; i < b->n_aux; i++) b->grads[b->n_params + i] += aux0[i];
     ae_model_update(b, &c);
     double ds = rel_diff(b->state, a->state, a->n_state);
     if (tu_verbose())
@@ -1207,6 +1212,108 @@ static void test_train_reduction_sum_is_w_mean(void)
     check_sum_vs_mean(RED_BCE);
 }
 
+/* ---- gradient accumulation: passes and slices -------------------------------- */
+
+#define MAX_RANKS 7
+#define MAX_PASSES 7
+#define MAX_NB 50
+#define MAX_MICRO 60
+
+/* For every nb <= MAX_NB, P <= MAX_RANKS, k <= MAX_PASSES: walking passes j then ranks r, the slices
+ * [lo, hi) follow each other with no gap from 0 to nb (so each sample is computed once, by one rank in
+ * one pass, and its global index lo + i keys its noise); each lies in its pass's global micro-batch
+ * [g_lo, g_hi), which are the k parts of the batch in order; the largest slice is ae_train_pass_max, and
+ * a last partial batch (nb < batch) stays within the full batch's. */
+static void test_train_pass_partition(void)
+{
+    int bad = 0, cases = 0;
+    for (int nb = 1; nb <= MAX_NB; nb++)
+        for (int P = 1; P <= MAX_RANKS; P++)
+            for (int k = 1; k <= MAX_PASSES; k++, cases++) {
+                size_t next = 0, g_next = 0, biggest = 0;
+                for (int j = 0; j < k; j++) {
+                    ae_train_pass pr;
+                    ae_train_pass_range((size_t)nb, k, P, j, 0, &pr);
+                    bad += pr.g_lo != g_next || pr.g_hi < pr.g_lo;
+                    g_next = pr.g_hi;
+                    for (int r = 0; r < P; r++) {
+                        ae_train_pass_range((size_t)nb, k, P, j, r, &pr);
+                        bad += pr.lo != next || pr.hi < pr.lo || pr.lo < pr.g_lo || pr.hi > pr.g_hi;
+                        next = pr.hi;
+                        if (pr.hi - pr.lo > biggest) biggest = pr.hi - pr.lo;
+                    }
+                    bad += next != pr.g_hi; /* the ranks' slices fill the micro-batch */
+                }
+                bad += next != (size_t)nb || g_next != (size_t)nb;
+                bad += biggest != (size_t)ae_train_pass_max(nb, k, P);
+                for (int full = nb; full <= MAX_NB; full++) bad += (int)biggest > ae_train_pass_max(full, k, P);
+                if (bad) {
+                    fprintf(stderr, "\n    nb %d, P %d, k %d: slices do not partition the batch\n", nb, P, k);
+                    CU_FAIL("pass partition");
+                    return;
+                }
+            }
+    CU_ASSERT_EQUAL(cases, MAX_NB * MAX_RANKS * MAX_PASSES);
+    /* known values: 10 samples, 4 passes (2, 3, 2, 3), 3 ranks: pass 1 is [2, 5), rank 2 takes [4, 5) */
+    ae_train_pass pr;
+    ae_train_pass_range(10, 4, 3, 1, 2, &pr);
+    CU_ASSERT(pr.g_lo == 2 && pr.g_hi == 5 && pr.lo == 4 && pr.hi == 5);
+    CU_ASSERT_EQUAL(ae_train_pass_max(10, 4, 3), 1);
+    CU_ASSERT_EQUAL(ae_train_pass_max(64, 2, 3), 11);
+}
+
+/* micro_batch m: the passes keep every rank's pass at most m samples, and are the fewest that do; without
+ * it the passes are accum. */
+static void test_train_passes_micro_batch(void)
+{
+    for (int batch = 1; batch <= MAX_NB; batch++)
+        for (int P = 1; P <= MAX_RANKS; P++)
+            for (int mb = 1; mb <= MAX_MICRO; mb++) {
+                int k = ae_train_passes(batch, P, 1, mb);
+                int fits = ae_train_pass_max(batch, k, P) <= mb;
+                int fewest = k == 1 || ae_train_pass_max(batch, k - 1, P) > mb;
+                if (!fits || !fewest || k < 1 || k > batch) {
+                    fprintf(stderr, "\n    batch %d, P %d, micro_batch %d: %d passes\n", batch, P, mb, k);
+                    CU_FAIL("micro_batch passes");
+                    return;
+                }
+            }
+    CU_ASSERT_EQUAL(ae_train_passes(256, 2, 1, 32), 4);
+    CU_ASSERT_EQUAL(ae_train_passes(256, 3, 1, 32), 3); /* 86 per rank: passes of 29 and 28 */
+    CU_ASSERT_EQUAL(ae_train_passes(256, 8, 1, 32), 1);
+    CU_ASSERT_EQUAL(ae_train_passes(256, 3, 5, 0), 5);
+    CU_ASSERT_EQUAL(ae_train_passes(256, 3, 1, 0), 1);
+}
+
+static ae_status reduce_alone(float *buf, size_t n, void *user)
+{
+    (void)buf;
+    (void)n;
+    (void)user;
+    return AE_OK;
+}
+
+/* Synchronized bn divides its reduced sums by ctx->sync_count (the pass's global micro-batch), not by the
+ * step's batch: one rank whose pass is the whole micro-batch of BN_N samples in a step of 2 BN_N gives
+ * the local statistics' output; without sync_count it would divide by 2 BN_N. */
+static void test_train_bn_sync_count(void)
+{
+    ae_model *m = bn_tiny("sync=1, ", (ae_shape){2, 1, 1});
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    memcpy(m->layers[0].W, BN_GAMMA, sizeof BN_GAMMA);
+    memcpy(m->layers[0].b, BN_BETA, sizeof BN_BETA);
+    ae_ctx pass = train_ctx(2 * BN_N), whole = pass;
+    pass.reduce = reduce_alone;
+    pass.sync_count = BN_N;
+    float y[2 * BN_N];
+    memcpy(y, ae_model_forward(m, &pass, BN_X, BN_N, 1), sizeof y);
+    for (int i = 0; i < 2 * BN_N; i++) CU_ASSERT(near(y[i], BN_TRAIN_Y[i], FWD_TOL, "bn sync_count y", i));
+    whole.reduce = reduce_alone; /* sync_count 0: the batch's 2 BN_N */
+    const float *yw = ae_model_forward(m, &whole, BN_X, BN_N, 1);
+    CU_ASSERT(rel_diff(yw, y, 2 * BN_N) > DIFF_MIN);
+    ae_model_free(m);
+}
+
 void ae_test_register_train(void)
 {
     CU_pSuite s = CU_add_suite("train", NULL, NULL);
@@ -1245,4 +1352,7 @@ void ae_test_register_train(void)
     CU_add_test(s, "test_train_two_ranks_penalties_noise", test_train_two_ranks_penalties_noise);
     CU_add_test(s, "test_train_reduction_grad", test_train_reduction_grad);
     CU_add_test(s, "test_train_reduction_sum_is_w_mean", test_train_reduction_sum_is_w_mean);
+    CU_add_test(s, "test_train_pass_partition", test_train_pass_partition);
+    CU_add_test(s, "test_train_passes_micro_batch", test_train_passes_micro_batch);
+    CU_add_test(s, "test_train_bn_sync_count", test_train_bn_sync_count);
 }

@@ -25,6 +25,7 @@
 #define AE_SPEC_MAX_LAYERS 64
 #define AE_SPEC_MAX_ARGS 8
 #define AE_SPEC_STR 256
+#define AE_ACCUM_MAX 4096 /* [train] accum: at most this many passes per optimizer step */
 
 typedef struct ae_layer_arg {
     char key[24]; /* "" for a positional argument */
@@ -79,6 +80,8 @@ typedef struct ae_spec {
 
     /* [train] */
     int batch;                                   /* batch = 256 (global, over all ranks) */
+    int accum;                                   /* accum = 1: global micro-batches per optimizer step */
+    int micro_batch;                             /* micro_batch = 0 (off): per-rank pass size, derives accum */
     int epochs;                                  /* epochs = 10 */
     int64_t max_steps;                           /* max_steps = 0 (no limit) */
     uint64_t seed;                               /* seed = 0 */

@@ -48,7 +48,10 @@ typedef struct ae_ctx {
     int64_t epoch;
     int64_t step;
     int64_t sample0; /* index in the global batch of this call's first sample */
-    int64_t batch;   /* samples in the global batch (all ranks); 0 = this call's n */
+    int64_t batch;   /* samples in the global batch (all ranks): the loss scale; 0 = this call's n */
+    /* samples that ctx->reduce's sums span: the global micro-batch of this pass under gradient
+     * accumulation ([train] accum), which is less than batch; 0 = batch */
+    int64_t sync_count;
     /* Sum buf[0..n) over all ranks in place (synchronized batch norm); NULL
      * when running alone. Layers never call MPI themselves. */
     ae_status (*reduce)(float *buf, size_t n, void *user);
@@ -60,6 +63,13 @@ typedef struct ae_ctx {
     void (*layer_done)(int layer, void *user);
     void *layer_done_user;
 } ae_ctx;
+
+/* The sample count that divides a sum reduced through ctx->reduce (synchronized
+ * batch norm, the KL sparsity's mean activations): sync_count, else batch, else n. */
+static inline int64_t ae_ctx_sync_count(const ae_ctx *ctx, int n)
+{
+    return ctx->sync_count ? ctx->sync_count : ctx->batch ? ctx->batch : n;
+}
 
 typedef struct ae_layer ae_layer;
 
@@ -119,7 +129,9 @@ struct ae_layer {
     size_t scratch_per_sample, scratch_fixed;
     float *scratch;
     /* aux floats summed by the step's allreduce (after the gradients),
-     * written by forward in training mode, read by update */
+     * ADDED TO (+=) by forward in training mode, like the gradients by
+     * backward (the trainer zeroes both once per step, so the passes of
+     * gradient accumulation sum up), read by update */
     size_t n_aux, aux_off;
     float *aux;
 };

@@ -4,6 +4,7 @@
 #ifndef AE_TRAIN_H
 #define AE_TRAIN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ae/config.h"
@@ -48,6 +49,33 @@ ae_status ae_train_pca(ae_spec *spec, const int *ks, int nk, ae_error *err);
  * float32 NPY array (n x code) plus <stem>_labels.npy (uint8) and the
  * encoder's weights as <stem>_<layer>_W.npy / _b.npy. Not collective. */
 ae_status ae_train_encode(const char *ckpt, const char *out, int train_split, ae_error *err);
+
+/* ---- gradient accumulation: the passes of one step (pure arithmetic) ---- */
+
+/* Part `part` of `parts` contiguous parts of [0, n): [n part / parts,
+ * n (part + 1) / parts). The parts partition [0, n) in order; part sizes
+ * differ by at most one (ranks' slices of a batch, global micro-batches,
+ * deterministic micro-shards). parts >= 1, 0 <= part < parts. */
+void ae_train_split(size_t n, int parts, int part, size_t *lo, size_t *hi);
+
+/* One rank's pass of a step: the global micro-batch [g_lo, g_hi) of the
+ * step's nb samples, and this rank's slice [lo, hi) of it (indices into the
+ * global batch: lo is the pass's first global sample, the key of its noise). */
+typedef struct ae_train_pass {
+    size_t g_lo, g_hi; /* global micro-batch `pass` of `passes` */
+    size_t lo, hi;     /* rank `rank` of `nranks`'s contiguous slice of it */
+} ae_train_pass;
+
+void ae_train_pass_range(size_t nb, int passes, int nranks, int pass, int rank, ae_train_pass *out);
+
+/* Passes per step: accum, or with micro_batch > 0 the fewest that keep a
+ * rank's pass at most micro_batch samples, ceil(batch / (nranks x
+ * micro_batch)). */
+int ae_train_passes(int batch, int nranks, int accum, int micro_batch);
+
+/* The most samples a rank computes in one pass of a step of at most batch
+ * samples: ceil(ceil(batch / passes) / nranks) (activations are sized for it). */
+int ae_train_pass_max(int batch, int passes, int nranks);
 
 /* OpenBLAS threads for this rank: requested > 0, or the usable cores of
  * this rank (its CPU affinity) divided by the ranks sharing the node. */
