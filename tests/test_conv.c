@@ -670,16 +670,19 @@ static double max_abs_diff(const float *a, const double *b, size_t n)
     return d;
 }
 
-/* conv forward, dW and din against the naive loops for several geometries, on random data. */
+/* conv forward, dW and din against the naive loops for several geometries, on random data, with
+ * each algorithm (im2col + sgemm, direct loops). */
 static void test_conv_reference_direct(void)
 {
+    static const char *const algos[] = {"im2col", "direct"};
     ae_rng r;
     ae_rng_init(&r, SEED, AE_RNG_TEST, 4, 0, 0);
-    for (size_t ci = 0; ci < N_REF_CASES; ci++) {
+    for (size_t ai = 0; ai < 2 * N_REF_CASES; ai++) {
+        size_t ci = ai % N_REF_CASES;
         const geom_case *g = &REF_CASES[ci];
         char layer[128];
-        snprintf(layer, sizeof layer, "conv(%d, %d, stride=%d, pad=%s)", g->f, g->k, g->s,
-                 g->valid ? "valid" : "same");
+        snprintf(layer, sizeof layer, "conv(%d, %d, stride=%d, pad=%s, algo=%s)", g->f, g->k, g->s,
+                 g->valid ? "valid" : "same", algos[ai / N_REF_CASES]);
         ae_shape in = {g->c, g->h, g->w};
         ae_model *m = build_layer(layer, in);
         CU_ASSERT_PTR_NOT_NULL_FATAL(m);
