@@ -64,15 +64,14 @@ static void flat_span(const conv_geom *g, int ki, int kj, int *ylo, int *yhi, in
     *o1 = (size_t)(*yhi - 1) * g->ow + (size_t)*xhi;
 }
 
-/* Zero the wrap positions of rows [ylo, yhi) (columns outside [xlo, xhi)) inside [o0, o1). */
-static void zero_wraps(const conv_geom *g, float *dst, int ylo, int yhi, int xlo, int xhi, size_t o0, size_t o1)
+/* Zero the wrap positions of rows [ylo, yhi): columns outside [xlo, xhi) (all inside the sample's
+ * oh x ow; those before the first or after the last valid position are zero already or unused). */
+static void zero_wraps(const conv_geom *g, float *dst, int ylo, int yhi, int xlo, int xhi)
 {
     for (int y = ylo; y < yhi; y++) {
-        size_t r = (size_t)y * g->ow;
-        for (int x = 0; x < xlo; x++)
-            if (r + x >= o0 && r + x < o1) dst[r + x] = 0.0f;
-        for (int x = xhi; x < g->ow; x++)
-            if (r + x >= o0 && r + x < o1) dst[r + x] = 0.0f;
+        float *r = dst + (size_t)y * g->ow;
+        for (int x = 0; x < xlo; x++) r[x] = 0.0f;
+        for (int x = xhi; x < g->ow; x++) r[x] = 0.0f;
     }
 }
 
@@ -96,7 +95,7 @@ static void im2col(const conv_geom *g, const float *x, int n, float *col)
                         memset(dst, 0, sizeof(float) * o0);
                         if (o1 > o0) memcpy(dst + o0, src + ((ptrdiff_t)o0 + delta), sizeof(float) * (o1 - o0));
                         memset(dst + o1, 0, sizeof(float) * (ohw - o1));
-                        zero_wraps(g, dst, ylo, yhi, xlo, xhi, o0, o1);
+                        zero_wraps(g, dst, ylo, yhi, xlo, xhi);
                     }
                 }
         return;
@@ -149,7 +148,7 @@ static void col2im(const conv_geom *g, float *col, int n, float *x)
                     for (int smp = 0; smp < n; smp++) {
                         float *src = row + (size_t)smp * ohw;
                         float *plane = x + ((size_t)smp * g->c + ci) * hw;
-                        zero_wraps(g, src, ylo, yhi, xlo, xhi, o0, o1);
+                        zero_wraps(g, src, ylo, yhi, xlo, xhi);
                         for (size_t o = o0; o < o1; o++) plane[(ptrdiff_t)o + delta] += src[o];
                     }
                 }
@@ -661,13 +660,36 @@ static void maxpool_forward(ae_layer *l, const ae_ctx *ctx, const float *in, flo
 {
     (void)ctx;
     int c = l->in.c, h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w, k = l->ksize, s = l->stride;
+    /* 2 x 2 windows at stride 2: the full windows by pairs of rows (selects that vectorize, the same
+     * first-maximum-in-row-major-order rule), the clipped ones of ceil mode by the general loop */
+    int fast = k == 2 && s == 2, fh = fast ? h / 2 : 0, fw = fast ? w / 2 : 0;
     for (int smp = 0; smp < n; smp++) {
         const float *x = in + (size_t)smp * l->in_size;
         float *y = out + (size_t)smp * l->out_size, *arg = l->ws + (size_t)smp * l->out_size;
         for (int ci = 0; ci < c; ci++) {
+            for (int yo = 0; yo < fh; yo++) {
+                size_t r0 = ((size_t)ci * h + 2 * (size_t)yo) * w, r1 = r0 + (size_t)w;
+                float *yr = y + ((size_t)ci * oh + yo) * ow, *ar = arg + ((size_t)ci * oh + yo) * ow;
+                for (int xo = 0; xo < fw; xo++) {
+                    size_t i0 = r0 + 2 * (size_t)xo, i2 = r1 + 2 * (size_t)xo;
+                    float m = x[i0], v;
+                    size_t b = i0;
+                    v = x[i0 + 1];
+                    b = v > m ? i0 + 1 : b;
+                    m = v > m ? v : m;
+                    v = x[i2];
+                    b = v > m ? i2 : b;
+                    m = v > m ? v : m;
+                    v = x[i2 + 1];
+                    b = v > m ? i2 + 1 : b;
+                    m = v > m ? v : m;
+                    yr[xo] = m;
+                    ar[xo] = (float)b;
+                }
+            }
             for (int yo = 0; yo < oh; yo++) {
                 int y0 = yo * s, y1 = y0 + k < h ? y0 + k : h;
-                for (int xo = 0; xo < ow; xo++) {
+                for (int xo = yo < fh ? fw : 0; xo < ow; xo++) {
                     int x0 = xo * s, x1 = x0 + k < w ? x0 + k : w;
                     size_t best = ((size_t)ci * h + y0) * w + x0;
                     for (int yi = y0; yi < y1; yi++)
@@ -736,6 +758,11 @@ static void upsample_backward(ae_layer *l, const ae_ctx *ctx, const float *in, c
     for (size_t r = 0; r < rows; r++) {
         float *dx = din + r * (size_t)w;
         const float *dy = dout + r * (size_t)f * ow;
+        if (f == 2) { /* the common factor, unrolled: the same additions in the same order */
+            for (int xi = 0; xi < w; xi++)
+                dx[xi] = ((dy[2 * xi] + dy[2 * xi + 1]) + dy[ow + 2 * xi]) + dy[ow + 2 * xi + 1];
+            continue;
+        }
         for (int xi = 0; xi < w; xi++) {
             float sum = 0.0f;
             for (int i = 0; i < f; i++)
