@@ -927,6 +927,8 @@ static void test_conv_errors(void)
     CHECK_ERROR("conv(4, 3, act=swish)", S(1, 3, 3), "unknown activation 'swish'");
     CHECK_ERROR("conv(4, 3, init=xavier)", S(1, 3, 3), "unknown init 'xavier'");
     CHECK_ERROR("conv(4, 3, bias=2)", S(1, 3, 3), "bias = '2'");
+    CHECK_ERROR("conv(4, 3, algo=fft)", S(1, 3, 3), "algo must be auto, im2col or direct, not 'fft'");
+    CHECK_ERROR("deconv(4, 3, algo=direct)", S(1, 3, 3), "unknown argument 'algo'");
     CHECK_ERROR("maxpool(5)", S(2, 3, 4), "pool size 5 larger than the 3x4 input");
     CHECK_ERROR("maxpool(2, ceil=maybe)", S(2, 4, 4), "ceil = 'maybe' must be true or false");
     CHECK_ERROR("maxpool()", S(2, 4, 4), "missing argument 'size'");
