@@ -8,6 +8,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -41,11 +42,64 @@ static void valid_range(int out, int in, int s, int pad, int kk, int *lo, int *h
     *hi = b;
 }
 
+/* With stride 1 and output rows as wide as the input's ('same' padding), output position o = y*ow + x
+ * reads input position o + delta (delta = (ki - pt) w + (kj - pl)) of the flattened plane: a window
+ * offset's column row is one contiguous copy of the plane, except the wrap positions (x < xlo or
+ * x >= xhi, where the flat index lands on a neighbouring row's edge instead of the padding), at most
+ * |kj - pl| per row. flat_span gives the positions [*o0, *o1) whose copy stays inside the plane (the
+ * first and last valid ones), and the rows [*ylo, *yhi) that have any. */
+static int flat_ok(const conv_geom *g) { return g->s == 1 && g->ow == g->w; }
+
+static void flat_span(const conv_geom *g, int ki, int kj, int *ylo, int *yhi, int *xlo, int *xhi, size_t *o0,
+                      size_t *o1, ptrdiff_t *delta)
+{
+    valid_range(g->oh, g->h, 1, g->pt, ki, ylo, yhi);
+    valid_range(g->ow, g->w, 1, g->pl, kj, xlo, xhi);
+    *delta = (ptrdiff_t)(ki - g->pt) * g->w + (kj - g->pl);
+    if (*yhi <= *ylo || *xhi <= *xlo) {
+        *o0 = *o1 = 0;
+        return;
+    }
+    *o0 = (size_t)*ylo * g->ow + (size_t)*xlo;
+    *o1 = (size_t)(*yhi - 1) * g->ow + (size_t)*xhi;
+}
+
+/* Zero the wrap positions of rows [ylo, yhi): columns outside [xlo, xhi) (all inside the sample's
+ * oh x ow; those before the first or after the last valid position are zero already or unused). */
+static void zero_wraps(const conv_geom *g, float *dst, int ylo, int yhi, int xlo, int xhi)
+{
+    for (int y = ylo; y < yhi; y++) {
+        float *r = dst + (size_t)y * g->ow;
+        for (int x = 0; x < xlo; x++) r[x] = 0.0f;
+        for (int x = xhi; x < g->ow; x++) r[x] = 0.0f;
+    }
+}
+
 /* col [c*k*k x n*oh*ow] (row (ci*k + ki)*k + kj, column sample*oh*ow + y*ow + x)
  * from the n samples of x (n x c x h x w). */
 static void im2col(const conv_geom *g, const float *x, int n, float *col)
 {
     size_t ohw = (size_t)g->oh * g->ow, hw = (size_t)g->h * g->w, ld = (size_t)n * ohw;
+    if (flat_ok(g)) {
+        for (int ci = 0; ci < g->c; ci++)
+            for (int ki = 0; ki < g->k; ki++)
+                for (int kj = 0; kj < g->k; kj++) {
+                    int ylo, yhi, xlo, xhi;
+                    size_t o0, o1;
+                    ptrdiff_t delta;
+                    flat_span(g, ki, kj, &ylo, &yhi, &xlo, &xhi, &o0, &o1, &delta);
+                    float *row = col + ((size_t)(ci * g->k + ki) * g->k + kj) * ld;
+                    for (int smp = 0; smp < n; smp++) {
+                        const float *src = x + ((size_t)smp * g->c + ci) * hw;
+                        float *dst = row + (size_t)smp * ohw;
+                        memset(dst, 0, sizeof(float) * o0);
+                        if (o1 > o0) memcpy(dst + o0, src + ((ptrdiff_t)o0 + delta), sizeof(float) * (o1 - o0));
+                        memset(dst + o1, 0, sizeof(float) * (ohw - o1));
+                        zero_wraps(g, dst, ylo, yhi, xlo, xhi);
+                    }
+                }
+        return;
+    }
     for (int ci = 0; ci < g->c; ci++) {
         for (int ki = 0; ki < g->k; ki++) {
             int ylo, yhi;
@@ -76,10 +130,30 @@ static void im2col(const conv_geom *g, const float *x, int n, float *col)
     }
 }
 
-/* The adjoint of im2col: x (n x c x h x w) += the columns scattered back. */
-static void col2im(const conv_geom *g, const float *col, int n, float *x)
+/* The adjoint of im2col: x (n x c x h x w) += the columns scattered back. In the flat case the wrap
+ * positions of col are zeroed first (col is scratch), so that one contiguous add per window offset
+ * adds exactly what the row-by-row scatter adds. */
+static void col2im(const conv_geom *g, float *col, int n, float *x)
 {
     size_t ohw = (size_t)g->oh * g->ow, hw = (size_t)g->h * g->w, ld = (size_t)n * ohw;
+    if (flat_ok(g)) {
+        for (int ci = 0; ci < g->c; ci++)
+            for (int ki = 0; ki < g->k; ki++)
+                for (int kj = 0; kj < g->k; kj++) {
+                    int ylo, yhi, xlo, xhi;
+                    size_t o0, o1;
+                    ptrdiff_t delta;
+                    flat_span(g, ki, kj, &ylo, &yhi, &xlo, &xhi, &o0, &o1, &delta);
+                    float *row = col + ((size_t)(ci * g->k + ki) * g->k + kj) * ld;
+                    for (int smp = 0; smp < n; smp++) {
+                        float *src = row + (size_t)smp * ohw;
+                        float *plane = x + ((size_t)smp * g->c + ci) * hw;
+                        zero_wraps(g, src, ylo, yhi, xlo, xhi);
+                        for (size_t o = o0; o < o1; o++) plane[(ptrdiff_t)o + delta] += src[o];
+                    }
+                }
+        return;
+    }
     for (int ci = 0; ci < g->c; ci++) {
         for (int ki = 0; ki < g->k; ki++) {
             int ylo, yhi;
@@ -163,25 +237,19 @@ static float sum_floats(const float *x, size_t n)
 }
 
 /* Backward prologue of conv and deconv: d/dz from dout (unless the loss already gave d/dz), db += its
- * sums per filter. With dst == NULL dout becomes d/dz in place; else dst (filters x n*hw) receives it
- * channel-major, filled row by row (one sequential write stream) and the activation's derivative is
- * applied to the copy while it is in cache. Softmax spans the whole sample: it is applied to dout
- * first. */
+ * sums per filter. dout becomes d/dz in place; with dst != NULL, dst (filters x n*hw) also receives
+ * it channel-major, filled row by row (one sequential write stream). */
 static void act_bias_grad(ae_layer *l, const float *out, float *dout, int n, float *dst)
 {
     int f = l->filters;
     size_t hw = l->out_size / (size_t)f, ld = (size_t)n * hw;
-    int plane_act = !l->fused_out && l->act != AE_ACT_SOFTMAX;
-    if (!l->fused_out && l->act == AE_ACT_SOFTMAX)
-        ae_act_backward(l->act, out, dout, (size_t)n, l->out_size);
+    /* one pass over the whole batch: per-plane calls cost more than the work on small planes */
+    if (!l->fused_out) ae_act_backward(l->act, out, dout, (size_t)n, l->out_size);
+    if (!dst && !l->use_bias) return;
     for (int fi = 0; fi < f; fi++) {
         for (int smp = 0; smp < n; smp++) {
-            size_t off = (size_t)smp * l->out_size + (size_t)fi * hw;
-            float *d = dout + off;
-            if (dst) {
-                d = memcpy(dst + (size_t)fi * ld + (size_t)smp * hw, d, sizeof(float) * hw);
-            }
-            if (plane_act) ae_act_backward(l->act, out + off, d, 1, hw);
+            float *d = dout + (size_t)smp * l->out_size + (size_t)fi * hw;
+            if (dst) d = memcpy(dst + (size_t)fi * ld + (size_t)smp * hw, d, sizeof(float) * hw);
             if (l->use_bias) l->db[fi] += sum_floats(d, hw);
         }
     }
@@ -203,14 +271,24 @@ static ae_status arg_bool(const ae_layer_spec *ls, const char *key, int def, int
 
 /* ---- conv and deconv: arguments and shapes ------------------------------------ */
 
-static const char *const conv_keys[] = {"filters", "ksize", "act", "stride", "pad", "init", "bias", "name",
-                                        NULL};
+static const char *const conv_keys[] = {"filters", "ksize", "act", "stride", "pad", "init", "bias", "algo",
+                                        "name", NULL};
+static const char *const deconv_keys[] = {"filters", "ksize", "act", "stride", "pad", "init", "bias", "name",
+                                          NULL};
+
+/* conv's algorithms (l->flag): im2col + sgemm, or direct loops (few filters, see conv_setup). */
+enum { CONV_IM2COL, CONV_DIRECT };
+/* auto picks the direct loops up to this many filters: a conv with one or two output channels
+ * (an autoencoder's last layer) does little arithmetic per column, so im2col's column matrix, c k^2
+ * times its input, costs more to write and read (and col2im to scatter back) than the products */
+#define DIRECT_MAX_FILTERS 2
 
 /* Arguments shared by conv and deconv; returns *valid (1: pad=valid, 0: same). */
-static ae_status conv_args(ae_layer *l, const ae_layer_spec *ls, int *valid, ae_error *err)
+static ae_status conv_args(ae_layer *l, const ae_layer_spec *ls, const char *const *keys, int *valid,
+                           ae_error *err)
 {
     ae_status st;
-    if ((st = ae_layer_check_args(ls, 3, conv_keys, err))) return st;
+    if ((st = ae_layer_check_args(ls, 3, keys, err))) return st;
     if ((st = ae_layer_arg_int(ls, 0, "filters", -1, 1, MAX_FILTERS, &l->filters, err))) return st;
     if ((st = ae_layer_arg_int(ls, 1, "ksize", -1, 1, MAX_KSIZE, &l->ksize, err))) return st;
     if ((st = ae_layer_arg_act(ls, 2, AE_ACT_LINEAR, &l->act, err))) return st;
@@ -261,8 +339,15 @@ static conv_geom deconv_geometry(const ae_layer *l)
 static ae_status conv_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
 {
     int valid;
-    ae_status st = conv_args(l, ls, &valid, err);
+    ae_status st = conv_args(l, ls, conv_keys, &valid, err);
     if (st) return st;
+    const char *algo = ae_layer_spec_arg(ls, -1, "algo");
+    if (!algo || strcmp(algo, "auto") == 0) l->flag = l->filters <= DIRECT_MAX_FILTERS ? CONV_DIRECT : CONV_IM2COL;
+    else if (strcmp(algo, "im2col") == 0) l->flag = CONV_IM2COL;
+    else if (strcmp(algo, "direct") == 0) l->flag = CONV_DIRECT;
+    else
+        return ae_error_set(err, AE_ERR_CONFIG, "%s: conv: algo must be auto, im2col or direct, not '%s'",
+                            ls->origin, algo);
     int k = l->ksize, s = l->stride, h = l->in.h, w = l->in.w;
     if (valid) {
         if (k > h || k > w)
@@ -279,15 +364,17 @@ static ae_status conv_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
     size_t ckk = (size_t)l->in.c * k * k, ohw = (size_t)l->out.h * l->out.w;
     l->n_params = (size_t)l->filters * ckk + (l->use_bias ? (size_t)l->filters : 0);
     l->flops = 2.0 * (double)l->filters * (double)ckk * (double)ohw;
-    /* im2col columns (ckk x ohw) then the product / output gradient (filters x ohw), per sample */
-    l->scratch_per_sample = (ckk + (size_t)l->filters) * ohw;
+    /* im2col columns (ckk x ohw) then the product / output gradient (filters x ohw), per sample; the
+     * direct loops need none */
+    l->scratch_per_sample = l->flag == CONV_DIRECT ? 0 : (ckk + (size_t)l->filters) * ohw;
+    if (l->flag == CONV_DIRECT) l->ws_fixed = (size_t)l->out.w; /* backward's row of partial sums */
     return AE_OK;
 }
 
 static ae_status deconv_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
 {
     int valid;
-    ae_status st = conv_args(l, ls, &valid, err);
+    ae_status st = conv_args(l, ls, deconv_keys, &valid, err);
     if (st) return st;
     int k = l->ksize, s = l->stride, h = l->in.h, w = l->in.w;
     /* Keras Conv2DTranspose: same -> in * s, valid -> (in - 1) * s + k; the padding is that of the
@@ -343,12 +430,108 @@ static int conv_chunk(const conv_geom *g, int ckk, int f, int n)
     return cs < (size_t)n ? (int)cs : n;
 }
 
+/* ---- conv: direct loops ----------------------------------------------------------- */
+
+/* The window offset (ki, kj) of one input plane x (h x w) against one output plane (oh x ow): calls
+ * row(y, the output row's valid part [xlo, xhi), the input row's element for output xo = xlo) for each
+ * output row that reads inside the input. The input element of output xo is then at
+ * xr[(xo - xlo) * s]. */
+#define FOR_WINDOW_ROWS(g, ki, kj, x, BODY)                                                         \
+    do {                                                                                            \
+        int ylo_, yhi_, xlo, xhi;                                                                   \
+        valid_range((g)->oh, (g)->h, (g)->s, (g)->pt, (ki), &ylo_, &yhi_);                          \
+        valid_range((g)->ow, (g)->w, (g)->s, (g)->pl, (kj), &xlo, &xhi);                            \
+        for (int y = ylo_; y < yhi_ && xhi > xlo; y++) {                                            \
+            const float *xr = (x) + (size_t)(y * (g)->s - (g)->pt + (ki)) * (g)->w +                \
+                              (xlo * (g)->s - (g)->pl + (kj));                                      \
+            BODY                                                                                    \
+        }                                                                                           \
+    } while (0)
+
+/* out (n x filters x oh x ow) = act(W * in + b), each output plane accumulated in place from the
+ * shifted input rows, one weight at a time (vectorized along the rows). */
+static void conv_direct_forward(ae_layer *l, const float *in, float *out, int n)
+{
+    conv_geom g = conv_geometry(l);
+    int f = l->filters, kk = g.k * g.k;
+    size_t ohw = (size_t)g.oh * g.ow, hw = (size_t)g.h * g.w;
+    memset(out, 0, sizeof(float) * (size_t)n * l->out_size);
+    for (int smp = 0; smp < n; smp++)
+        for (int fi = 0; fi < f; fi++) {
+            float *o = out + (size_t)smp * l->out_size + (size_t)fi * ohw;
+            for (int ci = 0; ci < g.c; ci++) {
+                const float *x = in + (size_t)smp * l->in_size + (size_t)ci * hw;
+                const float *wk = l->W + ((size_t)fi * g.c + ci) * kk;
+                for (int ki = 0; ki < g.k; ki++)
+                    for (int kj = 0; kj < g.k; kj++) {
+                        float wv = wk[ki * g.k + kj];
+                        FOR_WINDOW_ROWS(&g, ki, kj, x, {
+                            float *orow = o + (size_t)y * g.ow;
+                            if (g.s == 1)
+                                for (int xo = xlo; xo < xhi; xo++) orow[xo] += wv * xr[xo - xlo];
+                            else
+                                for (int xo = xlo; xo < xhi; xo++) orow[xo] += wv * xr[(xo - xlo) * g.s];
+                        });
+                    }
+            }
+        }
+    bias_act_planes(l, out, ohw, l->out_size, out, l->z, n);
+}
+
+/* dW += sum dz x over the windows, din (zeroed by the caller) += W^T-scatter of dz; dz = d/dz in place
+ * of dout. The weight's sum runs in a row of partial sums (acc, ow floats, summed at the end) so that
+ * it vectorizes like the scatter it shares its loads with. */
+static void conv_direct_backward(ae_layer *l, const float *in, const float *out, float *dout, float *din, int n)
+{
+    conv_geom g = conv_geometry(l);
+    int f = l->filters, kk = g.k * g.k;
+    size_t ohw = (size_t)g.oh * g.ow, hw = (size_t)g.h * g.w;
+    float *acc = l->ws_fix; /* ow floats */
+    act_bias_grad(l, out, dout, n, NULL);
+    for (int smp = 0; smp < n; smp++)
+        for (int fi = 0; fi < f; fi++) {
+            const float *dz = dout + (size_t)smp * l->out_size + (size_t)fi * ohw;
+            for (int ci = 0; ci < g.c; ci++) {
+                const float *x = in + (size_t)smp * l->in_size + (size_t)ci * hw;
+                float *dx = din ? din + (size_t)smp * l->in_size + (size_t)ci * hw : NULL;
+                size_t wo = ((size_t)fi * g.c + ci) * kk;
+                for (int ki = 0; ki < g.k; ki++)
+                    for (int kj = 0; kj < g.k; kj++) {
+                        float wv = l->W[wo + (size_t)(ki * g.k + kj)];
+                        memset(acc, 0, sizeof(float) * (size_t)g.ow);
+                        FOR_WINDOW_ROWS(&g, ki, kj, x, {
+                            const float *dzr = dz + (size_t)y * g.ow;
+                            int len = xhi - xlo;
+                            if (g.s == 1) {
+                                for (int t = 0; t < len; t++) acc[t] += dzr[xlo + t] * xr[t];
+                                if (dx) {
+                                    float *dxr = dx + (xr - x);
+                                    for (int t = 0; t < len; t++) dxr[t] += wv * dzr[xlo + t];
+                                }
+                            } else {
+                                for (int t = 0; t < len; t++) acc[t] += dzr[xlo + t] * xr[t * g.s];
+                                if (dx) {
+                                    float *dxr = dx + (xr - x);
+                                    for (int t = 0; t < len; t++) dxr[t * g.s] += wv * dzr[xlo + t];
+                                }
+                            }
+                        });
+                        l->dW[wo + (size_t)(ki * g.k + kj)] += sum_floats(acc, (size_t)g.ow);
+                    }
+            }
+        }
+}
+
 /* Per chunk of cs samples: col (ckk x cs*ohw), then y (filters x cs*ohw) = W (filters x ckk) . col,
  * then bias + act while permuting y to NCHW. */
 static void conv_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
 {
     (void)ctx;
     if (n <= 0) return;
+    if (l->flag == CONV_DIRECT) {
+        conv_direct_forward(l, in, out, n);
+        return;
+    }
     conv_geom g = conv_geometry(l);
     int ckk = g.c * g.k * g.k, f = l->filters, ohw = g.oh * g.ow, cs = conv_chunk(&g, ckk, f, n);
     float *col = l->scratch, *y = l->scratch + (size_t)ckk * (size_t)cs * (size_t)ohw;
@@ -371,10 +554,14 @@ static void conv_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const
 {
     (void)ctx;
     if (n <= 0) return;
+    if (din) memset(din, 0, sizeof(float) * (size_t)n * l->in_size);
+    if (l->flag == CONV_DIRECT) {
+        conv_direct_backward(l, in, out, dout, din, n);
+        return;
+    }
     conv_geom g = conv_geometry(l);
     int ckk = g.c * g.k * g.k, f = l->filters, ohw = g.oh * g.ow, cs = conv_chunk(&g, ckk, f, n);
     float *col = l->scratch, *dy = l->scratch + (size_t)ckk * (size_t)cs * (size_t)ohw;
-    if (din) memset(din, 0, sizeof(float) * (size_t)n * l->in_size);
     for (int s0 = 0; s0 < n; s0 += cs) {
         int m = n - s0 < cs ? n - s0 : cs, cols = m * ohw;
         size_t oo = (size_t)s0 * l->out_size, io = (size_t)s0 * l->in_size;
@@ -473,13 +660,36 @@ static void maxpool_forward(ae_layer *l, const ae_ctx *ctx, const float *in, flo
 {
     (void)ctx;
     int c = l->in.c, h = l->in.h, w = l->in.w, oh = l->out.h, ow = l->out.w, k = l->ksize, s = l->stride;
+    /* 2 x 2 windows at stride 2: the full windows by pairs of rows (selects that vectorize, the same
+     * first-maximum-in-row-major-order rule), the clipped ones of ceil mode by the general loop */
+    int fast = k == 2 && s == 2, fh = fast ? h / 2 : 0, fw = fast ? w / 2 : 0;
     for (int smp = 0; smp < n; smp++) {
         const float *x = in + (size_t)smp * l->in_size;
         float *y = out + (size_t)smp * l->out_size, *arg = l->ws + (size_t)smp * l->out_size;
         for (int ci = 0; ci < c; ci++) {
+            for (int yo = 0; yo < fh; yo++) {
+                size_t r0 = ((size_t)ci * h + 2 * (size_t)yo) * w, r1 = r0 + (size_t)w;
+                float *yr = y + ((size_t)ci * oh + yo) * ow, *ar = arg + ((size_t)ci * oh + yo) * ow;
+                for (int xo = 0; xo < fw; xo++) {
+                    size_t i0 = r0 + 2 * (size_t)xo, i2 = r1 + 2 * (size_t)xo;
+                    float m = x[i0], v;
+                    size_t b = i0;
+                    v = x[i0 + 1];
+                    b = v > m ? i0 + 1 : b;
+                    m = v > m ? v : m;
+                    v = x[i2];
+                    b = v > m ? i2 : b;
+                    m = v > m ? v : m;
+                    v = x[i2 + 1];
+                    b = v > m ? i2 + 1 : b;
+                    m = v > m ? v : m;
+                    yr[xo] = m;
+                    ar[xo] = (float)b;
+                }
+            }
             for (int yo = 0; yo < oh; yo++) {
                 int y0 = yo * s, y1 = y0 + k < h ? y0 + k : h;
-                for (int xo = 0; xo < ow; xo++) {
+                for (int xo = yo < fh ? fw : 0; xo < ow; xo++) {
                     int x0 = xo * s, x1 = x0 + k < w ? x0 + k : w;
                     size_t best = ((size_t)ci * h + y0) * w + x0;
                     for (int yi = y0; yi < y1; yi++)
@@ -548,6 +758,11 @@ static void upsample_backward(ae_layer *l, const ae_ctx *ctx, const float *in, c
     for (size_t r = 0; r < rows; r++) {
         float *dx = din + r * (size_t)w;
         const float *dy = dout + r * (size_t)f * ow;
+        if (f == 2) { /* the common factor, unrolled: the same additions in the same order */
+            for (int xi = 0; xi < w; xi++)
+                dx[xi] = ((dy[2 * xi] + dy[2 * xi + 1]) + dy[ow + 2 * xi]) + dy[ow + 2 * xi + 1];
+            continue;
+        }
         for (int xi = 0; xi < w; xi++) {
             float sum = 0.0f;
             for (int i = 0; i < f; i++)

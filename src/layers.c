@@ -85,8 +85,11 @@ void ae_act_backward(ae_act act, const float *y, float *d, size_t n, size_t w)
     case AE_ACT_TANH:
         for (size_t i = 0; i < len; i++) d[i] *= 1.0f - y[i] * y[i];
         break;
-    case AE_ACT_RELU: /* written so that it compiles to a mask, not a data-dependent branch */
-        for (size_t i = 0; i < len; i++) d[i] *= (float)(y[i] > 0.0f);
+    case AE_ACT_RELU: /* a select of two constants: GCC vectorizes it (d *= (float)(y > 0) became a branch) */
+        for (size_t i = 0; i < len; i++) {
+            float pos = y[i] > 0.0f ? 1.0f : 0.0f;
+            d[i] = d[i] * pos;
+        }
         break;
     case AE_ACT_ELU: /* y > 0: 1, else y + 1 */
         for (size_t i = 0; i < len; i++) {

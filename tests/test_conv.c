@@ -670,16 +670,19 @@ static double max_abs_diff(const float *a, const double *b, size_t n)
     return d;
 }
 
-/* conv forward, dW and din against the naive loops for several geometries, on random data. */
+/* conv forward, dW and din against the naive loops for several geometries, on random data, with
+ * each algorithm (im2col + sgemm, direct loops). */
 static void test_conv_reference_direct(void)
 {
+    static const char *const algos[] = {"im2col", "direct"};
     ae_rng r;
     ae_rng_init(&r, SEED, AE_RNG_TEST, 4, 0, 0);
-    for (size_t ci = 0; ci < N_REF_CASES; ci++) {
+    for (size_t ai = 0; ai < 2 * N_REF_CASES; ai++) {
+        size_t ci = ai % N_REF_CASES;
         const geom_case *g = &REF_CASES[ci];
         char layer[128];
-        snprintf(layer, sizeof layer, "conv(%d, %d, stride=%d, pad=%s)", g->f, g->k, g->s,
-                 g->valid ? "valid" : "same");
+        snprintf(layer, sizeof layer, "conv(%d, %d, stride=%d, pad=%s, algo=%s)", g->f, g->k, g->s,
+                 g->valid ? "valid" : "same", algos[ai / N_REF_CASES]);
         ae_shape in = {g->c, g->h, g->w};
         ae_model *m = build_layer(layer, in);
         CU_ASSERT_PTR_NOT_NULL_FATAL(m);
@@ -924,6 +927,8 @@ static void test_conv_errors(void)
     CHECK_ERROR("conv(4, 3, act=swish)", S(1, 3, 3), "unknown activation 'swish'");
     CHECK_ERROR("conv(4, 3, init=xavier)", S(1, 3, 3), "unknown init 'xavier'");
     CHECK_ERROR("conv(4, 3, bias=2)", S(1, 3, 3), "bias = '2'");
+    CHECK_ERROR("conv(4, 3, algo=fft)", S(1, 3, 3), "algo must be auto, im2col or direct, not 'fft'");
+    CHECK_ERROR("deconv(4, 3, algo=direct)", S(1, 3, 3), "unknown argument 'algo'");
     CHECK_ERROR("maxpool(5)", S(2, 3, 4), "pool size 5 larger than the 3x4 input");
     CHECK_ERROR("maxpool(2, ceil=maybe)", S(2, 4, 4), "ceil = 'maybe' must be true or false");
     CHECK_ERROR("maxpool()", S(2, 4, 4), "missing argument 'size'");
