@@ -18,6 +18,21 @@ double ae_loss_mse(const float *y, const float *t, size_t n, size_t w, float sca
     return s;
 }
 
+/* Sum of x[0..m) in double, in SUM_LANES running sums (one dependent add chain would wait on every
+ * add's latency; the lanes vectorize). */
+#define SUM_LANES 4
+static double sum_double_lanes(const float *x, size_t m)
+{
+    double acc[SUM_LANES] = {0};
+    size_t i = 0;
+    for (; i + SUM_LANES <= m; i += SUM_LANES)
+        for (int j = 0; j < SUM_LANES; j++) acc[j] += (double)x[i + j];
+    double s = 0.0;
+    for (; i < m; i++) s += (double)x[i];
+    for (int j = 0; j < SUM_LANES; j++) s += acc[j];
+    return s;
+}
+
 double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, float scale, float *d)
 {
     double s = 0.0;
@@ -28,15 +43,21 @@ double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, fl
     for (size_t i0 = 0; i0 < len; i0 += BLOCK) {
         size_t m = len - i0 < BLOCK ? len - i0 : BLOCK;
         const float *restrict zb = z + i0, *restrict tb = t + i0;
-        /* two passes: GCC does not if-convert exp and log in one loop body */
+        /* e = exp(-|z|) once: the loss takes log(1 + e), the gradient sigmoid(z) = r or e r with
+         * r = 1 / (1 + e) (no second exp); two passes, as GCC does not if-convert exp and log in one
+         * loop body */
         for (size_t i = 0; i < m; i++) buf[i] = ae_fast_exp(-fabsf(zb[i]));
-        for (size_t i = 0; i < m; i++)
-            buf[i] = (zb[i] > 0.0f ? zb[i] : 0.0f) - zb[i] * tb[i] + ae_fast_log(1.0f + buf[i]);
         if (d) {
             float *restrict db = d + i0;
-            for (size_t i = 0; i < m; i++) db[i] = scale * (ae_fast_sigmoid(zb[i]) - tb[i]);
+            for (size_t i = 0; i < m; i++) {
+                float r = 1.0f / (1.0f + buf[i]);
+                float sig = zb[i] >= 0.0f ? r : buf[i] * r;
+                db[i] = scale * (sig - tb[i]);
+            }
         }
-        for (size_t i = 0; i < m; i++) s += buf[i];
+        for (size_t i = 0; i < m; i++)
+            buf[i] = (zb[i] > 0.0f ? zb[i] : 0.0f) - zb[i] * tb[i] + ae_fast_log(1.0f + buf[i]);
+        s += sum_double_lanes(buf, m);
     }
     return s;
 }
