@@ -177,6 +177,9 @@ static const key_def keys[] = {
           "use only the first N training images (0 = all)"),
     K_INT("train", "patience", patience, "0", AT_LEAST(0),
           "stop after N evaluations without a better validation loss (0 = off)"),
+    K_FLT("train", "target_loss", target_loss, "0", AT_LEAST(0),
+          "stop once the validation loss (the training loss without a validation split) is at or below it; "
+          "0 = off"),
     K_INT("train", "checkpoint_epochs", checkpoint_epochs, "1", AT_LEAST(0),
           "checkpoint every N epochs (0 = only at the end)"),
     K_I64("train", "checkpoint_steps", checkpoint_steps, "0", AT_LEAST(0), "also every N steps (0 = off)"),

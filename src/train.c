@@ -1234,8 +1234,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     int is_ae = m->type == AE_MODEL_AUTOENCODER;
     int has_kl = 0;
     for (int i = 0; i < m->n_layers; i++) has_kl |= strcmp(m->layers[i].kind->name, "sample") == 0;
-    double total_train_time = 0, total_samples = 0;
-    int stopped_early = 0, interrupted = 0;
+    double total_train_time = 0, total_samples = 0, t_train0 = ae_dist_time();
+    int stopped_early = 0, interrupted = 0, reached_target = 0;
     ae_eval_out te = {0};
     int have_te = 0;
     int64_t last_saved_step = -1;
@@ -1361,14 +1361,30 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                 stopped_early = 1;
             }
         }
+        /* the watched loss is the same number on every rank (reduced), so all ranks stop together */
+        double watched = d.val.n > 0 ? row.val_loss : row.train_loss;
+        if (spec->target_loss > 0 && isfinite(watched) && watched <= spec->target_loss) {
+            reached_target = 1;
+            res->target_epoch = finished;
+            res->target_step = L.step;
+            res->time_to_target_s = ae_dist_time() - t_train0;
+            res->train_time_to_target_s = total_train_time;
+        }
         int periodic = spec->checkpoint_epochs > 0 && finished % spec->checkpoint_epochs == 0;
-        if (periodic || stopped_early) {
+        if (periodic || stopped_early || reached_target) {
             if ((st = save_ckpt(&rc, &L, spec, bad, best, 0, err))) goto done;
             last_saved_step = L.step;
         }
         if (stopped_early) {
             ae_report_log("early stop: validation loss has not improved for %d epochs (best %.5f)", spec->patience,
                           best);
+            break;
+        }
+        if (reached_target) {
+            ae_report_log("target reached: %s loss %.6g <= %g at epoch %lld (step %lld) after %.2f s (%.2f s in "
+                          "training steps)", d.val.n > 0 ? "validation" : "training", watched,
+                          (double)spec->target_loss, (long long)res->target_epoch, (long long)res->target_step,
+                          res->time_to_target_s, res->train_time_to_target_s);
             break;
         }
     }
@@ -1418,25 +1434,32 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     }
     ae_report_log("throughput: %.0f samples/s (%d rank%s), %lld steps", res->samples_per_s, P, P == 1 ? "" : "s",
                   (long long)L.step);
+    if (spec->target_loss > 0 && !reached_target)
+        ae_report_log("target not reached: the %s loss stayed above %g", d.val.n > 0 ? "validation" : "training",
+                      (double)spec->target_loss);
     mem_report mem;
     if ((st = measure_memory(m, spec, &d, &mem, err))) goto done;
     ae_report_log("memory per rank: peak RSS %.1f MiB (min %.1f over %d rank%s); budget %.1f MiB = data %.1f + "
                   "2 x model %.1f + %.0f; allreduce %.3g MB per step and rank", mem.rss_max, mem.rss_min, P,
                   P == 1 ? "" : "s", mem.budget, mem.data_share, mem.model, RSS_BASE_MIB, mem.allreduce_bytes / 1e6);
     if (rank == 0) {
-        char text[1024];
+        char text[1536];
         snprintf(text, sizeof text,
                  "{\"test_loss\": %.9g, \"test_mse\": %.9g, \"test_bce\": %.9g, \"test_acc\": %.9g, "
                  "\"probe_acc\": %.9g, \"knn_acc\": %.9g, \"code_mean\": %.9g, "
                  "\"test_penalty\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, "
                  "\"ranks\": %d, \"peak_rss_mb\": %.1f, \"peak_rss_mb_min\": %.1f, \"memory_budget_mb\": %.1f, "
-                 "\"data_bytes\": %zu, \"data_shared_ranks\": %d, \"allreduce_bytes_per_step\": %.0f}\n",
+                 "\"data_bytes\": %zu, \"data_shared_ranks\": %d, \"allreduce_bytes_per_step\": %.0f, "
+                 "\"target_loss\": %.9g, \"target_epoch\": %lld, \"target_step\": %lld, "
+                 "\"time_to_target_s\": %.6g, \"train_time_to_target_s\": %.6g, \"global_batch\": %d}\n",
                  res->test_loss, is_ae ? te.mse : -1.0, is_ae ? te.bce : -1.0, is_ae ? -1.0 : te.accuracy,
                  isfinite(res->probe_acc) ? res->probe_acc : -1.0, isfinite(res->knn_acc) ? res->knn_acc : -1.0,
                  is_ae ? te.code_mean : -1.0, te.penalty,
                  res->samples_per_s,
                  (long long)L.step, P, mem.rss_max, mem.rss_min, mem.budget, d.data_bytes, mem.sharing,
-                 mem.allreduce_bytes);
+                 mem.allreduce_bytes, (double)spec->target_loss, (long long)res->target_epoch,
+                 (long long)res->target_step, res->target_epoch ? res->time_to_target_s : -1.0,
+                 res->target_epoch ? res->train_time_to_target_s : -1.0, spec->batch);
         if ((st = write_text(rc.dir, "result.json", text, err))) ae_report_warn("%s", err->msg);
         st = AE_OK;
     }

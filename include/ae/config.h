@@ -88,6 +88,7 @@ typedef struct ae_spec {
     int validation;                              /* validation = 5000 */
     int train_limit;                             /* train_limit = 0 (all) */
     int patience;                                /* patience = 0 (off) */
+    float target_loss;                           /* target_loss = 0 (off): stop when reached */
     int checkpoint_epochs;                       /* checkpoint_epochs = 1 */
     int64_t checkpoint_steps;                    /* checkpoint_steps = 0 (off) */
     int keep;                                    /* keep = 3 */

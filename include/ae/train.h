@@ -23,6 +23,10 @@ typedef struct ae_train_result {
     double knn_acc;                                  /* k-NN on the code, NAN when not run */
     double samples_per_s;                            /* mean training throughput */
     int64_t steps;
+    /* [train] target_loss: where it was reached (epoch 0: not reached or off), the wall time of this
+     * process's training up to then (steps, evaluation, checkpoints) and its training steps alone */
+    int64_t target_epoch, target_step;
+    double time_to_target_s, train_time_to_target_s;
     char run_dir[4096];
 } ae_train_result;
 
