@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -376,7 +377,12 @@ static ae_status comm_start(ae_dist_reqs *q, ae_error *err)
         pthread_cond_init(&q->work, NULL);
         pthread_cond_init(&q->idle, NULL);
         q->rc = MPI_SUCCESS;
+        /* signals (SIGUSR1 from a scheduler, SIGINT) stay with the main thread, as without the thread */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
         ok = pthread_create(&q->thread, NULL, comm_main, q) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (ok) {
             q->threaded = 1;
             q->next_live = live_threads;
