@@ -33,6 +33,6 @@ for ((i = 0; i < n; i++)); do
     --set train.checkpoint_epochs=0 --set train.validation=0 --set train.eval_every=0 \
     --set train.knn=0 --set train.bucket_mb="$mb" --set train.comm_thread="$thread" >/dev/null
   # metrics.csv: samples_per_s is column 11, allreduce_frac 12, allreduce_exposed_frac 14
-  tail -n 1 "$work/$run/metrics.csv" | awk -F, -v r="$round" -v l="$label" -v c="$(basename "$config" .ini)" \
+  tail -n 1 "$work/$run/metrics.csv" | awk -F, -v r="$round" -v l="${label//,/;}" -v c="$(basename "$config" .ini)" \
     -v mb="$mb" -v t="$thread" '{ print r "," l "," c "," mb "," t "," $11 "," $12 "," $14 }' >>"$out"
 done

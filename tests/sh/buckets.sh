@@ -82,7 +82,8 @@ check_mode() { # check_mode RUN PATTERN
 bucketed() {
   local cfg=$1 p=$2 mb=$3 run=$4 b0=$5
   shift 5
-  mpi "$p" "$AETRAIN" train "$WORK/$cfg.ini" --run "$run" --quiet "$@" --set train.bucket_mb=$mb
+  mpi "$p" "$AETRAIN" train "$WORK/$cfg.ini" --run "$run" --quiet "$@" --set train.bucket_mb=$mb \
+    --set train.comm_thread=false
   mpi "$p" "$AETRAIN" train "$WORK/$cfg.ini" --run "$run-t" --quiet "$@" --set train.bucket_mb=$mb \
     --set train.comm_thread=true
   check_mode "$run" "$MODE_TESTALL"
@@ -120,7 +121,7 @@ stalled() { # stalled LABEL PATTERN [--set ...]
     bad "stalled rank, $label: exit $rc: $out"
   fi
 }
-stalled MPI_Testall 'MPI_(Waitall|Testall|Iallreduce)\(sum\)'
+stalled MPI_Testall 'MPI_(Waitall|Testall|Iallreduce)\(sum\)' --set train.comm_thread=false
 stalled thread "the wait for the communication thread's MPI_Allreduce\(sum\)" --set train.comm_thread=true
 
 # the per-step breakdown: total and exposed (after backward) allreduce shares; with the thread the
