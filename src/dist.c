@@ -285,7 +285,8 @@ struct sum_job {
 struct ae_dist_reqs {
     int cap, n;
     MPI_Request *req;
-    /* thread mode; the fields below req are guarded by mu while the thread runs */
+    /* thread mode (threaded, thread and comm are set by the main thread before any job is queued;
+     * the queue fields from job on are guarded by mu) */
     int threaded;
     pthread_t thread;
     MPI_Comm comm;
