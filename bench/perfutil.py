@@ -5,6 +5,7 @@
   perfutil.py layers                `aetrain check` output on stdin -> roofline layer arguments
   perfutil.py run RUN_DIR           a finished aetrain run -> "samples_per_s allreduce_share openblas_core"
   perfutil.py summary RESULTS_DIR   roofline.csv + aetrain.csv + torch.csv -> summary.csv and the tables
+  perfutil.py buckets OUT.csv       bench/buckets.sh rows -> a markdown table of medians per setting
 """
 import csv
 import json
@@ -198,6 +199,37 @@ def summary(d):
             next((r["core"] for r in roof if r["model"] == "peak"), "?")))
 
 
+# ---- buckets --------------------------------------------------------------------------------------
+
+def median(v):
+    v = sorted(x for x in v if not math.isnan(x))
+    if not v:
+        return float("nan")
+    h = len(v) // 2
+    return v[h] if len(v) % 2 else 0.5 * (v[h - 1] + v[h])
+
+
+def buckets(path):
+    """Medians over rounds of bench/buckets.sh rows per (label, config, bucket_mb, comm_thread), and
+    of the ratio of samples/s to bucket_mb = 0 of the same round (with its range)."""
+    rows = read(path)
+    base = {(r["label"], r["config"], r["round"]): num(r["samples_per_s"]) for r in rows if num(r["bucket_mb"]) == 0}
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["label"], r["config"], r["bucket_mb"], r["comm_thread"]), []).append(r)
+    print("| model | where | bucket_mb | comm_thread | samples/s | ratio (range) | allreduce_frac | exposed | rounds |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (label, config, mb, thread), g in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0], num(kv[0][2]),
+                                                                             kv[0][3])):
+        ratios = [ratio(num(r["samples_per_s"]), base.get((label, config, r["round"]), float("nan"))) for r in g]
+        ok = [x for x in ratios if not math.isnan(x)]
+        rng = " (%.2f-%.2f)" % (min(ok), max(ok)) if ok and num(mb) != 0 else ""
+        print("| %s | %s | %s | %s | %s | %s%s | %s | %s | %d |" % (
+            config, label, mb, "-" if num(mb) == 0 else thread, fmt(median([num(r["samples_per_s"]) for r in g])),
+            fmt(median(ratios)), rng, fmt(median([num(r["allreduce_frac"]) for r in g])),
+            fmt(median([num(r["allreduce_exposed_frac"]) for r in g])), len(g)))
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -210,6 +242,8 @@ def main():
         run(sys.argv[2])
     elif cmd == "summary" and len(sys.argv) == 3:
         summary(sys.argv[2])
+    elif cmd == "buckets" and len(sys.argv) == 3:
+        buckets(sys.argv[2])
     else:
         sys.exit(__doc__)
 

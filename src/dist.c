@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,9 @@ static struct {
     int active;
     int rank, size;
     int local_rank, local_size;
+    int thread_level; /* what MPI_Init_thread provided */
     MPI_Comm comm;
-} g = {0, 0, 0, 1, 0, 1, MPI_COMM_NULL};
+} g = {0, 0, 0, 1, 0, 1, MPI_THREAD_SINGLE, MPI_COMM_NULL};
 
 /* Watchdog: the main thread marks entry into and exit from collectives. */
 #define WATCHDOG_EXIT 9
@@ -101,16 +103,18 @@ static ae_status mpi_fail(int rc, const char *what, ae_error *err)
     return ae_error_set(err, AE_ERR_MPI, "%s failed: %s", what, msg);
 }
 
-ae_status ae_dist_init(int *argc, char ***argv, ae_error *err)
+ae_status ae_dist_init(int *argc, char ***argv, int thread_multiple, ae_error *err)
 {
     if (g.active) return AE_OK;
     int flag = 0;
     MPI_Initialized(&flag);
     if (!flag) {
-        int provided;
-        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        int want = thread_multiple ? MPI_THREAD_MULTIPLE : MPI_THREAD_FUNNELED;
+        int rc = MPI_Init_thread(argc, argv, want, &g.thread_level);
         if (rc != MPI_SUCCESS) return ae_error_set(err, AE_ERR_MPI, "MPI_Init failed (code %d)", rc);
         g.inited_here = 1;
+    } else {
+        MPI_Query_thread(&g.thread_level);
     }
     MPI_Comm_dup(MPI_COMM_WORLD, &g.comm);
     MPI_Comm_set_errhandler(g.comm, MPI_ERRORS_RETURN);
@@ -125,8 +129,15 @@ ae_status ae_dist_init(int *argc, char ***argv, ae_error *err)
     return AE_OK;
 }
 
+/* The bucketed allreduce's communication threads still running (below). */
+static ae_dist_reqs *live_threads;
+static void comm_stop(ae_dist_reqs *q);
+
 void ae_dist_finalize(void)
 {
+    /* a communication thread still alive (its requests not freed) ends before MPI does; its
+     * drain is still watched */
+    while (live_threads) comm_stop(live_threads);
     ae_dist_watchdog_stop();
     if (!g.active) return;
     MPI_Comm_free(&g.comm);
@@ -260,12 +271,144 @@ ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err)
     return allreduce(buf, n, MPI_DOUBLE, sizeof(double), MPI_MAX, "MPI_Allreduce(max)", err);
 }
 
+/* The bucketed allreduce's requests. Two modes, chosen at creation:
+ * - MPI_Testall mode: each sum is an MPI_Iallreduce on g.comm; it moves only inside MPI calls of
+ *   the main thread (this MPI has no asynchronous progress), i.e. ae_dist_progress and the wait.
+ * - thread mode: a communication thread of q, with its own duplicate of the communicator, runs the
+ *   queued sums in order with blocking MPI_Allreduce while the main thread goes on with backward
+ *   (and its own collectives on g.comm, e.g. synchronized batch norm: MPI_THREAD_MULTIPLE). The
+ *   thread never marks the watchdog (one marker, the main thread's): a stalled peer shows as the
+ *   main thread's wait for the queue. */
+struct sum_job {
+    float *buf;
+    int n;
+};
+
 struct ae_dist_reqs {
     int cap, n;
     MPI_Request *req;
+    /* thread mode (threaded, thread and comm are set by the main thread before any job is queued;
+     * the queue fields from job on are guarded by mu) */
+    int threaded;
+    pthread_t thread;
+    MPI_Comm comm;
+    pthread_mutex_t mu;
+    pthread_cond_t work, idle;
+    struct sum_job *job; /* (cap) jobs [head, n) are queued, job head is running when run_since > 0 */
+    int head, stop;
+    int rc;           /* the first failing MPI_Allreduce's code (then the rest are skipped) */
+    double busy_s;    /* seconds in MPI_Allreduce since the last wait */
+    double run_since; /* start of the running MPI_Allreduce, 0 when idle */
+    double hidden_s;  /* busy seconds before the last wait began */
+    ae_dist_reqs *next_live; /* the list of running threads that ae_dist_finalize stops */
 };
 
-ae_status ae_dist_reqs_create(int cap, ae_dist_reqs **out, ae_error *err)
+#define THREAD_WAIT_WHAT "the wait for the communication thread's MPI_Allreduce(sum)"
+
+static void *comm_main(void *arg)
+{
+    ae_dist_reqs *q = arg;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (!q->stop && q->head == q->n) pthread_cond_wait(&q->work, &q->mu);
+        if (q->head == q->n) break; /* stopped, queue drained */
+        struct sum_job j = q->job[q->head];
+        q->run_since = now_s();
+        if (q->rc == MPI_SUCCESS) {
+            pthread_mutex_unlock(&q->mu);
+            int rc = MPI_Allreduce(MPI_IN_PLACE, j.buf, j.n, MPI_FLOAT, MPI_SUM, q->comm);
+            pthread_mutex_lock(&q->mu);
+            q->rc = rc;
+        }
+        q->busy_s += now_s() - q->run_since;
+        q->run_since = 0;
+        if (++q->head == q->n) pthread_cond_broadcast(&q->idle);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* Wait (watchdog-marked) until the thread has run every queued sum. */
+static int comm_drain(ae_dist_reqs *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->hidden_s = q->busy_s + (q->run_since > 0 ? now_s() - q->run_since : 0);
+    if (q->head < q->n) {
+        coll_enter(THREAD_WAIT_WHAT);
+        while (q->head < q->n) pthread_cond_wait(&q->idle, &q->mu);
+        coll_leave();
+    }
+    q->head = q->n = 0;
+    q->busy_s = 0;
+    int rc = q->rc;
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+/* Drain, end and join q's thread and free its communicator (idempotent). */
+static void comm_stop(ae_dist_reqs *q)
+{
+    if (!q->threaded) return;
+    comm_drain(q);
+    pthread_mutex_lock(&q->mu);
+    q->stop = 1;
+    pthread_cond_signal(&q->work);
+    pthread_mutex_unlock(&q->mu);
+    pthread_join(q->thread, NULL);
+    pthread_cond_destroy(&q->work);
+    pthread_cond_destroy(&q->idle);
+    pthread_mutex_destroy(&q->mu);
+    if (q->comm != MPI_COMM_NULL) MPI_Comm_free(&q->comm);
+    q->threaded = 0;
+    for (ae_dist_reqs **p = &live_threads; *p; p = &(*p)->next_live)
+        if (*p == q) {
+            *p = q->next_live;
+            break;
+        }
+}
+
+/* Thread mode for q when every rank can have it (same mode on all ranks, or the sums would not
+ * match): MPI_THREAD_MULTIPLE and a started thread. */
+static ae_status comm_start(ae_dist_reqs *q, ae_error *err)
+{
+    int ok = g.thread_level >= MPI_THREAD_MULTIPLE, all = 0;
+    q->comm = MPI_COMM_NULL;
+    /* plain calloc: without memory for the queue this rank only falls back to the other mode */
+    if (ok && !(q->job = calloc((size_t)q->cap, sizeof *q->job))) ok = 0;
+    if (ok) {
+        pthread_mutex_init(&q->mu, NULL);
+        pthread_cond_init(&q->work, NULL);
+        pthread_cond_init(&q->idle, NULL);
+        q->rc = MPI_SUCCESS;
+        /* signals (SIGUSR1 from a scheduler, SIGINT) stay with the main thread, as without the thread */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        ok = pthread_create(&q->thread, NULL, comm_main, q) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (ok) {
+            q->threaded = 1;
+            q->next_live = live_threads;
+            live_threads = q;
+        } else {
+            pthread_cond_destroy(&q->work);
+            pthread_cond_destroy(&q->idle);
+            pthread_mutex_destroy(&q->mu);
+        }
+    }
+    coll_enter("MPI_Allreduce(communication thread)");
+    int rc = MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, g.comm);
+    if (rc == MPI_SUCCESS && all) rc = MPI_Comm_dup(g.comm, &q->comm);
+    coll_leave();
+    if (rc == MPI_SUCCESS && all) {
+        MPI_Comm_set_errhandler(q->comm, MPI_ERRORS_RETURN);
+        return AE_OK;
+    }
+    comm_stop(q); /* the thread has nothing queued: it ends at once */
+    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Comm_dup(communication thread)", err);
+}
+
+ae_status ae_dist_reqs_create(int cap, int thread, ae_dist_reqs **out, ae_error *err)
 {
     *out = NULL;
     ae_dist_reqs *q = ae_calloc(1, sizeof *q, err);
@@ -275,6 +418,11 @@ ae_status ae_dist_reqs_create(int cap, ae_dist_reqs **out, ae_error *err)
         free(q);
         return AE_ERR_NOMEM;
     }
+    ae_status st = thread && g.active && g.size > 1 ? comm_start(q, err) : AE_OK;
+    if (st) {
+        ae_dist_reqs_free(q);
+        return st;
+    }
     *out = q;
     return AE_OK;
 }
@@ -282,8 +430,28 @@ ae_status ae_dist_reqs_create(int cap, ae_dist_reqs **out, ae_error *err)
 void ae_dist_reqs_free(ae_dist_reqs *q)
 {
     if (!q) return;
+    comm_stop(q);
+    free(q->job);
     free(q->req);
     free(q);
+}
+
+int ae_dist_reqs_threaded(const ae_dist_reqs *q) { return q && q->threaded; }
+
+double ae_dist_reqs_hidden_s(const ae_dist_reqs *q) { return q && q->threaded ? q->hidden_s : 0.0; }
+
+int ae_dist_thread_multiple(void) { return g.thread_level >= MPI_THREAD_MULTIPLE; }
+
+static ae_status enqueue(ae_dist_reqs *q, float *buf, int n, ae_error *err)
+{
+    pthread_mutex_lock(&q->mu);
+    int full = q->n >= q->cap;
+    if (!full) {
+        q->job[q->n++] = (struct sum_job){buf, n};
+        pthread_cond_signal(&q->work);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return full ? ae_error_set(err, AE_ERR_ARG, "MPI_Allreduce(sum): more than %d sums queued", q->cap) : AE_OK;
 }
 
 ae_status ae_dist_iallreduce_sum(ae_dist_reqs *q, float *buf, size_t n, ae_error *err)
@@ -291,6 +459,11 @@ ae_status ae_dist_iallreduce_sum(ae_dist_reqs *q, float *buf, size_t n, ae_error
     if (!g.active || g.size == 1) return AE_OK;
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t cnt = n - off < CHUNK ? n - off : CHUNK;
+        if (q->threaded) {
+            ae_status st = enqueue(q, buf + off, (int)cnt, err);
+            if (st) return st;
+            continue;
+        }
         if (q->n >= q->cap)
             return ae_error_set(err, AE_ERR_ARG, "MPI_Iallreduce(sum): more than %d requests outstanding", q->cap);
         coll_enter("MPI_Iallreduce(sum)");
@@ -304,7 +477,7 @@ ae_status ae_dist_iallreduce_sum(ae_dist_reqs *q, float *buf, size_t n, ae_error
 
 ae_status ae_dist_progress(ae_dist_reqs *q, ae_error *err)
 {
-    if (!q->n) return AE_OK;
+    if (q->threaded || !q->n) return AE_OK; /* the thread needs no driving */
     int done = 0;
     coll_enter("MPI_Testall(sum)");
     int rc = MPI_Testall(q->n, q->req, &done, MPI_STATUSES_IGNORE);
@@ -316,6 +489,10 @@ ae_status ae_dist_progress(ae_dist_reqs *q, ae_error *err)
 
 ae_status ae_dist_wait_all(ae_dist_reqs *q, ae_error *err)
 {
+    if (q->threaded) {
+        int rc = comm_drain(q);
+        return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Allreduce(sum) on the communication thread", err);
+    }
     if (!q->n) return AE_OK;
     coll_enter("MPI_Waitall(sum)");
     int rc = MPI_Waitall(q->n, q->req, MPI_STATUSES_IGNORE);

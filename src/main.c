@@ -217,11 +217,22 @@ int main(int argc, char **argv)
         st = ae_plot_reconstruct(a.target, a.out, a.nranks > 0 ? a.nranks : 20, &err);
         return st ? fail(&err, st) : 0;
     }
-    if ((st = ae_dist_init(&argc, &argv, &err))) return fail(&err, st);
+    /* train reads its config before MPI starts, so that MPI is asked for MPI_THREAD_MULTIPLE only
+     * when a communication thread will be wanted; a config error is reported after init as before */
     if (strcmp(cmd, "train") == 0) {
         spec = malloc(sizeof *spec);
         if (!spec) st = ae_error_set(&err, AE_ERR_NOMEM, "out of memory");
         if (!st) st = load_spec(&a, spec, &err);
+    }
+    int multiple = spec && !st && spec->comm_thread && spec->bucket_mb > 0 && !spec->deterministic;
+    ae_error init_err;
+    ae_error_clear(&init_err);
+    ae_status ist = ae_dist_init(&argc, &argv, multiple, &init_err);
+    if (ist) {
+        free(spec);
+        return fail(&init_err, ist);
+    }
+    if (strcmp(cmd, "train") == 0) {
         if (!st) {
             char command[4096];
             join_args(argc, argv, command, sizeof command);

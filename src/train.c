@@ -179,7 +179,8 @@ typedef struct loop {
     ae_dist_reqs *reqs;
     ae_error bkt_err; /* the first failure of a call made during backward */
     /* timing of the current epoch: the step, its wait for the gradient sums after backward, and its
-     * communication calls during backward */
+     * communication during backward (the calls made there; with the communication thread, the
+     * thread's time in MPI_Allreduce before the wait) */
     double t_steps, t_allreduce, t_overlap;
     double lr;
 } loop;
@@ -201,7 +202,7 @@ static void loop_free(loop *L)
  * of the lowest-indexed layer that writes into it (backward runs from the
  * last layer down): its own layers, and a tied layer, which adds into the
  * weight of the layer it is tied to. */
-static ae_status plan_buckets(loop *L, float mb, ae_error *err)
+static ae_status plan_buckets(loop *L, float mb, int thread, ae_error *err)
 {
     const ae_model *m = L->m;
     size_t target = (size_t)((double)mb * 1048576.0 / sizeof(float)), hi = m->n_params, reqs = 2;
@@ -225,8 +226,20 @@ static ae_status plan_buckets(loop *L, float mb, ae_error *err)
         reqs += 1 + b->n / ((size_t)1 << 30);
     }
     reqs += (m->n_aux + AE_GRAD_EXTRA) / ((size_t)1 << 30);
-    ae_report_log("gradient allreduce: %d buckets of >= %g MB started during backward", L->n_bkt, (double)mb);
-    return ae_dist_reqs_create((int)reqs, &L->reqs, err);
+    ae_status st = ae_dist_reqs_create((int)reqs, thread, &L->reqs, err);
+    if (st) return st;
+    if (ae_dist_reqs_threaded(L->reqs))
+        ae_report_log("gradient allreduce: %d buckets of >= %g MB started during backward, summed on a "
+                      "communication thread",
+                      L->n_bkt, (double)mb);
+    else
+        ae_report_log("gradient allreduce: %d buckets of >= %g MB started during backward, driven by MPI_Testall "
+                      "between layers%s",
+                      L->n_bkt, (double)mb,
+                      !thread                     ? ""
+                      : ae_dist_thread_multiple() ? " (train.comm_thread: a rank could not start its thread)"
+                                                  : " (train.comm_thread: this MPI provides no MPI_THREAD_MULTIPLE)");
+    return AE_OK;
 }
 
 static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_dataset *train, ae_error *err)
@@ -260,7 +273,7 @@ static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_d
         if (!(L->piece = ae_calloc((size_t)k, sizeof(float *), err))) return AE_ERR_NOMEM;
         if (nbuf && !(L->piece_buf = ae_alloc_floats(nbuf * ntot, err))) return AE_ERR_NOMEM;
     }
-    if (!L->det && spec->bucket_mb > 0 && ae_dist_size() > 1) return plan_buckets(L, spec->bucket_mb, err);
+    if (!L->det && spec->bucket_mb > 0 && ae_dist_size() > 1) return plan_buckets(L, spec->bucket_mb, spec->comm_thread, err);
     return AE_OK;
 }
 
@@ -295,7 +308,8 @@ static void bucket_done(int layer, void *user)
         st = ae_dist_iallreduce_sum(L->reqs, L->m->grads + b->off, b->n, &L->bkt_err);
     }
     if (!st) ae_dist_progress(L->reqs, &L->bkt_err);
-    L->t_overlap += ae_dist_time() - t0;
+    /* with the thread, the hook's own time is not communication (ae_dist_reqs_hidden_s counts that) */
+    if (!ae_dist_reqs_threaded(L->reqs)) L->t_overlap += ae_dist_time() - t0;
 }
 
 /* Zero the gradients, aux sums and step scalars the passes of a step add into. */
@@ -381,6 +395,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
             if (!L->bkt_err.code)
                 ae_dist_iallreduce_sum(L->reqs, m->grads + m->n_params, ntot - m->n_params, &L->bkt_err);
             if (!L->bkt_err.code) ae_dist_wait_all(L->reqs, &L->bkt_err);
+            L->t_overlap += ae_dist_reqs_hidden_s(L->reqs);
             if (L->bkt_err.code) {
                 *err = L->bkt_err;
                 return err->code;

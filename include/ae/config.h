@@ -102,6 +102,7 @@ typedef struct ae_spec {
     int micro_shards;                            /* micro_shards = 4: fixed split of each global batch */
     int knn;                                     /* knn = 0: k of a k-NN classifier on the code at the end */
     float bucket_mb;                             /* bucket_mb = 0: gradient MB per allreduce started in backward */
+    int comm_thread;                             /* comm_thread = true: buckets' sums on a communication thread */
     float watchdog;                              /* watchdog = 600 (s in one collective before aborting; 0 = off) */
     int ckpt_error_continue;                     /* on_checkpoint_error = stop | continue */
 

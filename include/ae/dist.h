@@ -10,10 +10,13 @@
 
 #include "ae/status.h"
 
-/* Initialize MPI (once). Errors from MPI calls afterwards are returned as
+/* Initialize MPI (once), asking for MPI_THREAD_MULTIPLE when thread_multiple
+ * (a communication thread will be wanted: ae_dist_reqs_create), else
+ * MPI_THREAD_FUNNELED. Errors from MPI calls afterwards are returned as
  * AE_ERR_MPI, not fatal. */
-ae_status ae_dist_init(int *argc, char ***argv, ae_error *err);
-/* Finalize MPI if ae_dist_init initialized it. */
+ae_status ae_dist_init(int *argc, char ***argv, int thread_multiple, ae_error *err);
+/* Finalize MPI if ae_dist_init initialized it; communication threads still
+ * running are drained and joined first. */
 void ae_dist_finalize(void);
 int ae_dist_rank(void);
 int ae_dist_size(void);
@@ -42,25 +45,45 @@ ae_status ae_dist_ordered_sum(float *const *pieces, int k, float *out, size_t n,
 ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err);
 
 /* Nonblocking in-place sums (the bucketed gradient allreduce): a set of
- * requests, created and freed in pairs (free accepts NULL). This MPI has no
- * asynchronous progress, so the caller drives the started sums with
- * ae_dist_progress (e.g. between layers of backward) and ends them with
- * ae_dist_wait_all before it reads or writes the buffers again. Every rank
- * must start the same sums in the same order. With one process (or none
- * under mpirun) the calls do nothing. */
+ * requests, created and freed in pairs (free accepts NULL). Every rank must
+ * start the same sums in the same order, and the caller must not touch a
+ * started buffer until ae_dist_wait_all. Two modes:
+ * - MPI_Testall mode: each sum is an MPI_Iallreduce. This MPI has no
+ *   asynchronous progress, so the caller drives the started sums with
+ *   ae_dist_progress (e.g. between layers of backward).
+ * - thread mode: a communication thread of the set, with its own duplicate
+ *   of the communicator, runs the sums one after the other, in the order they
+ *   were started, with blocking MPI_Allreduce while the caller computes (and
+ *   calls other collectives: needs MPI_THREAD_MULTIPLE); ae_dist_progress
+ *   does nothing.
+ * With one process (or none under mpirun) the calls do nothing. */
 typedef struct ae_dist_reqs ae_dist_reqs;
 /* Room for up to cap outstanding requests (a sum of more than 2^30 floats
- * takes one request per 2^30). */
-ae_status ae_dist_reqs_create(int cap, ae_dist_reqs **out, ae_error *err);
+ * takes one request per 2^30). thread != 0 asks for thread mode; the set
+ * gets it when every rank has MPI_THREAD_MULTIPLE and could start its thread
+ * (one small allreduce decides, so the ranks agree), else MPI_Testall mode:
+ * ae_dist_reqs_threaded says which. Collective when thread != 0 and P > 1.
+ * Free drains and joins the thread (watchdog-guarded). */
+ae_status ae_dist_reqs_create(int cap, int thread, ae_dist_reqs **out, ae_error *err);
 void ae_dist_reqs_free(ae_dist_reqs *q);
-/* Start the in-place sum over ranks of buf[0..n) (MPI_Iallreduce); buf
- * must not be touched until ae_dist_wait_all. AE_ERR_ARG when q is full. */
+/* 1 when q's sums run on a communication thread. */
+int ae_dist_reqs_threaded(const ae_dist_reqs *q);
+/* 1 when MPI provided MPI_THREAD_MULTIPLE. */
+int ae_dist_thread_multiple(void);
+/* Start the in-place sum over ranks of buf[0..n) (MPI_Iallreduce, or queue it
+ * for the thread). AE_ERR_ARG when q is full. */
 ae_status ae_dist_iallreduce_sum(ae_dist_reqs *q, float *buf, size_t n, ae_error *err);
-/* One MPI_Testall over the outstanding requests: lets MPI move the started
- * sums along. */
+/* MPI_Testall mode: one MPI_Testall over the outstanding requests, which lets
+ * MPI move the started sums along. Thread mode: nothing. */
 ae_status ae_dist_progress(ae_dist_reqs *q, ae_error *err);
-/* Wait for all started sums (watchdog-guarded); q is empty afterwards. */
+/* Wait for all started sums (watchdog-guarded); q is empty afterwards. In
+ * thread mode the first failed MPI_Allreduce's error (the sums after it are
+ * skipped). */
 ae_status ae_dist_wait_all(ae_dist_reqs *q, ae_error *err);
+/* Thread mode: seconds the thread spent in MPI_Allreduce from the previous
+ * wait to the start of the last ae_dist_wait_all (the communication hidden
+ * behind the caller's work); 0 in MPI_Testall mode. */
+double ae_dist_reqs_hidden_s(const ae_dist_reqs *q);
 
 /* Broadcast bytes from root. */
 ae_status ae_dist_bcast(void *buf, size_t bytes, int root, ae_error *err);

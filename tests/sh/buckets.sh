@@ -10,6 +10,10 @@
 # ones; batch statistics in the aux floats). Bucket sizes: one float (a
 # bucket per layer) and 0.01 MB (several layers per bucket). Also a global
 # batch of 2 over 3 ranks (an empty slice still starts every bucket).
+# Each bucketed case runs twice: the sums driven by MPI_Testall between
+# layers (train.comm_thread = false), and queued for a communication thread
+# that runs them with blocking MPI_Allreduce (true; the log says which mode
+# ran). A stalled rank ends the job through the watchdog in both modes.
 . "$(dirname "$0")/common.bash"
 TOL=1e-5
 mkdir -p "$WORK/data"
@@ -62,41 +66,73 @@ compare() { # compare LABEL RUN_A RUN_B
   fi
 }
 
+# the mode a bucketed run used, from its log line
+MODE_TESTALL='buckets of >= .* MB started during backward, driven by MPI_Testall between layers$'
+MODE_THREAD='buckets of >= .* MB started during backward, summed on a communication thread$'
+check_mode() { # check_mode RUN PATTERN
+  if grep -qE "gradient allreduce: [0-9]+ $2" "$WORK/runs/$1/log.txt"; then
+    ok "$1: $(grep -m1 'gradient allreduce' "$WORK/runs/$1/log.txt")"
+  else
+    bad "$1: no log line /$2/: $(grep 'gradient allreduce' "$WORK/runs/$1/log.txt" || true)"
+  fi
+}
+
+# bucketed CFG P MB RUN B0 [--set ...]: a bucketed run in both modes (RUN-t the thread's), each
+# checked for its mode and compared with the run B0 (bucket_mb = 0)
+bucketed() {
+  local cfg=$1 p=$2 mb=$3 run=$4 b0=$5
+  shift 5
+  mpi "$p" "$AETRAIN" train "$WORK/$cfg.ini" --run "$run" --quiet "$@" --set train.bucket_mb=$mb \
+    --set train.comm_thread=false
+  mpi "$p" "$AETRAIN" train "$WORK/$cfg.ini" --run "$run-t" --quiet "$@" --set train.bucket_mb=$mb \
+    --set train.comm_thread=true
+  check_mode "$run" "$MODE_TESTALL"
+  check_mode "$run-t" "$MODE_THREAD"
+  compare "$run: bucket_mb $mb vs 0" "$b0" "$run"
+  compare "$run-t: bucket_mb $mb on the communication thread vs 0" "$b0" "$run-t"
+}
+
 for cfg in tied bnsync; do
   for p in 2 3; do
-    for mb in 0 1e-6 0.01; do
-      mpi "$p" "$AETRAIN" train "$WORK/$cfg.ini" --run "$cfg-p$p-b$mb" --quiet --set train.bucket_mb=$mb
+    mpi "$p" "$AETRAIN" train "$WORK/$cfg.ini" --run "$cfg-p$p-b0" --quiet --set train.bucket_mb=0
+    for mb in 1e-6 0.01; do
+      bucketed "$cfg" "$p" "$mb" "$cfg-p$p-b$mb" "$cfg-p$p-b0"
     done
-    compare "$cfg P=$p: bucket_mb 1e-6 vs 0" "$cfg-p$p-b0" "$cfg-p$p-b1e-6"
-    compare "$cfg P=$p: bucket_mb 0.01 vs 0" "$cfg-p$p-b0" "$cfg-p$p-b0.01"
   done
 done
 
-for mb in 0 1e-6; do
-  mpi 3 "$AETRAIN" train "$WORK/tied.ini" --run "tiny-b$mb" --quiet --set train.batch=2 --set train.max_steps=12 \
-    --set train.bucket_mb=$mb
-done
-compare "batch 2, P=3 (an empty slice): bucket_mb 1e-6 vs 0" tiny-b0 tiny-b1e-6
+tiny=(--set train.batch=2 --set train.max_steps=12)
+mpi 3 "$AETRAIN" train "$WORK/tied.ini" --run tiny-b0 --quiet "${tiny[@]}" --set train.bucket_mb=0
+bucketed tied 3 1e-6 tiny-b1e-6 tiny-b0 "${tiny[@]}" # an empty slice
 
 # a stalled rank: the others wait in the bucketed allreduce and the watchdog ends the job
 cat "$WORK/tied.ini" > "$WORK/stall.ini"
 printf '[train]\nwatchdog = 3\nbucket_mb = 1e-6\n' >> "$WORK/stall.ini"
-set +e
-out=$(AE_FAULT=stall:1:5 mpi 2 -x AE_FAULT "$AETRAIN" train "$WORK/stall.ini" --run stall --quiet 2>&1)
-rc=$?
-set -e
-if [ "$rc" -ne 0 ] && grep -qE "waited [0-9]+ s in MPI_(Waitall|Testall|Iallreduce)\(sum\) at step 5" <<<"$out"; then
-  ok "stalled rank, bucketed allreduce: exit $rc: $(grep -E -m1 waited <<<"$out")"
-else
-  bad "stalled rank, bucketed allreduce: exit $rc: $out"
-fi
+stalled() { # stalled LABEL PATTERN [--set ...]
+  local label=$1 pattern=$2 out rc
+  shift 2
+  set +e
+  out=$(AE_FAULT=stall:1:5 mpi 2 -x AE_FAULT "$AETRAIN" train "$WORK/stall.ini" --run "stall-$label" --quiet "$@" 2>&1)
+  rc=$?
+  set -e
+  if [ "$rc" -ne 0 ] && grep -qE "waited [0-9]+ s in $pattern at step 5" <<<"$out"; then
+    ok "stalled rank, $label: exit $rc: $(grep -E -m1 waited <<<"$out")"
+  else
+    bad "stalled rank, $label: exit $rc: $out"
+  fi
+}
+stalled MPI_Testall 'MPI_(Waitall|Testall|Iallreduce)\(sum\)' --set train.comm_thread=false
+stalled thread "the wait for the communication thread's MPI_Allreduce\(sum\)" --set train.comm_thread=true
 
-# the per-step breakdown: total and exposed (after backward) allreduce shares
-csv="$WORK/runs/tied-p2-b1e-6/metrics.csv"
-if head -n 1 "$csv" | grep -q ',allreduce_frac,.*,allreduce_exposed_frac$' &&
-  awk -F, 'NR > 1 && ($12 < 0 || $14 < 0 || $14 > $12 + 1e-4) { exit 1 }' "$csv"; then
-  ok "metrics.csv has allreduce_frac >= allreduce_exposed_frac >= 0"
-else
-  bad "metrics.csv allreduce columns: $(cat "$csv")"
-fi
+# the per-step breakdown: total and exposed (after backward) allreduce shares; with the thread the
+# total is the thread's time in MPI_Allreduce before the wait plus the wait
+for run in tied-p2-b1e-6 tied-p2-b1e-6-t; do
+  csv="$WORK/runs/$run/metrics.csv"
+  if head -n 1 "$csv" | grep -q ',allreduce_frac,.*,allreduce_exposed_frac$' &&
+    awk -F, 'NR > 1 && ($12 < 0 || $14 < 0 || $14 > $12 + 1e-4) { exit 1 }' "$csv"; then
+    ok "$run: metrics.csv has allreduce_frac >= allreduce_exposed_frac >= 0"
+  else
+    bad "$run: metrics.csv allreduce columns: $(cat "$csv")"
+  fi
+done
 finish
