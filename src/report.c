@@ -38,7 +38,7 @@ ae_status ae_report_open(const char *run_dir, int quiet, ae_error *err)
     if (!(g.csv = open_append(run_dir, "metrics.csv", &fresh, err))) return AE_ERR_IO;
     if (fresh)
         fprintf(g.csv, "epoch,step,train_loss,val_loss,test_loss,test_mse,test_bce,test_acc,test_kl,lr,samples_per_s,"
-                       "allreduce_frac,epoch_s,allreduce_exposed_frac\n");
+                       "allreduce_frac,epoch_s,allreduce_exposed_frac,wait_frac\n");
     if (!(g.jsonl = open_append(run_dir, "metrics.jsonl", &fresh, err))) return AE_ERR_IO;
     return AE_OK;
 }
@@ -144,10 +144,10 @@ static void json_num(FILE *f, const char *key, double v, int last)
 ae_status ae_report_metrics(const ae_metrics_row *r, ae_error *err)
 {
     if (ae_dist_rank() != 0 || !g.csv) return AE_OK;
-    fprintf(g.csv, "%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g,%.4f,%.3f,%.4f\n", (long long)r->epoch,
+    fprintf(g.csv, "%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g,%.4f,%.3f,%.4f,%.4f\n", (long long)r->epoch,
             (long long)r->step, r->train_loss, r->val_loss, r->test_loss, r->test_mse, r->test_bce, r->test_acc,
             r->test_kl, r->lr, r->samples_per_s, r->allreduce_frac, r->epoch_s,
-            r->allreduce_exposed_frac);
+            r->allreduce_exposed_frac, r->wait_frac);
     fprintf(g.jsonl, "{\"epoch\":%lld,\"step\":%lld,", (long long)r->epoch, (long long)r->step);
     json_num(g.jsonl, "train_loss", r->train_loss, 0);
     json_num(g.jsonl, "val_loss", r->val_loss, 0);
@@ -160,7 +160,8 @@ ae_status ae_report_metrics(const ae_metrics_row *r, ae_error *err)
     json_num(g.jsonl, "samples_per_s", r->samples_per_s, 0);
     json_num(g.jsonl, "allreduce_frac", r->allreduce_frac, 0);
     json_num(g.jsonl, "epoch_s", r->epoch_s, 0);
-    json_num(g.jsonl, "allreduce_exposed_frac", r->allreduce_exposed_frac, 1);
+    json_num(g.jsonl, "allreduce_exposed_frac", r->allreduce_exposed_frac, 0);
+    json_num(g.jsonl, "wait_frac", r->wait_frac, 1);
     fputs("}\n", g.jsonl);
     if (fflush(g.csv) != 0 || fflush(g.jsonl) != 0)
         return ae_error_set(err, AE_ERR_IO, "metrics: write failed: %s", strerror(errno));

@@ -73,6 +73,7 @@ static void install_signals(void)
 
 /* Fault injection for the reliability tests, from the environment:
  *   AE_FAULT=stall:R:S     rank R stops calling collectives before step S (sleeps)
+ *   AE_FAULT=slow:R:MS     rank R sleeps MS milliseconds in every step (a slower rank)
  *   AE_FAULT=exit:R:S      rank R exits before step S
  *   AE_FAULT=nan:R:S       rank R's loss becomes NaN at step S
  *   AE_FAULT=loadfail:R    rank R fails to load the data
@@ -315,6 +316,27 @@ static void bucket_done(int layer, void *user)
 /* Zero the gradients, aux sums and step scalars the passes of a step add into. */
 static void zero_grads(ae_model *m) { memset(m->grads, 0, sizeof(float) * (m->n_params + m->n_aux + AE_GRAD_EXTRA)); }
 
+/* Collective: the epoch's breakdown of the step time, as means over the ranks (metrics.csv):
+ * allreduce_frac, the time in the gradient allreduce's calls (during backward and after it);
+ * allreduce_exposed_frac, the wait after backward; wait_frac, the part of that spent waiting for a
+ * slower rank. Every rank's exposed time is the transfer plus its wait for the last rank to arrive;
+ * the rank with the shortest one is taken as the one that waited least, so (mean - min) over the
+ * ranks of the exposed time estimates the waiting (a lower bound when the slowest rank changes from
+ * step to step). Shares of the mean step time; with one rank, rank 0's own and no waiting. */
+static ae_status step_shares(const loop *L, ae_metrics_row *row, ae_error *err)
+{
+    double sums[3] = {L->t_allreduce, L->t_overlap, L->t_steps}, lo = -L->t_allreduce;
+    ae_status st = ae_dist_allreduce_sum_f64(sums, 3, err);
+    if (!st) st = ae_dist_allreduce_max_f64(&lo, 1, err);
+    if (st) return st;
+    double P = (double)ae_dist_size(), exposed = sums[0] / P, hidden = sums[1] / P, step = sums[2] / P;
+    row->allreduce_frac = step > 0 ? (exposed + hidden) / step : 0.0;
+    row->allreduce_exposed_frac = step > 0 ? exposed / step : 0.0;
+    row->wait_frac = step > 0 && P > 1 ? (exposed + lo) / step : 0.0;
+    if (row->wait_frac < 0) row->wait_frac = 0.0;
+    return AE_OK;
+}
+
 /* Forward and backward of global-batch samples [lo, hi) of this step of nb,
  * ADDED into m->grads, its aux sums and its trailing scalars. sync: layers
  * reduce across ranks (their sums span `span` samples, the pass's global
@@ -365,6 +387,10 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         for (;;) sleep(1);
     if (fault_at("exit", L->step + 1)) _exit(1);
     double t0 = ae_dist_time();
+    if (fault_at("slow", -1)) { /* a slower rank (inside the timed step): the_fault.step is ms per step */
+        struct timespec nap = {(time_t)(the_fault.step / 1000), (long)(the_fault.step % 1000) * 1000000L};
+        nanosleep(&nap, NULL);
+    }
     int P = ae_dist_size(), r = ae_dist_rank();
     size_t start = (size_t)L->step_in_epoch * (size_t)L->batch;
     size_t nb = ds->n - start < (size_t)L->batch ? ds->n - start : (size_t)L->batch;
@@ -1298,8 +1324,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         row.train_loss = L.run_cnt > 0 ? L.run_sum / L.run_cnt : NAN;
         row.lr = L.lr;
         row.samples_per_s = L.t_steps > 0 ? epoch_samples / L.t_steps : 0;
-        row.allreduce_frac = L.t_steps > 0 ? (L.t_allreduce + L.t_overlap) / L.t_steps : 0;
-        row.allreduce_exposed_frac = L.t_steps > 0 ? L.t_allreduce / L.t_steps : 0;
+        if ((st = step_shares(&L, &row, err))) goto done;
         ae_eval_out ve;
         if (d.val.n > 0) {
             if ((st = ae_eval_dataset(m, &d.val, ebuf, &ve, err))) goto done;
@@ -1326,9 +1351,9 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         fmt_metric(bs, sizeof bs, "bce", is_ae ? row.test_bce : NAN);
         fmt_metric(as, sizeof as, "acc", row.test_acc);
         fmt_metric(ks, sizeof ks, "kl", row.test_kl);
-        ae_report_log("epoch %3lld/%d  train %.5f%s%s%s%s%s%s  lr %.3g  %.0f samples/s  allreduce %.1f%%  %.1fs",
-                      (long long)L.epoch + 1, spec->epochs, row.train_loss, vs, ts, ks, ms, bs, as, row.lr,
-                      row.samples_per_s, 100 * row.allreduce_frac, row.epoch_s);
+        ae_report_log("epoch %3lld/%d  train %.5f%s%s%s%s%s%s  lr %.3g  %.0f samples/s  allreduce %.1f%% (waiting "
+                      "%.1f%%)  %.1fs", (long long)L.epoch + 1, spec->epochs, row.train_loss, vs, ts, ks, ms, bs, as,
+                      row.lr, row.samples_per_s, 100 * row.allreduce_frac, 100 * row.wait_frac, row.epoch_s);
         if (ae_report_metrics(&row, err) != AE_OK) ae_report_warn("%s", err->msg);
         if (tb) {
             const struct {

@@ -19,9 +19,11 @@ typedef struct ae_metrics_row {
     double test_kl;         /* VAE: KL term per sample; NAN otherwise */
     double lr;
     double samples_per_s;   /* training samples / training time of the epoch */
-    double allreduce_frac;  /* share of step time in the gradient allreduce's calls (during and after backward) */
+    double allreduce_frac;  /* share of step time in the gradient allreduce's calls (during and after backward),
+                               mean over the ranks, as the two below */
     double epoch_s;         /* wall time of the epoch including evaluation */
     double allreduce_exposed_frac; /* share of step time waiting for it after backward (not overlapped) */
+    double wait_frac;       /* of that, the part spent waiting for slower ranks (estimate, see ae_train) */
 } ae_metrics_row;
 
 /* Rank 0: open (append) run_dir/log.txt, run_dir/metrics.csv (+header when new)

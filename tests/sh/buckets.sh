@@ -128,7 +128,7 @@ stalled thread "the wait for the communication thread's MPI_Allreduce\(sum\)" --
 # total is the thread's time in MPI_Allreduce before the wait plus the wait
 for run in tied-p2-b1e-6 tied-p2-b1e-6-t; do
   csv="$WORK/runs/$run/metrics.csv"
-  if head -n 1 "$csv" | grep -q ',allreduce_frac,.*,allreduce_exposed_frac$' &&
+  if head -n 1 "$csv" | grep -q ',allreduce_frac,.*,allreduce_exposed_frac,wait_frac$' &&
     awk -F, 'NR > 1 && ($12 < 0 || $14 < 0 || $14 > $12 + 1e-4) { exit 1 }' "$csv"; then
     ok "$run: metrics.csv has allreduce_frac >= allreduce_exposed_frac >= 0"
   else
