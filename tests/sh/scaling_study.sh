@@ -9,7 +9,12 @@
 #     printed 4 digits);
 #   - scaling.png is a PNG of AE_PLOT_SCALING_W x _H (1180 x 440);
 #   - `aetrain plot --scaling` refuses a malformed CSV naming the file and
-#     line, and the study refuses a rank list that does not start at 1.
+#     line, and the study refuses a rank list that does not start at 1;
+#   - --target-loss: target.csv has one row per (mode, P); strong P = 1 and
+#     P = 2 reach the target at the same epoch and step with the same loss
+#     (the same training, as the P-test says), weak P = 1 is that training,
+#     samples_to_target = step x global batch, efficiency = speedup / P; an
+#     unreachable target gives reached 0 and -1 times after --max-epochs.
 # No timing is asserted: the numbers of a 2-core machine under load are noise.
 . "$(dirname "$0")/common.bash"
 export AETRAIN
@@ -88,4 +93,41 @@ expect_fail 5 "nocol.csv:1: the header has no column 'efficiency'" "$AETRAIN" pl
 expect_fail 5 "short.csv:2: 15 fields, the header has 16" "$AETRAIN" plot --scaling "$WORK/short.csv" --out "$WORK/bad.png"
 if [ ! -e "$WORK/bad.png" ]; then ok "no picture from a refused CSV"; else bad "bad.png written from a refused CSV"; fi
 expect_fail 1 "must start at 1" "$STUDY" -c "$WORK/m.ini" -r "2 4" -o "$WORK/out3"
+
+# time to target (training loss watched: no validation split)
+TOUT=$WORK/tout
+if timeout -k 5 300 "$STUDY" -c "$WORK/m.ini" -r "1 2" --target-loss 0.55 --set train.validation=0 --set train.epochs=40 \
+  -o "$TOUT" >"$WORK/target.out" 2>&1; then ok "scaling-study --target-loss 0.55: exit 0"
+else bad "scaling-study --target-loss failed"; tail -n 30 "$WORK/target.out"; fi
+cat "$TOUT/target.csv" || true
+theader="setup,mode,ranks,hosts,ranks_per_node,threads_per_rank,batch_per_rank,global_batch,target_loss,reached,target_epoch,target_step,samples_to_target,train_time_to_target_s,time_to_target_s,watched_loss,speedup,efficiency,openblas_core"
+if [ "$(head -n 1 "$TOUT/target.csv")" = "$theader" ]; then ok "target.csv header"
+else bad "target.csv header: $(head -n 1 "$TOUT/target.csv")"; fi
+problems=$(awk -F, 'NR == 1 { next }
+  function rel(a, b) { d = a - b; if (d < 0) d = -d; return d / (b > 0 ? b : 1) }
+  { key = $2 "," $3; ep[key] = $11; st[key] = $12; wl[key] = $16; tt[key] = $14; n++ }
+  NF != 19 { print "line " NR ": " NF " fields" }
+  $10 != 1 { print "line " NR ": not reached" }
+  $16 > 0.55 || $16 <= 0 { print "line " NR ": watched loss " $16 " above the target 0.55" }
+  $13 != $12 * $8 { print "line " NR ": samples_to_target " $13 " != step " $12 " x batch " $8 }
+  !($14 > 0) || $15 < $14 { print "line " NR ": times " $14 ", " $15 }
+  rel($18, $17 / $3) > 2e-3 { print "line " NR ": efficiency " $18 " != speedup / P" }
+  $2 == "weak" && $8 != 32 * $3 { print "line " NR ": weak global batch " $8 }
+  $2 == "strong" && $8 != 32 { print "line " NR ": strong global batch " $8 }
+  END {
+    if (n != 4) print n " rows, expected 4"
+    if (ep["strong,1"] != ep["strong,2"] || st["strong,1"] != st["strong,2"] || rel(wl["strong,2"], wl["strong,1"]) > 1e-4)
+      print "strong P = 1 vs 2: epoch " ep["strong,1"] "/" ep["strong,2"] ", step " st["strong,1"] "/" st["strong,2"] ", loss " wl["strong,1"] "/" wl["strong,2"]
+    if (ep["weak,1"] != ep["strong,1"] || tt["weak,1"] != tt["strong,1"]) print "weak P = 1 is not the strong P = 1 training"
+  }' "$TOUT/target.csv")
+if [ -z "$problems" ]; then ok "target.csv: reached at every point, strong P = 1 and 2 at the same epoch, step and loss"
+else bad "target.csv: $problems"; fi
+if timeout -k 5 300 "$STUDY" -c "$WORK/m.ini" -r 1 -m strong --target-loss 1e-6 --max-epochs 2 --set train.validation=0 \
+  -o "$WORK/tout2" >"$WORK/target2.out" 2>&1 && grep -q 'did not reach' "$WORK/target2.out"; then
+  row=$(sed -n 2p "$WORK/tout2/target.csv" | cut -d, -f10-15)
+  if [ "$row" = "0,0,-1,-1,-1,-1" ]; then ok "unreachable target: reached 0, -1 step, samples and times"
+  else bad "unreachable target row: $row"; fi
+else bad "scaling-study --target-loss 1e-6 --max-epochs 2"; tail -n 20 "$WORK/target2.out"; fi
+expect_fail 1 "goes with --target-loss" "$STUDY" -c "$WORK/m.ini" --max-epochs 3 -o "$WORK/out4"
+expect_fail 1 "takes a number > 0" "$STUDY" -c "$WORK/m.ini" --target-loss 0 -o "$WORK/out4"
 finish
