@@ -1,0 +1,145 @@
+/* allreduce.c - the time of a float sum over the ranks, by message size.
+ *
+ * For buffers of 4 KB to 64 MB (powers of 2, or -m MIN -M MAX bytes), times
+ * an in-place MPI_Allreduce(MPI_SUM) of floats on MPI_COMM_WORLD, the call
+ * aetrain's gradient allreduce makes, and with -i also the bucketed path: the
+ * buffer cut into buckets of -k BYTES, each an MPI_Iallreduce started one
+ * after the other, then MPI_Waitall (no compute in between, so this is the
+ * buckets' transfer cost, not overlap). Each size: a warm-up call, then
+ * repeats until about -s SECONDS (default 0.5, at least 3 repeats, at most
+ * 1000); the time of a repeat is the maximum over the ranks (a barrier
+ * before each), and the row gives the median. Rank 0 prints and writes CSV:
+ *
+ *   bytes,ranks,seconds,mode,reps,label
+ *
+ * mode "allreduce" or "iallreduce_<bucket bytes>"; label from -l (default "-").
+ *
+ * Usage: mpirun -n P allreduce [-m MIN] [-M MAX] [-s SECONDS] [-i] [-k BUCKET] [-l LABEL] [-o CSV] [-a]
+ *   -a appends to CSV (no header) instead of rewriting it.
+ * Built by CMake (target allreduce_bench).
+ */
+#define _GNU_SOURCE
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AR_MAX_REPS 1000
+#define AR_MIN_REPS 3
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* One timed operation over n floats: a blocking allreduce (bucket == 0) or
+ * bucketed nonblocking ones; returns the slowest rank's time. */
+static double one(float *buf, size_t n, size_t bucket, MPI_Request *rq)
+{
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t0 = MPI_Wtime();
+    if (bucket == 0) {
+        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    } else {
+        int k = 0;
+        for (size_t off = 0; off < n; off += bucket, k++) {
+            size_t c = n - off < bucket ? n - off : bucket;
+            MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &rq[k]);
+        }
+        MPI_Waitall(k, rq, MPI_STATUSES_IGNORE);
+    }
+    double t = MPI_Wtime() - t0, tmax;
+    MPI_Allreduce(&t, &tmax, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    return tmax;
+}
+
+/* Median time of the operation at n floats (the same repeat count on every rank). */
+static double measure(float *buf, size_t n, size_t bucket, MPI_Request *rq, double seconds, int *reps_out)
+{
+    static double t[AR_MAX_REPS];
+    one(buf, n, bucket, rq); /* warm-up */
+    double total = 0.0;
+    int reps = 0;
+    while (reps < AR_MAX_REPS) {
+        t[reps] = one(buf, n, bucket, rq);
+        total += t[reps++];
+        int more = reps < AR_MIN_REPS || total < seconds;
+        MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD);
+        if (!more) break;
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    *reps_out = reps;
+    return reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int rank, P;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &P);
+    size_t lo = 4096, hi = 64u << 20, bucket_bytes = 1u << 20;
+    double seconds = 0.5;
+    int nb = 0, append = 0;
+    const char *csv = NULL, *label = "-";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "-m") && more) lo = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "-M") && more) hi = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "-s") && more) seconds = atof(argv[++i]);
+        else if (!strcmp(a, "-k") && more) bucket_bytes = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "-l") && more) label = argv[++i];
+        else if (!strcmp(a, "-o") && more) csv = argv[++i];
+        else if (!strcmp(a, "-i")) nb = 1;
+        else if (!strcmp(a, "-a")) append = 1;
+        else {
+            if (rank == 0)
+                fprintf(stderr, "usage: allreduce [-m MIN] [-M MAX] [-s SECONDS] [-i] [-k BUCKET] [-l LABEL] "
+                                "[-o CSV] [-a]\n");
+            MPI_Finalize();
+            return 2;
+        }
+    }
+    if (lo < sizeof(float) || hi < lo || bucket_bytes < sizeof(float) || hi / sizeof(float) > 0x7fffffffu) {
+        if (rank == 0) fprintf(stderr, "allreduce: bad sizes\n");
+        MPI_Finalize();
+        return 2;
+    }
+    size_t nmax = hi / sizeof(float), bucket = bucket_bytes / sizeof(float);
+    float *buf = malloc(nmax * sizeof *buf);
+    MPI_Request *rq = malloc((nmax / bucket + 2) * sizeof *rq);
+    if (!buf || !rq) MPI_Abort(MPI_COMM_WORLD, 7);
+    for (size_t i = 0; i < nmax; i++) buf[i] = 1e-6f * (float)(i % 1000);
+    FILE *f = NULL;
+    if (rank == 0 && csv) {
+        f = fopen(csv, append ? "a" : "w");
+        if (!f) {
+            fprintf(stderr, "allreduce: cannot write %s\n", csv);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        if (!append) fprintf(f, "bytes,ranks,seconds,mode,reps,label\n");
+    }
+    if (rank == 0) printf("%12s %6s %12s %10s %s\n", "bytes", "ranks", "seconds", "GB/s", "mode");
+    for (int pass = 0; pass <= nb; pass++) {
+        for (size_t bytes = lo; bytes <= hi; bytes *= 2) {
+            size_t n = bytes / sizeof(float);
+            int reps;
+            double t = measure(buf, n, pass ? bucket : 0, rq, seconds, &reps);
+            char mode[48];
+            if (pass) snprintf(mode, sizeof mode, "iallreduce_%zu", bucket_bytes);
+            else snprintf(mode, sizeof mode, "allreduce");
+            if (rank == 0) {
+                printf("%12zu %6d %12.6e %10.3f %s\n", bytes, P, t, 1e-9 * (double)bytes / t, mode);
+                fflush(stdout);
+                if (f) fprintf(f, "%zu,%d,%.6e,%s,%d,%s\n", bytes, P, t, mode, reps, label);
+            }
+        }
+    }
+    if (f && fclose(f)) fprintf(stderr, "allreduce: cannot write %s\n", csv);
+    free(buf);
+    free(rq);
+    MPI_Finalize();
+    return 0;
+}
