@@ -12,10 +12,13 @@
  *
  *   bytes,ranks,seconds,mode,reps,label
  *
- * mode "allreduce" or "iallreduce_<bucket bytes>"; label from -l (default "-").
+ * mode "allreduce" or "iallreduce_<bucket bytes>" (with -g G: "allreduce_gap<G>ms"); label
+ * from -l (default "-").
  *
- * Usage: mpirun -n P allreduce [-m MIN] [-M MAX] [-s SECONDS] [-i] [-k BUCKET] [-l LABEL] [-o CSV] [-a]
- *   -a appends to CSV (no header) instead of rewriting it.
+ * Usage: mpirun -n P allreduce [-m MIN] [-M MAX] [-s SECONDS] [-i] [-k BUCKET] [-g MS] [-l LABEL] [-o CSV] [-a]
+ *   -a appends to CSV (no header) instead of rewriting it. -g MS: every rank computes (a
+ *   floating-point loop) for MS milliseconds after the barrier and before each timed call, as a
+ *   training step's forward and backward do between its allreduces (the link idles meanwhile).
  * Built by CMake (target allreduce_bench).
  */
 #define _GNU_SOURCE
@@ -35,9 +38,18 @@ static int cmp_double(const void *a, const void *b)
 
 /* One timed operation over n floats: a blocking allreduce (bucket == 0) or
  * bucketed nonblocking ones; returns the slowest rank's time. */
+static double gap_s; /* -g: compute between the calls */
+static volatile double gap_sink;
+
 static double one(float *buf, size_t n, size_t bucket, MPI_Request *rq)
 {
     MPI_Barrier(MPI_COMM_WORLD);
+    if (gap_s > 0) {
+        double x = 1.0, until = MPI_Wtime() + gap_s;
+        while (MPI_Wtime() < until)
+            for (int k = 0; k < 1000; k++) x = x * 1.0000001 + 1e-9;
+        gap_sink = x;
+    }
     double t0 = MPI_Wtime();
     if (bucket == 0) {
         MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
@@ -90,13 +102,14 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-M") && more) hi = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "-s") && more) seconds = atof(argv[++i]);
         else if (!strcmp(a, "-k") && more) bucket_bytes = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "-g") && more) gap_s = 1e-3 * atof(argv[++i]);
         else if (!strcmp(a, "-l") && more) label = argv[++i];
         else if (!strcmp(a, "-o") && more) csv = argv[++i];
         else if (!strcmp(a, "-i")) nb = 1;
         else if (!strcmp(a, "-a")) append = 1;
         else {
             if (rank == 0)
-                fprintf(stderr, "usage: allreduce [-m MIN] [-M MAX] [-s SECONDS] [-i] [-k BUCKET] [-l LABEL] "
+                fprintf(stderr, "usage: allreduce [-m MIN] [-M MAX] [-s SECONDS] [-i] [-k BUCKET] [-g MS] [-l LABEL] "
                                 "[-o CSV] [-a]\n");
             MPI_Finalize();
             return 2;
@@ -129,6 +142,7 @@ int main(int argc, char **argv)
             double t = measure(buf, n, pass ? bucket : 0, rq, seconds, &reps);
             char mode[48];
             if (pass) snprintf(mode, sizeof mode, "iallreduce_%zu", bucket_bytes);
+            else if (gap_s > 0) snprintf(mode, sizeof mode, "allreduce_gap%gms", 1e3 * gap_s);
             else snprintf(mode, sizeof mode, "allreduce");
             if (rank == 0) {
                 printf("%12zu %6d %12.6e %10.3f %s\n", bytes, P, t, 1e-9 * (double)bytes / t, mode);

@@ -9,10 +9,11 @@
  * optimizer step over all parameters. Each is the median over repeats of
  * the whole step, after a warm-up. Prints a table and, with -o, writes a CSV:
  *
- *   layer,name,params,fwd_s_per_sample,bwd_s_per_sample,grad_bytes
+ *   layer,name,params,fwd_s_per_sample,bwd_s_per_sample,grad_bytes,batch
  *
- * one row per layer in layer order, then a row "optimizer" (its time in the
- * bwd column, per sample of the batch) and a row "step" (the sums). The
+ * one row per layer in layer order (grad_bytes: 4 x its parameters), then a
+ * row "optimizer" (layer -1; its time in the bwd column, per sample of the
+ * batch: x batch for the step's optimizer time) and a row "step" (the sums). The
  * scaling model (bench/scaling_model.py) reads it.
  *
  * Usage: layertime [-b BATCH] [-s SECONDS] [-t THREADS] [-o CSV] [--set KEY=VALUE ...] CONFIG
@@ -173,7 +174,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "layertime: cannot write %s\n", csv);
         return 1;
     }
-    if (f) fprintf(f, "layer,name,params,fwd_s_per_sample,bwd_s_per_sample,grad_bytes\n");
+    if (f) fprintf(f, "layer,name,params,fwd_s_per_sample,bwd_s_per_sample,grad_bytes,batch\n");
     double sf = 0, sb = 0;
     for (int i = 0; i < nl; i++) {
         const ae_layer *l = &m->layers[i];
@@ -183,7 +184,7 @@ int main(int argc, char **argv)
         sb += tb;
         printf("%-5d %-12s %10zu %12.3f %12.3f %12.3f %12.3f\n", i, l->name, l->n_params, 1e6 * tf, 1e6 * tb,
                4e-6 * (double)l->n_params, 1e3 * (tf + tb) * batch);
-        if (f) fprintf(f, "%d,%s,%zu,%.6e,%.6e,%zu\n", i, l->name, l->n_params, tf, tb, 4 * l->n_params);
+        if (f) fprintf(f, "%d,%s,%zu,%.6e,%.6e,%zu,%d\n", i, l->name, l->n_params, tf, tb, 4 * l->n_params, batch);
     }
     double to = median(optt, reps) / batch;
     printf("%-5s %-12s %10zu %12s %12.3f %12.3f %12.3f\n", "-", "optimizer", m->n_params, "-", 1e6 * to,
@@ -191,8 +192,8 @@ int main(int argc, char **argv)
     printf("%-5s %-12s %10zu %12.3f %12.3f %12.3f %12.3f\n", "-", "step", m->n_params, 1e6 * sf, 1e6 * (sb + to),
            4e-6 * (double)m->n_params, 1e3 * (sf + sb + to) * batch);
     if (f) {
-        fprintf(f, "-1,optimizer,%zu,0,%.6e,0\n", m->n_params, to);
-        fprintf(f, "-1,step,%zu,%.6e,%.6e,%zu\n", m->n_params, sf, sb + to, 4 * m->n_params);
+        fprintf(f, "-1,optimizer,%zu,0,%.6e,0,%d\n", m->n_params, to, batch);
+        fprintf(f, "-1,step,%zu,%.6e,%.6e,%zu,%d\n", m->n_params, sf, sb + to, 4 * m->n_params, batch);
         if (fclose(f)) {
             fprintf(stderr, "layertime: cannot write %s\n", csv);
             return 1;
