@@ -18,7 +18,9 @@
 #              the optimizer, 1 thread, the config's batch)
 #   allreduce  build/allreduce_bench at P = 2 on this host (shared memory) and across 2 network-
 #              namespace hosts (cluster/netns-hosts.sh) whose root-side veths are shaped with
-#              tc tbf to each rate -> allreduce.csv (label local, netns2-<rate>)
+#              tc tbf to each rate -> allreduce.csv (label local, netns2-<rate>): back to back
+#              (4 KB - 64 MB, and bucketed in 1 MB MPI_Iallreduce), and 256 KB - 16 MB with a
+#              step's compute (from layertime.csv) before each call, as in training
 #   study      cluster/scaling-study -r "1 2" (strong and weak) on this host and on the shaped
 #              namespace hosts (as a hostfile with their mpirun arguments) -> study/scaling.csv
 #   overlap    aetrain at P = 2 across the hosts at the first rate with bucket_mb = 1 on the
@@ -35,7 +37,7 @@ while [ $# -gt 0 ]; do
     -o) out=$2; shift ;;
     -S) stages=$2; shift ;;
     --rates) rates=$2; shift ;;
-    -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "$me: unknown option $1" >&2; exit 2 ;;
     *) config=$1 ;;
   esac
@@ -86,9 +88,15 @@ if has layertime; then
 fi
 
 if has allreduce; then
-  log "allreduce: P = 2 on this host"
-  "${runner[@]}" mpirun -n 2 --bind-to none "$root/build/allreduce_bench" -s 0.3 -i -k 1048576 -l local \
+  # the gap: a step's compute between the calls (from layertime.csv's step row), as in training
+  gap=20
+  [ ! -f "$out/layertime.csv" ] ||
+    gap=$(awk -F, '$2 == "step" { printf "%.0f", 1e3 * ($4 + $5) * $7 }' "$out/layertime.csv")
+  log "allreduce: P = 2 on this host (and with ${gap} ms of compute before each call)"
+  "${runner[@]}" mpirun -n 2 --bind-to none "$root/build/allreduce_bench" -s 0.5 -i -k 1048576 -l local \
     -o "$out/allreduce.csv" >/dev/null
+  "${runner[@]}" mpirun -n 2 --bind-to none "$root/build/allreduce_bench" -s 1 -m 262144 -M 16777216 -g "$gap" \
+    -l local -o "$out/allreduce.csv" -a >/dev/null
   hosts_up
   for r in $rates; do
     shape "$r"
@@ -96,7 +104,10 @@ if has allreduce; then
     [ "$r" != 200mbit ] || max=33554432
     log "allreduce: P = 2 across 2 namespace hosts, tbf $r"
     "${runner[@]}" mpirun -n 2 "${NETNS_MPIRUN_ARGS[@]}" --map-by node --bind-to none \
-      "$root/build/allreduce_bench" -s 0.3 -M "$max" -i -k 1048576 -l "netns2-$r" -o "$out/allreduce.csv" -a >/dev/null
+      "$root/build/allreduce_bench" -s 1.5 -M "$max" -i -k 1048576 -l "netns2-$r" -o "$out/allreduce.csv" -a >/dev/null
+    "${runner[@]}" mpirun -n 2 "${NETNS_MPIRUN_ARGS[@]}" --map-by node --bind-to none \
+      "$root/build/allreduce_bench" -s 2 -m 262144 -M 16777216 -g "$gap" -l "netns2-$r" -o "$out/allreduce.csv" \
+      -a >/dev/null
   done
 fi
 
@@ -154,3 +165,4 @@ if has model; then
   read -r -a more <<<"${MODEL_ARGS:-}"
   "$py" "$root/bench/scaling_model.py" "${args[@]}" --config "$config" "${more[@]}"
 fi
+exit 0

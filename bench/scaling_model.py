@@ -102,9 +102,11 @@ def config_value(path, section, key):
     return None
 
 
-def fit_alpha_beta(points, nmin=0, nmax=float("inf")):
+def fit_alpha_beta(points, nmin=0, nmax=float("inf"), alpha0=0.0):
     """points: (bytes, ranks, seconds). Least squares of the relative error of the ring formula
-    t = 2(P-1) alpha + 2(P-1)/P n beta. Returns alpha, beta, max and mean |relative error|."""
+    t = 2(P-1) alpha + 2(P-1)/P n beta over the messages of nmin to nmax bytes. When the fit's
+    alpha is negative (the large messages do not pin the latency down), alpha = alpha0 and beta
+    is fitted alone. Returns alpha, beta, max and mean |relative error|, the sizes used."""
     s = [[0.0, 0.0], [0.0, 0.0]]
     rhs = [0.0, 0.0]
     used = [(n, p, t) for n, p, t in points if nmin <= n <= nmax and t > 0]
@@ -123,8 +125,8 @@ def fit_alpha_beta(points, nmin=0, nmax=float("inf")):
     alpha = (rhs[0] * s[1][1] - s[0][1] * rhs[1]) / det
     beta = (s[0][0] * rhs[1] - s[1][0] * rhs[0]) / det
     if alpha < 0 or beta <= 0:  # a negative latency fits no network: refit beta alone
-        alpha = 0.0
-        num = sum(2.0 * (p - 1) / p * n * t / (t * t) for n, p, t in used)
+        alpha = alpha0
+        num = sum(2.0 * (p - 1) / p * n * (t - 2.0 * (p - 1) * alpha) / (t * t) for n, p, t in used)
         den = sum((2.0 * (p - 1) / p * n) ** 2 / (t * t) for n, p, t in used)
         beta = num / den
     errs = [abs(ring(n, p, alpha, beta) - t) / t for n, p, t in used]
@@ -164,8 +166,10 @@ def plan_buckets(lt, bucket_mb):
     return out
 
 
-def step_time(lt, p, b, alpha, beta, bucket_mb, overlap):
-    """dict: compute, comm (all allreduce work), exposed, step (seconds), algorithm."""
+def step_time(lt, p, b, alpha, beta, bucket_mb, overlap, opt_per_bucket=False):
+    """dict: compute, comm (all allreduce work), exposed, step (seconds), algorithm.
+    opt_per_bucket (what aetrain does not do): the optimizer updates each bucket's parameters as
+    soon as its sum is in, on the main thread after backward, while later buckets are summed."""
     layers = lt["layers"]
     fwd = b * sum(l["fwd"] for l in layers)
     bwd = {l["index"]: b * l["bwd"] for l in layers}
@@ -183,6 +187,7 @@ def step_time(lt, p, b, alpha, beta, bucket_mb, overlap):
         t += bwd[l["index"]]
         done[l["index"]] = t
     finish, comm, algs = 0.0, 0.0, set()
+    main = t_back  # opt_per_bucket: when the main thread is free for the next bucket's update
     for nbytes, ready in plan_buckets(lt, bucket_mb):
         work, alg = allreduce_cost(nbytes, p, alpha, beta)
         algs.add(alg)
@@ -193,8 +198,11 @@ def step_time(lt, p, b, alpha, beta, bucket_mb, overlap):
             finish = start + work / overlap if work <= cap else t_back + (work - cap)
         else:
             finish = max(start, t_back) + work
+        main = max(main, finish) + lt["opt_s"] * nbytes / (4.0 * lt["n_params"])
     small, _ = allreduce_cost(4 * GRAD_EXTRA, p, alpha, beta)
     exposed = max(0.0, finish - t_back) + small
+    if opt_per_bucket:  # the step ends with the last bucket's update, not all of the optimizer after the wait
+        exposed = max(main, finish) + small - t_back - lt["opt_s"]
     return {"compute": compute, "comm": comm + small, "exposed": exposed, "step": compute + exposed,
             "algorithm": "+".join(sorted(algs))}
 
@@ -235,7 +243,11 @@ def main():
                     help="share of the link rate an allreduce gets (1 = the wire rate)")
     ap.add_argument("--pmax", type=int, default=1024)
     ap.add_argument("--strong-batch", type=int, help="global batch of the strong projection (batch x 64)")
-    ap.add_argument("--fit-min", type=float, default=0, help="smallest message (bytes) in the fits")
+    ap.add_argument("--fit-min", type=float, default=262144,
+                    help="smallest message (bytes) in the fits (256 KB: the sizes a step sends)")
+    ap.add_argument("--fit-mode", default="auto",
+                    help="allreduce rows to fit: allreduce (back to back), gap (with compute before each "
+                         "call, allreduce_gap*), auto (gap where a setup has such rows)")
     ap.add_argument("--fit-max", type=float, default=float("inf"), help="largest message (bytes) in the fits")
     ap.add_argument("--target", default="64,25,0.9", help="P,Gb/s,efficiency of the stated target")
     ap.add_argument("--out", default=".")
@@ -261,24 +273,37 @@ def main():
              1e3 * step_time(lt, 1, batch, 0, 0, 0, 0)["step"], batch, grad_bytes / 1e6))
 
     # alpha, beta per setup
-    pts, iall = {}, {}
+    pts, gap, iall = {}, {}, {}
     for r in read_csv(a.allreduce):
         key = (r["label"], int(r["ranks"]))
         row = (float(r["bytes"]), int(r["ranks"]), float(r["seconds"]))
         if r["mode"] == "allreduce":
             pts.setdefault(key, []).append(row)
+        elif r["mode"].startswith("allreduce_gap"):
+            gap.setdefault(key, []).append(row)
         elif r["mode"].startswith("iallreduce_"):
             iall.setdefault(key, []).append((row, int(r["mode"].split("_")[1])))
     if not pts:
         die("%s: no allreduce rows" % a.allreduce)
+    small = {k: min(v)[2] / (2.0 * (k[1] - 1)) for k, v in pts.items()}  # latency of the smallest message
+    back_to_back = dict(pts)
+    if a.fit_mode in ("gap", "auto"):
+        for k, v in gap.items():
+            pts[k] = v
+        if a.fit_mode == "gap" and set(pts) - set(gap):
+            die("--fit-mode gap: no allreduce_gap rows for %s" % ", ".join(l for l, _ in set(pts) - set(gap)))
     fits = {}
-    print("\nallreduce fits (ring formula, least squares of the relative error)")
-    print("%-16s %5s %6s %12s %14s %10s %9s %9s %s" % ("setup", "ranks", "sizes", "alpha us", "beta ns/byte",
-                                                        "GB/s", "max err", "mean err", "bucketed (1 MB) err"))
+    print("\nallreduce fits (ring formula, least squares of the relative error, messages of %g to %g bytes)"
+          % (a.fit_min, a.fit_max))
+    print("%-16s %5s %-10s %6s %10s %12s %14s %10s %9s %9s %10s %s" % (
+        "setup", "ranks", "rows", "sizes", "4KB lat us", "alpha us", "beta ns/byte", "GB/s", "max err", "mean err",
+        "b2b beta", "bucketed (1 MB) err"))
     frows = []
     for (label, p), v in sorted(pts.items()):
-        al, be, emax, emean, nused = fit_alpha_beta(v, a.fit_min, a.fit_max)
+        al, be, emax, emean, nused = fit_alpha_beta(v, a.fit_min, a.fit_max, small[(label, p)])
         fits[label] = (al, be)
+        _, be_b2b, _, _, _ = fit_alpha_beta(back_to_back[(label, p)], a.fit_min, a.fit_max, small[(label, p)])
+        rows_used = "gap" if v is gap.get((label, p)) else "b2b"
         berr = ""
         if (label, p) in iall:  # the buckets' allreduces, one after the other, by the same formula
             es = []
@@ -287,9 +312,12 @@ def main():
                 pred = full * ring(k, pp, al, be) + (ring(rest, pp, al, be) if rest else 0.0)
                 es.append((pred - t) / t)
             berr = "%+.0f%% .. %+.0f%%" % (100 * min(es), 100 * max(es))
-        print("%-16s %5d %6d %12.2f %14.4f %10.3f %8.1f%% %8.1f%% %s" % (label, p, nused, 1e6 * al, 1e9 * be,
-                                                                       1e-9 / be, 100 * emax, 100 * emean, berr))
-        frows.append({"setup": label, "ranks": p, "alpha_s": "%.6g" % al, "beta_s_per_byte": "%.6g" % be,
+        print("%-16s %5d %-10s %6d %10.2f %12.2f %14.4f %10.3f %8.1f%% %8.1f%% %10.4f %s" % (
+            label, p, rows_used, nused, 1e6 * small[(label, p)], 1e6 * al, 1e9 * be, 1e-9 / be, 100 * emax,
+            100 * emean, 1e9 * be_b2b, berr))
+        frows.append({"setup": label, "ranks": p, "rows": rows_used, "latency_4kb_s": "%.6g" % small[(label, p)],
+                      "alpha_s": "%.6g" % al, "beta_s_per_byte": "%.6g" % be,
+                      "beta_back_to_back_s_per_byte": "%.6g" % be_b2b,
                       "gbytes_per_s": "%.4g" % (1e-9 / be), "max_rel_err": "%.4f" % emax,
                       "mean_rel_err": "%.4f" % emean, "sizes": nused})
     write_csv(os.path.join(a.out, "fits.csv"), frows)
@@ -331,9 +359,8 @@ def main():
         for v in val:
             one = [w for w in val if w["setup"] == v["setup"] and w["mode"] == v["mode"] and w["ranks"] == 1]
             if one:
-                t1 = one[0]["model_ms"] * (1 if v["mode"] == "weak" else 1)
-                v["model_eff"] = t1 / v["model_ms"] if v["mode"] == "weak" else \
-                    one[0]["model_ms"] / (v["ranks"] * v["model_ms"])
+                t1 = one[0]["model_ms"]
+                v["model_eff"] = t1 / v["model_ms"] if v["mode"] == "weak" else t1 / (v["ranks"] * v["model_ms"])
     for r in ov_rows:
         al, be = fits[r["setup"]]
         b = int(r["global_batch"]) / 2
@@ -367,11 +394,14 @@ def main():
     ps = [1]
     while ps[-1] * 2 <= a.pmax:
         ps.append(ps[-1] * 2)
-    variants = [("no-overlap", 0.0, 0.0), ("overlap%.2f" % overlap, a.bucket_mb, overlap), ("full-overlap", a.bucket_mb, 1.0)]
+    # one allreduce after backward; buckets at the fitted overlap; buckets fully overlapped; and the
+    # same with the optimizer per bucket (not in aetrain: what the target would need)
+    variants = [("none", 0.0, 0.0, False), ("ovl%.2f" % overlap, a.bucket_mb, overlap, False),
+                ("full", a.bucket_mb, 1.0, False), ("full+opt", a.bucket_mb, 1.0, True)]
     proj = []
     for g in links:
         beta = 8.0 / (g * 1e9) / a.link_efficiency
-        for vname, bmb, o in variants:
+        for vname, bmb, o, ob in variants:
             setup = "%gG-%s" % (g, vname)
             for mode in ("weak", "strong"):
                 t1 = None
@@ -379,7 +409,7 @@ def main():
                     b = batch if mode == "weak" else strong_batch / p
                     if b < 1:
                         continue
-                    m = step_time(lt, p, b, alpha, beta, bmb, o)
+                    m = step_time(lt, p, b, alpha, beta, bmb, o, ob)
                     t1 = m["step"] if p == 1 else t1
                     eff = t1 / m["step"] if mode == "weak" else t1 / (p * m["step"])
                     proj.append({"setup": setup, "mode": mode, "ranks": p, "link_gbps": g, "bucket_mb": bmb,
@@ -395,7 +425,7 @@ def main():
                                                              strong_batch, a.bucket_mb))
     print("%-22s %-6s " % ("setup", "mode") + " ".join("%14s" % ("P=%d" % p) for p in show))
     for g in links:
-        for vname, _, _ in variants:
+        for vname, _, _, _ in variants:
             setup = "%gG-%s" % (g, vname)
             for mode in ("weak", "strong"):
                 cells = []
@@ -407,7 +437,7 @@ def main():
     tp, tg, te = a.target.split(",")
     tp, tg, te = int(tp), float(tg), float(te)
     target = {}
-    for vname, _, o in variants:
+    for vname, _, _, _ in variants:
         r = [x for x in proj if x["setup"] == "%gG-%s" % (tg, vname) and x["mode"] == "weak" and x["ranks"] == tp]
         if r:
             target[vname] = float(r[0]["efficiency"])
@@ -454,7 +484,9 @@ def plot_rows(val, proj, mode, links, variants):
                      "samples_per_s": "%.6g" % (1e3 * m["batch_per_rank"] * v["ranks"] / m["model_ms"]),
                      "efficiency": "%.4f" % m.get("model_eff", 1.0)})
     for g in links:
-        for vname, _, _ in (variants[0], variants[2]) + ((variants[1],) if variants[1][2] > 0 else ()):
+        for vname, _, o, _ in variants:
+            if vname.startswith("ovl") and o == 0:  # nearly the line of "none"
+                continue
             for r in proj:
                 if r["setup"] == "%gG-%s" % (g, vname) and r["mode"] == mode:
                     rows.append({"setup": r["setup"], "mode": mode, "ranks": r["ranks"], "style": "projected",

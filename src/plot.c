@@ -1376,7 +1376,31 @@ typedef struct scal_data {
     int style_col; /* the style column, -1 when there is none */
     char name[SCAL_MAX_SERIES][2 * SCAL_NAME_CAP + 8]; /* "strong, local" */
     int style[SCAL_MAX_SERIES];
+    int color[SCAL_MAX_SERIES]; /* ae_plot_color index */
 } scal_data;
+
+#define SCAL_MODEL_SUFFIX " (model)"
+
+/* Colours: one per series in order, except that a model series "MODE, SETUP (model)" takes the
+ * colour of the series "MODE, SETUP" when there is one (the model drawn over its measurement). */
+static void scal_colors(scal_data *sd)
+{
+    int match[SCAL_MAX_SERIES], next = 0;
+    size_t ls = strlen(SCAL_MODEL_SUFFIX);
+    for (int s = 0; s < sd->nseries; s++) {
+        match[s] = -1;
+        size_t n = strlen(sd->name[s]);
+        if (sd->style[s] != STYLE_MODEL || n <= ls || strcmp(sd->name[s] + n - ls, SCAL_MODEL_SUFFIX)) continue;
+        for (int t = 0; t < sd->nseries; t++)
+            if (sd->style[t] != STYLE_MODEL && strlen(sd->name[t]) == n - ls &&
+                strncmp(sd->name[t], sd->name[s], n - ls) == 0)
+                match[s] = t;
+    }
+    for (int s = 0; s < sd->nseries; s++)
+        if (match[s] < 0) sd->color[s] = next++;
+    for (int s = 0; s < sd->nseries; s++)
+        if (match[s] >= 0) sd->color[s] = sd->color[match[s]];
+}
 
 /* One data row of a scaling CSV into sd (fields f[0..nf), col[] their places). */
 static ae_status scal_row_parse(const char *path, int lineno, char **f, const int *col, scal_data *sd,
@@ -1492,6 +1516,7 @@ static ae_status read_scaling(const char *path, scal_data *sd, ae_error *err)
         memset(sd, 0, sizeof *sd);
         return st;
     }
+    scal_colors(sd);
     for (size_t i = 1; i < sd->n; i++) /* insertion sort: a few rows */
         for (size_t j = i; j > 0; j--) {
             scal_row *a = &sd->r[j - 1], *b = &sd->r[j];
@@ -1508,7 +1533,7 @@ static void scal_series(cairo_t *cr, const scal_data *sd, int s, int value, doub
                         const axis *ax, const axis *ay)
 {
     uint8_t rgb[3];
-    ae_plot_color(s, rgb);
+    ae_plot_color(sd->color[s], rgb);
     set_rgb(cr, rgb, 1.0);
     cairo_set_line_width(cr, 2.0);
     int open = 0, style = sd->style[s];
@@ -1569,8 +1594,9 @@ ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const c
     L.width = AE_PLOT_SCALING_W;
     L.height = AE_PLOT_SCALING_H;
     L.npanels = 2;
-    L.plot[0] = (ae_plot_box){85, 50, 380, 330};
-    L.plot[1] = (ae_plot_box){580, 50, 380, 330};
+    int pw = logs ? 340 : 380; /* projections have more series: room for a wider legend */
+    L.plot[0] = (ae_plot_box){85, 50, pw, 330};
+    L.plot[1] = (ae_plot_box){85 + pw + 115, 50, pw, 330};
     fig f;
     if ((st = fig_open(&f, L.width, L.height, path, err))) {
         free(sd.r);
@@ -1598,7 +1624,7 @@ ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const c
         cairo_clip(cr);
         for (int s = 0; s < sd.nseries; s++) {
             uint8_t rgb[3];
-            ae_plot_color(s, rgb);
+            ae_plot_color(sd.color[s], rgb);
             if (p == 0 && base[s] > 0 && sd.style[s] != STYLE_MODEL)
                 scal_dashed(cr, rgb, b, &ax, &ay[0], 1, base[s] / div, pmax, base[s] * pmax / div);
         }
@@ -1610,10 +1636,9 @@ ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const c
     int ne = 0;
     char names[SCAL_MAX_SERIES][sizeof sd.name[0] + 16];
     for (int s = 0; s < sd.nseries; s++, ne++) {
-        snprintf(names[s], sizeof names[s], "%s%s", sd.name[s],
-                 sd.style[s] == STYLE_PROJECTED ? " (projected)" : "");
+        snprintf(names[s], sizeof names[s], "%s%s", sd.name[s], sd.style[s] == STYLE_PROJECTED ? " (proj)" : "");
         ents[ne].name = names[s];
-        ae_plot_color(s, ents[ne].rgb);
+        ae_plot_color(sd.color[s], ents[ne].rgb);
     }
     ents[ne].name = "ideal (dashed)";
     memcpy(ents[ne++].rgb, black, 3);

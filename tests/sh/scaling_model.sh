@@ -68,11 +68,11 @@ check "strong P = 2 point 20% slow: error -16.7%" \
   'abs(float([r for r in v if r["mode"] == "strong" and r["ranks"] == "2"][0]["rel_err"]) + 1 / 6) < 1e-3'
 check "largest error is the strong point's" 'abs(s["validation_max_rel_err"] - 1 / 6) < 1e-3'
 check "weak efficiency at P = 64, 10 Gb/s, one allreduce: 0.4036" \
-  'abs(s["weak_eff"]["10G-no-overlap@64"] - 5.5 / (5.5 + 0.252 + 2 * 63 / 64 * 5000016 * 8e-10 * 1e3)) < 2e-4'
+  'abs(s["weak_eff"]["10G-none@64"] - 5.5 / (5.5 + 0.252 + 2 * 63 / 64 * 5000016 * 8e-10 * 1e3)) < 2e-4'
 check "weak efficiency at P = 64, 10 Gb/s, 0.5 MB buckets, full overlap: 0.4559" \
-  'abs(s["weak_eff"]["10G-full-overlap@64"] - 5.5 / (5.5 + 0.252 + 2 * 63 / 64 * 4e6 * 8e-10 * 1e3 + 6 * (2e-3 + 16 * 8e-7))) < 2e-4'
+  'abs(s["weak_eff"]["10G-full@64"] - 5.5 / (5.5 + 0.252 + 2 * 63 / 64 * 4e6 * 8e-10 * 1e3 + 6 * (2e-3 + 16 * 8e-7))) < 2e-4'
 check "overlap 0 with buckets: no better than one allreduce" \
-  's["weak_eff"]["10G-overlap0.00@64"] <= s["weak_eff"]["10G-no-overlap@64"]'
+  's["weak_eff"]["10G-ovl0.00@64"] <= s["weak_eff"]["10G-none@64"]'
 for png in "$WORK/p.png" "$WORK/p_strong.png"; do
   if [ "$(od -An -tx1 -N8 "$png" 2>/dev/null | tr -d ' \n')" = 89504e470d0a1a0a ] &&
     [ "$("$PY" -c "import struct,sys; d=open(sys.argv[1],'rb').read(24); print('%dx%d' % struct.unpack('>II', d[16:24]))" "$png")" = 1180x440 ]; then
