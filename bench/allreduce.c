@@ -15,10 +15,14 @@
  * mode "allreduce" or "iallreduce_<bucket bytes>" (with -g G: "allreduce_gap<G>ms"); label
  * from -l (default "-").
  *
- * Usage: mpirun -n P allreduce [-m MIN] [-M MAX] [-s SECONDS] [-i] [-k BUCKET] [-g MS] [-l LABEL] [-o CSV] [-a]
+ * Usage: mpirun -n P allreduce [-m MIN] [-M MAX] [-x BYTES] [-s SECONDS] [-i] [-k BUCKET] [-g MS] [-l LABEL]
+ *                              [-o CSV] [-a]
+ *   -x BYTES: one more size (e.g. a model's gradient buffer) besides the powers of 2.
  *   -a appends to CSV (no header) instead of rewriting it. -g MS: every rank computes (a
- *   floating-point loop) for MS milliseconds after the barrier and before each timed call, as a
- *   training step's forward and backward do between its allreduces (the link idles meanwhile).
+ *   floating-point loop) for MS milliseconds before each timed call, as a training step's
+ *   forward and backward do between its allreduces, with no barrier or other MPI call between
+ *   the calls (the repeat count is fixed after a warm-up; -s budgets the calls and the gaps);
+ *   with -i only the plain allreduce has the gap.
  * Built by CMake (target allreduce_bench).
  */
 #define _GNU_SOURCE
@@ -44,12 +48,6 @@ static volatile double gap_sink;
 static double one(float *buf, size_t n, size_t bucket, MPI_Request *rq)
 {
     MPI_Barrier(MPI_COMM_WORLD);
-    if (gap_s > 0) {
-        double x = 1.0, until = MPI_Wtime() + gap_s;
-        while (MPI_Wtime() < until)
-            for (int k = 0; k < 1000; k++) x = x * 1.0000001 + 1e-9;
-        gap_sink = x;
-    }
     double t0 = MPI_Wtime();
     if (bucket == 0) {
         MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
@@ -66,16 +64,47 @@ static double one(float *buf, size_t n, size_t bucket, MPI_Request *rq)
     return tmax;
 }
 
+static void compute_gap(void)
+{
+    double x = 1.0, until = MPI_Wtime() + gap_s;
+    while (MPI_Wtime() < until)
+        for (int k = 0; k < 1000; k++) x = x * 1.0000001 + 1e-9;
+    gap_sink = x;
+}
+
+/* -g: compute, then the allreduce, and no other MPI call in between (as in a training step: a
+ * barrier or a small collective after the sum would push its last bytes out sooner); the repeat
+ * count is fixed up front and the per-repeat maximum over the ranks taken at the end. */
+static double measure_gap(float *buf, size_t n, double seconds, int *reps_out)
+{
+    static double t[AR_MAX_REPS], tmax[AR_MAX_REPS];
+    double t1 = one(buf, n, 0, NULL); /* warm-up; the slowest rank's time */
+    int reps = (int)(seconds / (t1 + gap_s));
+    reps = reps < AR_MIN_REPS ? AR_MIN_REPS : reps > AR_MAX_REPS ? AR_MAX_REPS : reps;
+    MPI_Bcast(&reps, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    for (int i = 0; i < reps; i++) {
+        compute_gap();
+        double t0 = MPI_Wtime();
+        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        t[i] = MPI_Wtime() - t0;
+    }
+    MPI_Allreduce(t, tmax, reps, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    qsort(tmax, (size_t)reps, sizeof *tmax, cmp_double);
+    *reps_out = reps;
+    return reps % 2 ? tmax[reps / 2] : 0.5 * (tmax[reps / 2 - 1] + tmax[reps / 2]);
+}
+
 /* Median time of the operation at n floats (the same repeat count on every rank). */
 static double measure(float *buf, size_t n, size_t bucket, MPI_Request *rq, double seconds, int *reps_out)
 {
     static double t[AR_MAX_REPS];
+    if (gap_s > 0 && bucket == 0) return measure_gap(buf, n, seconds, reps_out);
     one(buf, n, bucket, rq); /* warm-up */
     double total = 0.0;
     int reps = 0;
     while (reps < AR_MAX_REPS) {
         t[reps] = one(buf, n, bucket, rq);
-        total += t[reps++] + gap_s; /* the budget counts the compute between the calls too */
+        total += t[reps++];
         int more = reps < AR_MIN_REPS || total < seconds;
         MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD);
         if (!more) break;
@@ -91,7 +120,7 @@ int main(int argc, char **argv)
     int rank, P;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &P);
-    size_t lo = 4096, hi = 64u << 20, bucket_bytes = 1u << 20;
+    size_t lo = 4096, hi = 64u << 20, bucket_bytes = 1u << 20, extra = 0;
     double seconds = 0.5;
     int nb = 0, append = 0;
     const char *csv = NULL, *label = "-";
@@ -100,6 +129,7 @@ int main(int argc, char **argv)
         int more = i + 1 < argc;
         if (!strcmp(a, "-m") && more) lo = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "-M") && more) hi = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(a, "-x") && more) extra = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "-s") && more) seconds = atof(argv[++i]);
         else if (!strcmp(a, "-k") && more) bucket_bytes = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "-g") && more) gap_s = 1e-3 * atof(argv[++i]);
@@ -109,18 +139,19 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-a")) append = 1;
         else {
             if (rank == 0)
-                fprintf(stderr, "usage: allreduce [-m MIN] [-M MAX] [-s SECONDS] [-i] [-k BUCKET] [-g MS] [-l LABEL] "
+                fprintf(stderr, "usage: allreduce [-m MIN] [-M MAX] [-x BYTES] [-s SECONDS] [-i] [-k BUCKET] [-g MS] [-l LABEL] "
                                 "[-o CSV] [-a]\n");
             MPI_Finalize();
             return 2;
         }
     }
-    if (lo < sizeof(float) || hi < lo || bucket_bytes < sizeof(float) || hi / sizeof(float) > 0x7fffffffu) {
+    if (lo < sizeof(float) || hi < lo || bucket_bytes < sizeof(float) || hi / sizeof(float) > 0x7fffffffu ||
+        extra / sizeof(float) > 0x7fffffffu) {
         if (rank == 0) fprintf(stderr, "allreduce: bad sizes\n");
         MPI_Finalize();
         return 2;
     }
-    size_t nmax = hi / sizeof(float), bucket = bucket_bytes / sizeof(float);
+    size_t nmax = (hi > extra ? hi : extra) / sizeof(float), bucket = bucket_bytes / sizeof(float);
     float *buf = malloc(nmax * sizeof *buf);
     MPI_Request *rq = malloc((nmax / bucket + 2) * sizeof *rq);
     if (!buf || !rq) MPI_Abort(MPI_COMM_WORLD, 7);
@@ -136,7 +167,14 @@ int main(int argc, char **argv)
     }
     if (rank == 0) printf("%12s %6s %12s %10s %s\n", "bytes", "ranks", "seconds", "GB/s", "mode");
     for (int pass = 0; pass <= nb; pass++) {
-        for (size_t bytes = lo; bytes <= hi; bytes *= 2) {
+        for (size_t b2 = lo, done_extra = extra == 0; b2 <= hi || !done_extra;) {
+            size_t bytes = b2;
+            if (!done_extra && (extra < b2 || b2 > hi)) { /* -x: one more size, in its place */
+                bytes = extra;
+                done_extra = 1;
+            } else {
+                b2 *= 2;
+            }
             size_t n = bytes / sizeof(float);
             int reps;
             double t = measure(buf, n, pass ? bucket : 0, rq, seconds, &reps);

@@ -6,7 +6,7 @@
 # Usage: bench/scaling-model.sh [-o OUT] [-S "STAGES"] [--rates "1gbit 200mbit"] [CONFIG]
 #   CONFIG   default bench/hinton.ini
 #   -o OUT   output folder (default bench/results/scaling-model)
-#   -S       the stages to run, of: layertime allreduce study overlap model (default all; "model"
+#   -S       the stages to run, of: layertime allreduce gap study overlap model (default all; "model"
 #            alone refits and redraws from the CSVs already in OUT)
 #   --rates  tc tbf rates of the two namespace hosts' links (default "1gbit 200mbit")
 # Environment: RUNNER, a command prefix for every timed measurement (e.g. a wrapper that pauses
@@ -18,9 +18,11 @@
 #              the optimizer, 1 thread, the config's batch)
 #   allreduce  build/allreduce_bench at P = 2 on this host (shared memory) and across 2 network-
 #              namespace hosts (cluster/netns-hosts.sh) whose root-side veths are shaped with
-#              tc tbf to each rate -> allreduce.csv (label local, netns2-<rate>): back to back
-#              (4 KB - 64 MB, and bucketed in 1 MB MPI_Iallreduce), and 256 KB - 16 MB with a
-#              step's compute (from layertime.csv) before each call, as in training
+#              tc tbf to each rate -> allreduce.csv (label local, netns2-<rate>): back to back,
+#              4 KB - 64 MB, and bucketed in 1 MB MPI_Iallreduce
+#   gap        the same setups, 256 KB - 16 MB and the step's buffer size, with a step's compute
+#              (from layertime.csv) before each call and no other MPI call, as in training
+#              (mode allreduce_gap<G>ms; scaling_model.py fits these where they exist)
 #   study      cluster/scaling-study -r "1 2" (strong and weak) on this host and on the shaped
 #              namespace hosts (as a hostfile with their mpirun arguments) -> study/scaling.csv
 #   overlap    aetrain at P = 2 across the hosts at the first rate with bucket_mb = 1 on the
@@ -30,14 +32,14 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 me=scaling-model
-out=$root/bench/results/scaling-model stages="layertime allreduce study overlap model" rates="1gbit 200mbit"
+out=$root/bench/results/scaling-model stages="layertime allreduce gap study overlap model" rates="1gbit 200mbit"
 config=$root/bench/hinton.ini
 while [ $# -gt 0 ]; do
   case $1 in
     -o) out=$2; shift ;;
     -S) stages=$2; shift ;;
     --rates) rates=$2; shift ;;
-    -h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "$me: unknown option $1" >&2; exit 2 ;;
     *) config=$1 ;;
   esac
@@ -55,7 +57,7 @@ py=/usr/bin/python3
 has() { [[ " $stages " == *" $1 "* ]]; }
 log() { echo "$me: $*" >&2; }
 
-if has layertime || has allreduce || has overlap; then
+if has layertime || has allreduce || has gap || has overlap; then
   if [ ! -x "$root/build/layertime" ] || [ ! -x "$root/build/allreduce_bench" ] || [ ! -x "$root/build/aetrain" ]; then
     cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
     cmake --build "$root/build" -j2 >/dev/null
@@ -65,7 +67,10 @@ fi
 
 # the namespace hosts, made once for the stages that need them
 hosts=""
-cleanup() { if [ -n "$hosts" ]; then netns_down "$hosts"; rm -rf "$hosts"; fi; }
+cleanup() {
+  set +e # a holder that is already gone must not fail the run
+  if [ -n "$hosts" ]; then netns_down "$hosts"; rm -rf "$hosts"; fi
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 hosts_up() {
@@ -87,27 +92,41 @@ if has layertime; then
   "${runner[@]}" "$root/build/layertime" -s 3 -o "$out/layertime.csv" "$config"
 fi
 
-if has allreduce; then
-  # the gap: a step's compute between the calls (from layertime.csv's step row), as in training
-  gap=20
-  [ ! -f "$out/layertime.csv" ] ||
+if has allreduce || has gap; then
+  # the gap: a step's compute between the calls (from layertime.csv's step row), as in training;
+  # and the step's buffer size (gradients + the step's 4 scalars)
+  gap=20 gbytes=11349272
+  if [ -f "$out/layertime.csv" ]; then
     gap=$(awk -F, '$2 == "step" { printf "%.0f", 1e3 * ($4 + $5) * $7 }' "$out/layertime.csv")
-  log "allreduce: P = 2 on this host (and with ${gap} ms of compute before each call)"
-  "${runner[@]}" mpirun -n 2 --bind-to none "$root/build/allreduce_bench" -s 0.5 -i -k 1048576 -l local \
-    -o "$out/allreduce.csv" >/dev/null
-  "${runner[@]}" mpirun -n 2 --bind-to none "$root/build/allreduce_bench" -s 1 -m 262144 -M 16777216 -g "$gap" \
-    -l local -o "$out/allreduce.csv" -a >/dev/null
+    gbytes=$(awk -F, '$2 == "step" { print $6 + 16 }' "$out/layertime.csv")
+  fi
+  if has allreduce; then
+    log "allreduce: P = 2 on this host"
+    "${runner[@]}" mpirun -n 2 --bind-to none "$root/build/allreduce_bench" -s 0.5 -i -k 1048576 -l local \
+      -o "$out/allreduce.csv" >/dev/null
+  fi
+  if has gap; then
+    log "allreduce: P = 2 on this host, ${gap} ms of compute before each call"
+    "${runner[@]}" mpirun -n 2 --bind-to none "$root/build/allreduce_bench" -s 1 -m 262144 -M 16777216 \
+      -x "$gbytes" -g "$gap" -l local -o "$out/allreduce.csv" -a >/dev/null
+  fi
   hosts_up
   for r in $rates; do
     shape "$r"
     max=67108864
     [ "$r" != 200mbit ] || max=33554432
-    log "allreduce: P = 2 across 2 namespace hosts, tbf $r"
-    "${runner[@]}" mpirun -n 2 "${NETNS_MPIRUN_ARGS[@]}" --map-by node --bind-to none \
-      "$root/build/allreduce_bench" -s 1.5 -M "$max" -i -k 1048576 -l "netns2-$r" -o "$out/allreduce.csv" -a >/dev/null
-    "${runner[@]}" mpirun -n 2 "${NETNS_MPIRUN_ARGS[@]}" --map-by node --bind-to none \
-      "$root/build/allreduce_bench" -s 2 -m 262144 -M 16777216 -g "$gap" -l "netns2-$r" -o "$out/allreduce.csv" \
-      -a >/dev/null
+    if has allreduce; then
+      log "allreduce: P = 2 across 2 namespace hosts, tbf $r"
+      "${runner[@]}" mpirun -n 2 "${NETNS_MPIRUN_ARGS[@]}" --map-by node --bind-to none \
+        "$root/build/allreduce_bench" -s 1.5 -M "$max" -i -k 1048576 -l "netns2-$r" -o "$out/allreduce.csv" -a \
+        >/dev/null
+    fi
+    if has gap; then
+      log "allreduce: P = 2 across 2 namespace hosts, tbf $r, ${gap} ms of compute before each call"
+      "${runner[@]}" mpirun -n 2 "${NETNS_MPIRUN_ARGS[@]}" --map-by node --bind-to none \
+        "$root/build/allreduce_bench" -s 2 -m 262144 -M 16777216 -x "$gbytes" -g "$gap" -l "netns2-$r" \
+        -o "$out/allreduce.csv" -a >/dev/null
+    fi
   done
 fi
 
