@@ -243,8 +243,9 @@ def main():
                     help="share of the link rate an allreduce gets (1 = the wire rate)")
     ap.add_argument("--pmax", type=int, default=1024)
     ap.add_argument("--strong-batch", type=int, help="global batch of the strong projection (batch x 64)")
-    ap.add_argument("--fit-min", type=float, default=262144,
-                    help="smallest message (bytes) in the fits (256 KB: the sizes a step sends)")
+    ap.add_argument("--fit-min", type=float, default=2097152,
+                    help="smallest message (bytes) in the fits (2 MB: the range of the messages a step sends, "
+                         "the whole gradient buffer or buckets of 1.1-3.1 MB for hinton)")
     ap.add_argument("--fit-mode", default="auto",
                     help="allreduce rows to fit: allreduce (back to back), gap (with compute before each "
                          "call, allreduce_gap*), auto (gap where a setup has such rows)")
