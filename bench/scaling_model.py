@@ -309,10 +309,12 @@ def main():
         if (label, p) in iall:  # the buckets' allreduces, one after the other, by the same formula
             es = []
             for (n, pp, t), k in iall[(label, p)]:
+                if not a.fit_min <= n <= a.fit_max:
+                    continue
                 full, rest = int(n // k), n - k * int(n // k)
                 pred = full * ring(k, pp, al, be) + (ring(rest, pp, al, be) if rest else 0.0)
                 es.append((pred - t) / t)
-            berr = "%+.0f%% .. %+.0f%%" % (100 * min(es), 100 * max(es))
+            berr = "%+.0f%% .. %+.0f%%" % (100 * min(es), 100 * max(es)) if es else ""
         print("%-16s %5d %-10s %6d %10.2f %12.2f %14.4f %10.3f %8.1f%% %8.1f%% %10.4f %s" % (
             label, p, rows_used, nused, 1e6 * small[(label, p)], 1e6 * al, 1e9 * be, 1e-9 / be, 100 * emax,
             100 * emean, 1e9 * be_b2b, berr))
