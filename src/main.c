@@ -41,9 +41,10 @@ static const char usage[] =
     "  plot RUN_DIR\n"
     "        draw the pictures of a run into RUN_DIR/images/: curves, recon, codes, filters,\n"
     "        manifold, interpolation, denoise, epochs (those that apply; see docs/pictures.md)\n"
-    "  plot --scaling FILE.csv --out FILE.png\n"
+    "  plot --scaling FILE.csv --out FILE.png [--log] [--title TEXT]\n"
     "        the scaling picture (samples/s and efficiency against ranks) of the CSV written by\n"
-    "        cluster/scaling-study (see docs/cluster.md)\n"
+    "        cluster/scaling-study (see docs/cluster.md); --log: log axes (ranks, samples/s); an\n"
+    "        optional CSV column style (measured, projected, model) says how each series is drawn\n"
     "  reconstruct CKPT --out FILE.png [-n N]\n"
     "        a grid of N test images (default 20) above their reconstructions by CKPT's model\n"
     "  check CONFIG [--set ...] [-n P]\n"
@@ -70,8 +71,8 @@ static int usage_error(const char *fmt, const char *arg)
 }
 
 typedef struct args {
-    const char *cmd, *target, *resume, *run, *out, *ks, *scaling;
-    int train_split;
+    const char *cmd, *target, *resume, *run, *out, *ks, *scaling, *title;
+    int train_split, log_axes;
     const char *sets[MAX_SETS];
     int nsets, quiet, probe, nranks;
 } args;
@@ -97,6 +98,10 @@ static int parse_args(int argc, char **argv, args *a)
             a->out = argv[++i];
         } else if (strcmp(s, "--scaling") == 0 && has_next) {
             a->scaling = argv[++i];
+        } else if (strcmp(s, "--log") == 0) {
+            a->log_axes = 1;
+        } else if (strcmp(s, "--title") == 0 && has_next) {
+            a->title = argv[++i];
         } else if (strcmp(s, "-k") == 0 && has_next) {
             a->ks = argv[++i];
         } else if (strcmp(s, "--train") == 0) {
@@ -118,6 +123,7 @@ static int parse_args(int argc, char **argv, args *a)
     if (!a->target && !a->scaling) return usage_error("%s needs a file argument", a->cmd);
     if (a->scaling && (strcmp(a->cmd, "plot") || a->target))
         return usage_error("--scaling FILE.csv goes with plot alone (no RUN_DIR)%s", "");
+    if ((a->log_axes || a->title) && !a->scaling) return usage_error("--log and --title go with plot --scaling%s", "");
     return 0;
 }
 
@@ -204,7 +210,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "plot") == 0 && a.scaling) {
         if (!a.out) return usage_error("plot --scaling needs --out FILE.png%s", "");
-        st = ae_plot_scaling_png(a.out, a.scaling, NULL, NULL, &err);
+        st = ae_plot_scaling_png(a.out, a.scaling, a.title, a.log_axes ? AE_PLOT_SCALING_LOG : 0, NULL, &err);
         if (!st) printf("wrote %s\n", a.out);
         return st ? fail(&err, st) : 0;
     }

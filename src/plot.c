@@ -800,8 +800,9 @@ static double text_width(cairo_t *cr, const char *s, double size)
 }
 
 typedef struct axis {
-    double lo, hi;     /* the shown range */
+    double lo, hi;     /* the shown range (of log_base(value) on a log axis) */
     double first, step; /* ticks at first + k step <= hi */
+    int log_base;      /* 0: linear; 2 or 10: logarithmic, lo..first..hi are exponents */
 } axis;
 
 /* The range [lo, hi] widened by pad (a fraction of it) on each side, with
@@ -830,6 +831,29 @@ static void nice_axis(double lo, double hi, int ticks, int integer, double pad, 
     a->hi = hi;
     a->step = step;
     a->first = ceil(lo / step - 1e-9) * step;
+    a->log_base = 0;
+}
+
+/* A logarithmic axis (base 2 or 10) over [lo, hi] (both > 0), padded by pad
+ * (a fraction of the exponent range) on each side, ticks at whole powers. */
+static void log_axis(double lo, double hi, int base, double pad, axis *a)
+{
+    double l = base == 2 ? log2(fmax(lo, 1e-300)) : log10(fmax(lo, 1e-300));
+    double h = base == 2 ? log2(fmax(hi, 1e-300)) : log10(fmax(hi, 1e-300));
+    if (h - l < 1.0) l = floor(l), h = l + 1.0;
+    double range = h - l;
+    a->lo = l - pad * range;
+    a->hi = h + pad * range;
+    a->step = base == 2 && range > 12 ? 2.0 : 1.0;
+    a->first = ceil(a->lo / a->step - 1e-9) * a->step;
+    a->log_base = base;
+}
+
+/* A value's place on an axis: itself, or its logarithm. */
+static double axis_pos(const axis *a, double v)
+{
+    if (!a->log_base) return v;
+    return a->log_base == 2 ? log2(fmax(v, 1e-300)) : log10(fmax(v, 1e-300));
 }
 
 static void tick_label(double v, double step, char *buf, size_t cap)
@@ -842,12 +866,12 @@ static void tick_label(double v, double step, char *buf, size_t cap)
 
 static double map_x(const ae_plot_box *b, const axis *a, double v)
 {
-    return b->x + (v - a->lo) / (a->hi - a->lo) * b->w;
+    return b->x + (axis_pos(a, v) - a->lo) / (a->hi - a->lo) * b->w;
 }
 
 static double map_y(const ae_plot_box *b, const axis *a, double v)
 {
-    return b->y + b->h - (v - a->lo) / (a->hi - a->lo) * b->h;
+    return b->y + b->h - (axis_pos(a, v) - a->lo) / (a->hi - a->lo) * b->h;
 }
 
 /* Grid lines, ticks with labels, the frame (axes) and the axis labels of one panel. */
@@ -861,7 +885,7 @@ static void draw_axes(cairo_t *cr, const ae_plot_box *b, const axis *ax, const a
         const axis *a = pass ? ay : ax;
         int nt = (int)floor((a->hi - a->first) / a->step + 1e-9);
         for (int k = 0; k <= nt; k++) {
-            double v = a->first + k * a->step;
+            double e = a->first + k * a->step, v = a->log_base ? pow(a->log_base, e) : e;
             double p = pass ? floor(map_y(b, a, v)) + 0.5 : floor(map_x(b, a, v)) + 0.5;
             cairo_set_source_rgb(cr, 0.88, 0.88, 0.88); /* grid line */
             if (pass) {
@@ -881,7 +905,8 @@ static void draw_axes(cairo_t *cr, const ae_plot_box *b, const axis *ax, const a
                 cairo_line_to(cr, p, b->y + b->h + 5);
             }
             cairo_stroke(cr);
-            tick_label(v, a->step, buf, sizeof buf);
+            if (a->log_base && v < 1.0) snprintf(buf, sizeof buf, "%g", v);
+            else tick_label(v, a->log_base ? 1.0 : a->step, buf, sizeof buf);
             if (pass) {
                 text_at(cr, b->x - 8, p, buf, 11, 0, 1.0, 0.5, 0, NULL);
                 double tw = text_width(cr, buf, 11);
@@ -1327,7 +1352,7 @@ ae_status ae_plot_curves_png(const char *path, const char *metrics_csv, const ch
 
 /* ---- scaling study ------------------------------------------------------------------------------- */
 
-#define SCAL_MAX_SERIES 8   /* (setup, mode) pairs in one picture */
+#define SCAL_MAX_SERIES 16  /* (setup, mode) pairs in one picture */
 #define SCAL_NAME_CAP 25    /* a setup label: at most 24 characters */
 #define SCAL_THOUSANDS 1e4  /* samples/s from which the axis counts thousands */
 
@@ -1339,12 +1364,43 @@ typedef struct scal_row {
     double sps, eff;
 } scal_row;
 
+/* How a series is drawn (the optional column "style"): measured points (dots joined by a line),
+ * a projection (a line) or a model's values at measured points (open circles). */
+enum { STYLE_MEASURED, STYLE_PROJECTED, STYLE_MODEL };
+static const char *const scal_styles[] = {"measured", "projected", "model"};
+
 typedef struct scal_data {
     size_t n, cap;
     scal_row *r;
     int nseries;
+    int style_col; /* the style column, -1 when there is none */
     char name[SCAL_MAX_SERIES][2 * SCAL_NAME_CAP + 8]; /* "strong, local" */
+    int style[SCAL_MAX_SERIES];
+    int color[SCAL_MAX_SERIES]; /* ae_plot_color index */
 } scal_data;
+
+#define SCAL_MODEL_SUFFIX " (model)"
+
+/* Colours: one per series in order, except that a model series "MODE, SETUP (model)" takes the
+ * colour of the series "MODE, SETUP" when there is one (the model drawn over its measurement). */
+static void scal_colors(scal_data *sd)
+{
+    int match[SCAL_MAX_SERIES], next = 0;
+    size_t ls = strlen(SCAL_MODEL_SUFFIX);
+    for (int s = 0; s < sd->nseries; s++) {
+        match[s] = -1;
+        size_t n = strlen(sd->name[s]);
+        if (sd->style[s] != STYLE_MODEL || n <= ls || strcmp(sd->name[s] + n - ls, SCAL_MODEL_SUFFIX)) continue;
+        for (int t = 0; t < sd->nseries; t++)
+            if (sd->style[t] != STYLE_MODEL && strlen(sd->name[t]) == n - ls &&
+                strncmp(sd->name[t], sd->name[s], n - ls) == 0)
+                match[s] = t;
+    }
+    for (int s = 0; s < sd->nseries; s++)
+        if (match[s] < 0) sd->color[s] = next++;
+    for (int s = 0; s < sd->nseries; s++)
+        if (match[s] >= 0) sd->color[s] = sd->color[match[s]];
+}
 
 /* One data row of a scaling CSV into sd (fields f[0..nf), col[] their places). */
 static ae_status scal_row_parse(const char *path, int lineno, char **f, const int *col, scal_data *sd,
@@ -1369,6 +1425,14 @@ static ae_status scal_row_parse(const char *path, int lineno, char **f, const in
     if (!ok || !isfinite(eff) || eff < 0)
         return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: efficiency '%s' is not a number >= 0", path, lineno,
                             f[col[S_EFF]]);
+    int style = STYLE_MEASURED;
+    if (sd->style_col >= 0) {
+        const char *sv = f[sd->style_col];
+        for (style = 0; style < 3 && strcmp(sv, scal_styles[style]); style++) {}
+        if (style == 3)
+            return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: style '%s' is not measured, projected or model", path,
+                                lineno, sv);
+    }
     char name[sizeof sd->name[0]];
     snprintf(name, sizeof name, "%s, %s", mode, setup);
     int s = 0;
@@ -1377,7 +1441,11 @@ static ae_status scal_row_parse(const char *path, int lineno, char **f, const in
         if (s == SCAL_MAX_SERIES)
             return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: more than %d series (mode, setup)", path, lineno,
                                 SCAL_MAX_SERIES);
+        sd->style[sd->nseries] = style;
         snprintf(sd->name[sd->nseries++], sizeof sd->name[0], "%s", name);
+    } else if (sd->style[s] != style) {
+        return ae_error_set(err, AE_ERR_FORMAT, "%s:%d: style '%s' differs from the earlier rows of %s", path,
+                            lineno, scal_styles[style], name);
     }
     for (size_t i = 0; i < sd->n; i++)
         if (sd->r[i].series == s && sd->r[i].ranks == (int)p)
@@ -1407,6 +1475,7 @@ static ae_status read_scaling(const char *path, scal_data *sd, ae_error *err)
     ssize_t len;
     int col[S_COUNT], ncols = 0, lineno = 0;
     ae_status st = AE_OK;
+    sd->style_col = -1;
     while (!st && (len = getline(&line, &lcap, fp)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
@@ -1428,6 +1497,8 @@ static ae_status read_scaling(const char *path, scal_data *sd, ae_error *err)
                                       "samples_per_s, efficiency)",
                                       path, scal_cols[k]);
             }
+            for (int i = 0; i < nf; i++)
+                if (strcmp(f[i], "style") == 0) sd->style_col = i;
             continue;
         }
         if (nf != ncols)
@@ -1445,6 +1516,7 @@ static ae_status read_scaling(const char *path, scal_data *sd, ae_error *err)
         memset(sd, 0, sizeof *sd);
         return st;
     }
+    scal_colors(sd);
     for (size_t i = 1; i < sd->n; i++) /* insertion sort: a few rows */
         for (size_t j = i; j > 0; j--) {
             scal_row *a = &sd->r[j - 1], *b = &sd->r[j];
@@ -1461,11 +1533,11 @@ static void scal_series(cairo_t *cr, const scal_data *sd, int s, int value, doub
                         const axis *ax, const axis *ay)
 {
     uint8_t rgb[3];
-    ae_plot_color(s, rgb);
+    ae_plot_color(sd->color[s], rgb);
     set_rgb(cr, rgb, 1.0);
     cairo_set_line_width(cr, 2.0);
-    int open = 0;
-    for (size_t i = 0; i < sd->n; i++) {
+    int open = 0, style = sd->style[s];
+    for (size_t i = 0; style != STYLE_MODEL && i < sd->n; i++) {
         if (sd->r[i].series != s) continue;
         double x = map_x(b, ax, sd->r[i].ranks), y = map_y(b, ay, value ? sd->r[i].eff : sd->r[i].sps / div);
         if (open) cairo_line_to(cr, x, y);
@@ -1473,11 +1545,13 @@ static void scal_series(cairo_t *cr, const scal_data *sd, int s, int value, doub
         open = 1;
     }
     cairo_stroke(cr);
-    for (size_t i = 0; i < sd->n; i++) {
+    for (size_t i = 0; style != STYLE_PROJECTED && i < sd->n; i++) {
         if (sd->r[i].series != s) continue;
         double y = value ? sd->r[i].eff : sd->r[i].sps / div;
-        cairo_arc(cr, map_x(b, ax, sd->r[i].ranks), map_y(b, ay, y), 4.0, 0, 2 * M_PI);
-        cairo_fill(cr);
+        cairo_new_sub_path(cr);
+        cairo_arc(cr, map_x(b, ax, sd->r[i].ranks), map_y(b, ay, y), style == STYLE_MODEL ? 6.0 : 4.0, 0, 2 * M_PI);
+        if (style == STYLE_MODEL) cairo_stroke(cr);
+        else cairo_fill(cr);
     }
 }
 
@@ -1495,9 +1569,10 @@ static void scal_dashed(cairo_t *cr, const uint8_t rgb[3], const ae_plot_box *b,
     cairo_set_dash(cr, NULL, 0, 0);
 }
 
-ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const char *title, ae_plot_layout *lay,
-                              ae_error *err)
+ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const char *title, int flags,
+                              ae_plot_layout *lay, ae_error *err)
 {
+    int logs = flags & AE_PLOT_SCALING_LOG;
     scal_data sd;
     ae_status st = read_scaling(scaling_csv, &sd, err);
     if (st) return st;
@@ -1512,14 +1587,16 @@ ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const c
     }
     for (size_t i = 0; i < sd.n; i++) /* the ideal lines end at P x (1-rank samples/s) */
         smax = fmax(smax, base[sd.r[i].series] * pmax);
-    double div = smax >= SCAL_THOUSANDS ? 1e3 : 1.0;
+    double div = smax >= SCAL_THOUSANDS ? 1e3 : 1.0, smin = smax;
+    for (size_t i = 0; i < sd.n; i++) smin = fmin(smin, sd.r[i].sps);
     ae_plot_layout L;
     memset(&L, 0, sizeof L);
     L.width = AE_PLOT_SCALING_W;
     L.height = AE_PLOT_SCALING_H;
     L.npanels = 2;
-    L.plot[0] = (ae_plot_box){85, 50, 380, 330};
-    L.plot[1] = (ae_plot_box){580, 50, 380, 330};
+    int pw = logs ? 340 : 380; /* projections have more series: room for a wider legend */
+    L.plot[0] = (ae_plot_box){85, 50, pw, 330};
+    L.plot[1] = (ae_plot_box){85 + pw + 115, 50, pw, 330};
     fig f;
     if ((st = fig_open(&f, L.width, L.height, path, err))) {
         free(sd.r);
@@ -1527,33 +1604,41 @@ ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const c
     }
     cairo_t *cr = f.cr;
     axis ax, ay[2];
-    nice_axis(1, pmax, 8, 1, 0.06, &ax);
-    nice_axis(0, smax / div * 1.06, 6, 0, 0.0, &ay[0]);
+    if (logs) {
+        log_axis(1, pmax, 2, 0.04, &ax);
+        log_axis(smin / div, smax / div, 10, 0.04, &ay[0]);
+    } else {
+        nice_axis(1, pmax, 8, 1, 0.06, &ax);
+        nice_axis(0, smax / div * 1.06, 6, 0, 0.0, &ay[0]);
+    }
     nice_axis(0, emax * 1.1, 6, 0, 0.0, &ay[1]);
     static const char *const ylabel[2] = {"samples/s (dashed: ideal, P x 1 rank)", "efficiency (speedup / P)"};
+    double x_lo = ax.log_base ? pow(2.0, ax.lo) : ax.lo, x_hi = ax.log_base ? pow(2.0, ax.hi) : ax.hi;
     static const uint8_t black[3] = {0, 0, 0};
     for (int p = 0; p < 2; p++) {
         const ae_plot_box *b = &L.plot[p];
         const char *yl = p == 0 && div > 1 ? "thousand samples/s (dashed: ideal, P x 1 rank)" : ylabel[p];
-        draw_axes(cr, b, &ax, &ay[p], "ranks P", yl, &L.xlabel[p], &L.ylabel[p]);
+        draw_axes(cr, b, &ax, &ay[p], logs ? "ranks P (log scale)" : "ranks P", yl, &L.xlabel[p], &L.ylabel[p]);
         cairo_save(cr);
         cairo_rectangle(cr, b->x + 1, b->y + 1, b->w - 2, b->h - 2);
         cairo_clip(cr);
         for (int s = 0; s < sd.nseries; s++) {
             uint8_t rgb[3];
-            ae_plot_color(s, rgb);
-            if (p == 0 && base[s] > 0)
+            ae_plot_color(sd.color[s], rgb);
+            if (p == 0 && base[s] > 0 && sd.style[s] != STYLE_MODEL)
                 scal_dashed(cr, rgb, b, &ax, &ay[0], 1, base[s] / div, pmax, base[s] * pmax / div);
         }
-        if (p == 1) scal_dashed(cr, black, b, &ax, &ay[1], ax.lo, 1.0, ax.hi, 1.0);
+        if (p == 1) scal_dashed(cr, black, b, &ax, &ay[1], x_lo, 1.0, x_hi, 1.0);
         for (int s = 0; s < sd.nseries; s++) scal_series(cr, &sd, s, p, div, b, &ax, &ay[p]);
         cairo_restore(cr);
     }
     legend_entry ents[SCAL_MAX_SERIES + 1];
     int ne = 0;
+    char names[SCAL_MAX_SERIES][sizeof sd.name[0] + 16];
     for (int s = 0; s < sd.nseries; s++, ne++) {
-        ents[ne].name = sd.name[s];
-        ae_plot_color(s, ents[ne].rgb);
+        snprintf(names[s], sizeof names[s], "%s%s", sd.name[s], sd.style[s] == STYLE_PROJECTED ? " (proj)" : "");
+        ents[ne].name = names[s];
+        ae_plot_color(sd.color[s], ents[ne].rgb);
     }
     ents[ne].name = "ideal (dashed)";
     memcpy(ents[ne++].rgb, black, 3);

@@ -200,15 +200,21 @@ ae_status ae_plot_curves_png(const char *path, const char *metrics_csv, const ch
  * cluster/scaling-study: panel 1 samples/s against the ranks P, with a
  * dashed ideal line P x (the 1-rank samples/s) per series; panel 2 the
  * efficiency with the ideal 1; one series per (mode, setup) in order of
- * first appearance (at most 8), one legend right of panel 2. The CSV is
+ * first appearance (at most 16), one legend right of panel 2. The CSV is
  * read strictly: a header with at least the columns setup, mode, ranks,
  * samples_per_s, efficiency (any order, others ignored); then rows of as
  * many fields, mode strong or weak, setup 1-24 characters, ranks a whole
  * number >= 1, samples_per_s > 0, efficiency >= 0, one row per series and
- * P; no blank lines. Errors (AE_ERR_FORMAT) name the file and line.
- * title may be NULL; lay may be NULL. */
-ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const char *title, ae_plot_layout *lay,
-                              ae_error *err);
+ * P; no blank lines. An optional column "style" says how a series is
+ * drawn: measured (dots joined by a line, the default), projected (a line,
+ * no dots) or model (open circles: a model's values at measured points);
+ * every row of a series has the same style. flags AE_PLOT_SCALING_LOG: P on
+ * a log2 axis and samples/s on a log10 axis (for projections to many ranks).
+ * Errors (AE_ERR_FORMAT) name the file and line. title may be NULL; lay may
+ * be NULL. */
+#define AE_PLOT_SCALING_LOG 1
+ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const char *title, int flags,
+                              ae_plot_layout *lay, ae_error *err);
 
 /* ---- commands ------------------------------------------------------------------- */
 

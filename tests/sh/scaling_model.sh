@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# bench/scaling_model.py on synthetic inputs whose answers are known:
+#   - a layertime CSV of 2 layers (1e6 and 250000 parameters; forward 10 and 5 us,
+#     backward 20 and 10 us per sample; optimizer 1 ms; batch 100: 5.5 ms a step);
+#   - allreduce times of P = 2 made exactly by the ring formula with alpha = 5 us and
+#     beta = 1 ns/byte: the fit must give them back (to 0.1%);
+#   - a scaling.csv whose P = 2 weak step is the model's (5.5 ms + the allreduce of the
+#     5000016-byte buffer): validation error ~0, and one 20% off point reported as such;
+#   - the projection at 10 Gb/s, 2 us: weak efficiency at P = 64 without buckets is
+#     5.5 / (5.5 + ring) = 0.4036; with 0.5 MB buckets and full overlap (the last layer's
+#     bucket hidden behind the first layer's backward, the first layer's exposed) 0.4559;
+#   - the PNGs are drawn (`aetrain plot --scaling --log`, a style column) at the
+#     scaling picture's size, and a bad style is refused naming the file and line.
+. "$(dirname "$0")/common.bash"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+M=$SRC/bench/scaling_model.py
+
+cat >"$WORK/lt.csv" <<'EOF'
+layer,name,params,fwd_s_per_sample,bwd_s_per_sample,grad_bytes,batch
+0,a,1000000,1.0e-05,2.0e-05,4000000,100
+1,b,250000,5.0e-06,1.0e-05,1000000,100
+-1,optimizer,1250000,0,1.0e-05,0,100
+-1,step,1250000,1.5e-05,4.0e-05,5000000,100
+EOF
+"$PY" - "$WORK/ar.csv" <<'EOF'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("bytes,ranks,seconds,mode,reps,label\n")
+    n = 4096
+    while n <= 64 << 20:
+        f.write("%d,2,%.9e,allreduce,10,synth\n" % (n, 2 * 5e-6 + n * 1e-9))
+        n *= 2
+EOF
+step2=$("$PY" -c "print(1e3 * (5.5e-3 + 2 * 5e-6 + 4 * (1250000 + 4) * 1e-9))")
+cat >"$WORK/scaling.csv" <<EOF
+setup,mode,ranks,hosts,host_names,ranks_per_node,threads_per_rank,batch_per_rank,global_batch,steps,samples_per_s,step_ms,allreduce_share,speedup,efficiency,openblas_core
+synth,weak,1,1,h,1,1,100,100,100,18181.8,5.5,0,1,1,x
+synth,weak,2,1,h,2,1,100,200,100,19029,$step2,0.47,1.047,0.523,x
+synth,strong,1,1,h,1,1,100,100,100,18181.8,5.5,0,1,1,x
+synth,strong,2,1,h,2,1,50,100,100,9000,$("$PY" -c "print(1.2 * (3.25 + 5.01002))"),0.6,0.49,0.245,x
+EOF
+if "$PY" "$M" --layertime "$WORK/lt.csv" --allreduce "$WORK/ar.csv" --measured "$WORK/scaling.csv" \
+  --links 10 --latency-us 2 --pmax 64 --bucket-mb 0.5 --overlap 0 --out "$WORK/out" --png "$WORK/p.png" \
+  --aetrain "$AETRAIN" >"$WORK/model.txt" 2>&1; then
+  ok "scaling_model.py ran"
+else
+  bad "scaling_model.py failed"
+  cat "$WORK/model.txt"
+fi
+check() { # check NAME PYTHON-EXPRESSION-over-s (summary.json) and v (validation rows)
+  if "$PY" - "$WORK/out" "$2" <<'EOF'; then ok "$1"; else bad "$1"; fi
+import csv, json, sys
+s = json.load(open(sys.argv[1] + "/summary.json"))
+v = list(csv.DictReader(open(sys.argv[1] + "/validation.csv")))
+ok = eval(sys.argv[2])
+if not ok:
+    print("  summary:", {k: s[k] for k in ("fits", "compute_s", "validation_max_rel_err")}, file=sys.stderr)
+sys.exit(0 if ok else 1)
+EOF
+}
+check "compute 5.5 ms" 'abs(s["compute_s"] - 5.5e-3) < 1e-9'
+check "alpha fitted to 5 us" 'abs(s["fits"]["synth"]["alpha_s"] / 5e-6 - 1) < 1e-3'
+check "beta fitted to 1 ns/byte" 'abs(s["fits"]["synth"]["beta_s_per_byte"] / 1e-9 - 1) < 1e-3'
+check "weak P = 2 point modelled within 0.1%" \
+  'abs(float([r for r in v if r["mode"] == "weak" and r["ranks"] == "2"][0]["rel_err"])) < 1e-3'
+check "strong P = 2 point 20% slow: error -16.7%" \
+  'abs(float([r for r in v if r["mode"] == "strong" and r["ranks"] == "2"][0]["rel_err"]) + 1 / 6) < 1e-3'
+check "largest error is the strong point's" 'abs(s["validation_max_rel_err"] - 1 / 6) < 1e-3'
+check "weak efficiency at P = 64, 10 Gb/s, one allreduce: 0.4036" \
+  'abs(s["weak_eff"]["10G-none@64"] - 5.5 / (5.5 + 0.252 + 2 * 63 / 64 * 5000016 * 8e-10 * 1e3)) < 2e-4'
+check "weak efficiency at P = 64, 10 Gb/s, 0.5 MB buckets, full overlap: 0.4559" \
+  'abs(s["weak_eff"]["10G-full@64"] - 5.5 / (5.5 + 0.252 + 2 * 63 / 64 * 4e6 * 8e-10 * 1e3 + 6 * (2e-3 + 16 * 8e-7))) < 2e-4'
+check "overlap 0 with buckets: no better than one allreduce" \
+  's["weak_eff"]["10G-ovl0.00@64"] <= s["weak_eff"]["10G-none@64"]'
+for png in "$WORK/p.png" "$WORK/p_strong.png"; do
+  if [ "$(od -An -tx1 -N8 "$png" 2>/dev/null | tr -d ' \n')" = 89504e470d0a1a0a ] &&
+    [ "$("$PY" -c "import struct,sys; d=open(sys.argv[1],'rb').read(24); print('%dx%d' % struct.unpack('>II', d[16:24]))" "$png")" = 1180x440 ]; then
+    ok "$(basename "$png") is a 1180 x 440 PNG"
+  else
+    bad "$(basename "$png") missing or not 1180 x 440"
+  fi
+done
+grep -q ',projected$\|,projected,' "$WORK/out/plot_weak.csv" && ok "plot CSV has projected rows" || bad "no projected rows"
+printf 'setup,mode,ranks,samples_per_s,efficiency,style\nx,weak,1,10,1,dotted\n' >"$WORK/bad.csv"
+expect_fail 5 "bad.csv:2: style 'dotted'" "$AETRAIN" plot --scaling "$WORK/bad.csv" --out "$WORK/bad.png" --log
+finish
