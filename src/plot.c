@@ -836,10 +836,14 @@ static void nice_axis(double lo, double hi, int ticks, int integer, double pad, 
 
 /* A logarithmic axis (base 2 or 10) over [lo, hi] (both > 0), padded by pad
  * (a fraction of the exponent range) on each side, ticks at whole powers. */
+static double log_in_base(int base, double v)
+{
+    return base == 2 ? log2(fmax(v, 1e-300)) : log10(fmax(v, 1e-300));
+}
+
 static void log_axis(double lo, double hi, int base, double pad, axis *a)
 {
-    double l = base == 2 ? log2(fmax(lo, 1e-300)) : log10(fmax(lo, 1e-300));
-    double h = base == 2 ? log2(fmax(hi, 1e-300)) : log10(fmax(hi, 1e-300));
+    double l = log_in_base(base, lo), h = log_in_base(base, hi);
     if (h - l < 1.0) l = floor(l), h = l + 1.0;
     double range = h - l;
     a->lo = l - pad * range;
@@ -849,11 +853,15 @@ static void log_axis(double lo, double hi, int base, double pad, axis *a)
     a->log_base = base;
 }
 
-/* A value's place on an axis: itself, or its logarithm. */
+/* A value's place on an axis: itself, or its logarithm; and back. */
 static double axis_pos(const axis *a, double v)
 {
-    if (!a->log_base) return v;
-    return a->log_base == 2 ? log2(fmax(v, 1e-300)) : log10(fmax(v, 1e-300));
+    return a->log_base ? log_in_base(a->log_base, v) : v;
+}
+
+static double axis_value(const axis *a, double pos)
+{
+    return a->log_base ? pow(a->log_base, pos) : pos;
 }
 
 static void tick_label(double v, double step, char *buf, size_t cap)
@@ -885,7 +893,7 @@ static void draw_axes(cairo_t *cr, const ae_plot_box *b, const axis *ax, const a
         const axis *a = pass ? ay : ax;
         int nt = (int)floor((a->hi - a->first) / a->step + 1e-9);
         for (int k = 0; k <= nt; k++) {
-            double e = a->first + k * a->step, v = a->log_base ? pow(a->log_base, e) : e;
+            double v = axis_value(a, a->first + k * a->step);
             double p = pass ? floor(map_y(b, a, v)) + 0.5 : floor(map_x(b, a, v)) + 0.5;
             cairo_set_source_rgb(cr, 0.88, 0.88, 0.88); /* grid line */
             if (pass) {
@@ -1613,7 +1621,6 @@ ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const c
     }
     nice_axis(0, emax * 1.1, 6, 0, 0.0, &ay[1]);
     static const char *const ylabel[2] = {"samples/s (dashed: ideal, P x 1 rank)", "efficiency (speedup / P)"};
-    double x_lo = ax.log_base ? pow(2.0, ax.lo) : ax.lo, x_hi = ax.log_base ? pow(2.0, ax.hi) : ax.hi;
     static const uint8_t black[3] = {0, 0, 0};
     for (int p = 0; p < 2; p++) {
         const ae_plot_box *b = &L.plot[p];
@@ -1628,7 +1635,7 @@ ae_status ae_plot_scaling_png(const char *path, const char *scaling_csv, const c
             if (p == 0 && base[s] > 0 && sd.style[s] != STYLE_MODEL)
                 scal_dashed(cr, rgb, b, &ax, &ay[0], 1, base[s] / div, pmax, base[s] * pmax / div);
         }
-        if (p == 1) scal_dashed(cr, black, b, &ax, &ay[1], x_lo, 1.0, x_hi, 1.0);
+        if (p == 1) scal_dashed(cr, black, b, &ax, &ay[1], axis_value(&ax, ax.lo), 1.0, axis_value(&ax, ax.hi), 1.0);
         for (int s = 0; s < sd.nseries; s++) scal_series(cr, &sd, s, p, div, b, &ax, &ay[p]);
         cairo_restore(cr);
     }
