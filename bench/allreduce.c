@@ -31,14 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "benchutil.h"
+
 #define AR_MAX_REPS 1000
 #define AR_MIN_REPS 3
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* One timed operation over n floats: a blocking allreduce (bucket == 0) or
  * bucketed nonblocking ones; returns the slowest rank's time. */
@@ -89,9 +85,8 @@ static double measure_gap(float *buf, size_t n, double seconds, int *reps_out)
         t[i] = MPI_Wtime() - t0;
     }
     MPI_Allreduce(t, tmax, reps, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    qsort(tmax, (size_t)reps, sizeof *tmax, cmp_double);
     *reps_out = reps;
-    return reps % 2 ? tmax[reps / 2] : 0.5 * (tmax[reps / 2 - 1] + tmax[reps / 2]);
+    return bench_median(tmax, reps);
 }
 
 /* Median time of the operation at n floats (the same repeat count on every rank). */
@@ -109,9 +104,8 @@ static double measure(float *buf, size_t n, size_t bucket, MPI_Request *rq, doub
         MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD);
         if (!more) break;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
     *reps_out = reps;
-    return reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
+    return bench_median(t, reps);
 }
 
 int main(int argc, char **argv)

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "ae/config.h"
 #include "ae/model.h"
 #include "ae/optim.h"
@@ -39,13 +40,6 @@ void openblas_set_num_threads(int);
 #define LT_WARMUP 3
 #define LT_MAX_SETS 32
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef struct timing {
     int nl;
     double *t_bwd_mark; /* (nl) time at which layer i's backward finished */
@@ -54,19 +48,7 @@ typedef struct timing {
 static void on_layer_done(int layer, void *user)
 {
     timing *t = user;
-    if (layer >= 0 && layer < t->nl) t->t_bwd_mark[layer] = now();
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    if (layer >= 0 && layer < t->nl) t->t_bwd_mark[layer] = bench_now();
 }
 
 static int usage(void)
@@ -133,26 +115,26 @@ int main(int argc, char **argv)
     float scale = ae_model_loss_scale(m, batch);
     size_t ngrad = m->n_params + m->n_aux + AE_GRAD_EXTRA;
     int reps = 0;
-    double t_start = now();
+    double t_start = bench_now();
     for (int it = 0; reps < LT_MAX_REPS; it++) {
         memset(m->grads, 0, ngrad * sizeof *m->grads);
         ctx.step = it;
         const float *cur = x;
         for (int i = 0; i < nl; i++) {
             ae_layer *l = &m->layers[i];
-            double t0 = now();
+            double t0 = bench_now();
             l->kind->forward(l, &ctx, cur, m->act[i], batch);
-            if (it >= LT_WARMUP) fwd[(size_t)i * LT_MAX_REPS + reps] = now() - t0;
+            if (it >= LT_WARMUP) fwd[(size_t)i * LT_MAX_REPS + reps] = bench_now() - t0;
             cur = m->act[i];
         }
         ae_loss_out lo;
-        double t0 = now();
+        double t0 = bench_now();
         ae_model_loss(m, &ctx, x, x, NULL, batch, scale, 1, &lo);
-        double t1 = now();
+        double t1 = bench_now();
         ae_optim_step(&spec->optim, spec->lr, it + 1, m->params, m->grads, opt, m->n_params);
-        double t2 = now();
+        double t2 = bench_now();
         if (it < LT_WARMUP) {
-            t_start = now();
+            t_start = bench_now();
             continue;
         }
         for (int i = nl - 1; i >= 0; i--) {
@@ -162,7 +144,7 @@ int main(int argc, char **argv)
         (void)t1;
         optt[reps] = t2 - t1;
         reps++;
-        if (now() - t_start >= seconds && reps >= 5) break;
+        if (bench_now() - t_start >= seconds && reps >= 5) break;
     }
 
     printf("layertime: %s, batch %d per rank, %d thread(s), %d timed steps (median)\n", config, batch, threads,
@@ -178,15 +160,15 @@ int main(int argc, char **argv)
     double sf = 0, sb = 0;
     for (int i = 0; i < nl; i++) {
         const ae_layer *l = &m->layers[i];
-        double tf = median(fwd + (size_t)i * LT_MAX_REPS, reps) / batch;
-        double tb = median(bwd + (size_t)i * LT_MAX_REPS, reps) / batch;
+        double tf = bench_median(fwd + (size_t)i * LT_MAX_REPS, reps) / batch;
+        double tb = bench_median(bwd + (size_t)i * LT_MAX_REPS, reps) / batch;
         sf += tf;
         sb += tb;
         printf("%-5d %-12s %10zu %12.3f %12.3f %12.3f %12.3f\n", i, l->name, l->n_params, 1e6 * tf, 1e6 * tb,
                4e-6 * (double)l->n_params, 1e3 * (tf + tb) * batch);
         if (f) fprintf(f, "%d,%s,%zu,%.6e,%.6e,%zu,%d\n", i, l->name, l->n_params, tf, tb, 4 * l->n_params, batch);
     }
-    double to = median(optt, reps) / batch;
+    double to = bench_median(optt, reps) / batch;
     printf("%-5s %-12s %10zu %12s %12.3f %12.3f %12.3f\n", "-", "optimizer", m->n_params, "-", 1e6 * to,
            4e-6 * (double)m->n_params, 1e3 * to * batch);
     printf("%-5s %-12s %10zu %12.3f %12.3f %12.3f %12.3f\n", "-", "step", m->n_params, 1e6 * sf, 1e6 * (sb + to),

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchutil.h"
+
 /* OpenBLAS extras (cblas.h declares them in OpenBLAS' own header; repeat for safety) */
 char *openblas_get_corename(void);
 char *openblas_get_config(void);
@@ -36,13 +38,6 @@ typedef struct {
     int c, f, k, oh, ow;     /* conv */
     float *W, *dW, *x, *y, *dy, *dx;
 } layer;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static float *buf(size_t n)
 {
@@ -133,20 +128,14 @@ static void step(layer *L, int nl, int n, int din0)
     }
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median seconds per call of fn over blocks of ~50 ms for about `seconds`, after a warm-up. */
 typedef void (*work_fn)(void *);
 static double time_median(work_fn fn, void *arg, double seconds)
 {
-    double t0 = now();
+    double t0 = bench_now();
     int reps = 0;
-    do { fn(arg); reps++; } while (now() - t0 < 0.2 * seconds || reps < 2); /* warm-up */
-    double per = (now() - t0) / reps;
+    do { fn(arg); reps++; } while (bench_now() - t0 < 0.2 * seconds || reps < 2); /* warm-up */
+    double per = (bench_now() - t0) / reps;
     int block = (int)(0.05 / per);
     if (block < 1) block = 1;
     int nblocks = (int)(seconds / (block * per));
@@ -154,11 +143,11 @@ static double time_median(work_fn fn, void *arg, double seconds)
     if (nblocks > 10000) nblocks = 10000;
     double *t = malloc(sizeof(double) * (size_t)nblocks);
     for (int b = 0; b < nblocks; b++) {
-        double s = now();
+        double s = bench_now();
         for (int r = 0; r < block; r++) fn(arg);
-        t[b] = (now() - s) / block;
+        t[b] = (bench_now() - s) / block;
     }
-    qsort(t, (size_t)nblocks, sizeof *t, cmp_double);
+    qsort(t, (size_t)nblocks, sizeof *t, bench_cmp_double);
     double med = t[nblocks / 2];
     free(t);
     return med;
