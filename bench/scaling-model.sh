@@ -182,6 +182,6 @@ if has model; then
   [ ! -f "$out/study/scaling.csv" ] || args+=(--measured "$out/study/scaling.csv")
   [ ! -f "$out/overlap.csv" ] || args+=(--overlap-csv "$out/overlap.csv")
   read -r -a more <<<"${MODEL_ARGS:-}"
-  "$py" "$root/bench/scaling_model.py" "${args[@]}" --config "$config" "${more[@]}"
+  "$py" "$root/bench/scaling_model.py" "${args[@]}" "${more[@]}"
 fi
 exit 0

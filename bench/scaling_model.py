@@ -83,25 +83,6 @@ def read_layertime(path):
     return {"layers": layers, "opt_s": opt_s, "batch": batch, "n_params": off}
 
 
-def config_value(path, section, key):
-    """[section] key of an INI config (no includes), or None."""
-    sec = None
-    try:
-        lines = open(path).read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        line = line.split(";")[0].split("#")[0].strip()
-        m = re.match(r"^\[(.*)\]$", line)
-        if m:
-            sec = m.group(1).strip()
-        elif sec == section and "=" in line:
-            k, v = line.split("=", 1)
-            if k.strip() == key:
-                return v.strip()
-    return None
-
-
 def fit_alpha_beta(points, nmin=0, nmax=float("inf"), alpha0=0.0):
     """points: (bytes, ranks, seconds). Least squares of the relative error of the ring formula
     t = 2(P-1) alpha + 2(P-1)/P n beta over the messages of nmin to nmax bytes. When the fit's
@@ -233,8 +214,7 @@ def main():
     ap.add_argument("--allreduce", required=True)
     ap.add_argument("--measured", help="cluster/scaling-study scaling.csv")
     ap.add_argument("--overlap-csv", help="bucketed runs: setup,bucket_mb,...,allreduce_exposed_frac")
-    ap.add_argument("--config", help="the config (for [train] batch and bucket_mb)")
-    ap.add_argument("--batch", type=int, help="samples per rank (default the config's, else layertime's)")
+    ap.add_argument("--batch", type=int, help="samples per rank (default the batch bench/layertime ran at: the config's)")
     ap.add_argument("--bucket-mb", type=float, default=1.0, help="buckets of the overlapped projection (1)")
     ap.add_argument("--overlap", type=float, help="overlap of the 'measured' projection (default: fitted)")
     ap.add_argument("--links", default="25,100", help="link rates of the projection, Gb/s (25,100)")
@@ -259,11 +239,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
 
     lt = read_layertime(a.layertime)
-    batch = a.batch
-    if not batch and a.config:
-        v = config_value(a.config, "train", "batch")
-        batch = int(v) if v and v.isdigit() else None
-    batch = batch or lt["batch"]
+    batch = a.batch or lt["batch"]  # bench/layertime ran at the resolved config's batch
     strong_batch = a.strong_batch or 64 * batch
     layers = lt["layers"]
     fwd_ps, bwd_ps = sum(l["fwd"] for l in layers), sum(l["bwd"] for l in layers)
