@@ -10,7 +10,7 @@ cd "$root"
 
 pkgs=(build-essential cmake pkg-config git ca-certificates libopenmpi-dev openmpi-bin libopenblas-dev
       libzstd-dev zlib1g-dev libcunit1-dev libpng-dev libcairo2-dev fonts-dejavu-core libprotobuf-c-dev protobuf-c-compiler
-      dataset-fashion-mnist)
+      dataset-fashion-mnist bsdextrautils)
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(valgrind clang libclang-rt-14-dev iproute2 slurm-wlm munge protobuf-compiler python3-protobuf)
