@@ -93,7 +93,8 @@ typedef struct key_def {
 
 /* Names of enum values, in the order of the C enums. */
 static const char *const model_types[] = {"autoencoder", "classifier", NULL};
-static const char *const init_names[] = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", NULL};
+static const char *const init_names[] = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "torch",
+                                         NULL};
 static const char *const loss_kinds[] = {"mse", "bce", "ce", NULL};
 static const char *const opt_kinds[] = {"sgd", "rmsprop", "adam", "adadelta", NULL};
 static const char *const sched_kinds[] = {"constant", "step", "cosine", NULL};

@@ -255,7 +255,6 @@ static void act_bias_grad(ae_layer *l, const float *out, float *dout, int n, flo
     }
 }
 
-/* Glorot / He weight init from explicit fans (conv kinds use the Keras fans). */
 /* A switch given as 1/0/true/false. */
 static ae_status arg_bool(const ae_layer_spec *ls, const char *key, int def, int *out, ae_error *err)
 {
@@ -305,8 +304,8 @@ static ae_status conv_args(ae_layer *l, const ae_layer_spec *ls, const char *con
         int i = ae_init_parse(init);
         if (i < 0)
             return ae_error_set(err, AE_ERR_CONFIG,
-                                "%s: %s: unknown init '%s' (allowed: glorot_uniform, glorot_normal, "
-                                "he_uniform, he_normal)", ls->origin, ls->kind, init);
+                                "%s: %s: unknown init '%s' (allowed: " AE_INIT_NAMES ")", ls->origin, ls->kind,
+                                init);
         l->init = (ae_init)i;
     }
     l->units = l->filters; /* the model splits the parameters as weights, then `units` biases */
@@ -396,21 +395,25 @@ static ae_status deconv_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *er
 }
 
 /* Keras fans: conv kernel (k, k, c, filters) -> fan_in c k^2, fan_out filters k^2; deconv kernel
- * (k, k, filters, c) -> fan_in filters k^2, fan_out c k^2. Biases start at 0. */
+ * (k, k, filters, c) -> fan_in filters k^2, fan_out c k^2 (PyTorch's fan_in of either kind is the same).
+ * Biases start at 0, or U(+-1/sqrt(fan_in)) with init = torch. */
+static void conv_kind_init(ae_layer *l, ae_rng *rng, double fan_in, double fan_out)
+{
+    size_t nw = l->n_params - (l->use_bias ? (size_t)l->filters : 0);
+    ae_layer_init_weights(l->W, nw, fan_in, fan_out, l->init, rng);
+    if (l->use_bias) ae_layer_init_bias(l->b, (size_t)l->filters, fan_in, l->init, rng);
+}
+
 static void conv_init(ae_layer *l, ae_rng *rng)
 {
     double kk = (double)l->ksize * l->ksize;
-    size_t nw = l->n_params - (l->use_bias ? (size_t)l->filters : 0);
-    if (l->use_bias) memset(l->b, 0, sizeof(float) * (size_t)l->filters);
-    ae_layer_init_weights(l->W, nw, l->in.c * kk, l->filters * kk, l->init, rng);
+    conv_kind_init(l, rng, l->in.c * kk, l->filters * kk);
 }
 
 static void deconv_init(ae_layer *l, ae_rng *rng)
 {
     double kk = (double)l->ksize * l->ksize;
-    size_t nw = l->n_params - (l->use_bias ? (size_t)l->filters : 0);
-    if (l->use_bias) memset(l->b, 0, sizeof(float) * (size_t)l->filters);
-    ae_layer_init_weights(l->W, nw, l->filters * kk, l->in.c * kk, l->init, rng);
+    conv_kind_init(l, rng, l->filters * kk, l->in.c * kk);
 }
 
 /* ---- conv: forward and backward ------------------------------------------------- */

@@ -13,8 +13,10 @@ ae_status ae_layer_arg_float(const ae_layer_spec *ls, int pos, const char *key, 
                              float *out, ae_error *err);
 /* Activation argument (key "act"). */
 ae_status ae_layer_arg_act(const ae_layer_spec *ls, int pos, ae_act def, ae_act *out, ae_error *err);
-/* Fill w[0..nw) by the init scheme (glorot / he, normal / uniform) with the given fans. */
+/* Fill w[0..nw) by the init scheme (glorot / he / torch, normal / uniform) with the given fans. */
 void ae_layer_init_weights(float *w, size_t nw, double fan_in, double fan_out, ae_init init, ae_rng *rng);
+/* Biases: 0, or U(+-1/sqrt(fan_in)) for init = torch (drawn after the weights, from the same stream). */
+void ae_layer_init_bias(float *b, size_t nb, double fan_in, ae_init init, ae_rng *rng);
 /* Reject unknown keys (keys: NULL-terminated) and more than max_pos positional arguments. */
 ae_status ae_layer_check_args(const ae_layer_spec *ls, int max_pos, const char *const *keys, ae_error *err);
 

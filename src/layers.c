@@ -15,7 +15,7 @@
 /* ---- activations ------------------------------------------------------ */
 
 static const char *const act_names[] = {"linear", "sigmoid", "tanh", "relu", "elu", "softmax"};
-static const char *const init_names[] = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal"};
+static const char *const init_names[] = {"glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "torch"};
 #define N_ACTS (sizeof act_names / sizeof act_names[0])
 #define N_INITS (sizeof init_names / sizeof init_names[0])
 
@@ -201,8 +201,7 @@ static ae_status dense_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err
         int i = ae_init_parse(init);
         if (i < 0)
             return ae_error_set(err, AE_ERR_CONFIG,
-                                "%s: dense: unknown init '%s' (allowed: glorot_uniform, glorot_normal, "
-                                "he_uniform, he_normal)", ls->origin, init);
+                                "%s: dense: unknown init '%s' (allowed: " AE_INIT_NAMES ")", ls->origin, init);
         l->init = (ae_init)i;
     }
     const char *tied = ae_layer_spec_arg(ls, -1, "tied");
@@ -223,6 +222,7 @@ void ae_layer_init_weights(float *w, size_t nw, double fan_in, double fan_out, a
     case AE_INIT_GLOROT_NORMAL: scale = sqrt(2.0 / (fan_in + fan_out)); normal = 1; break;
     case AE_INIT_HE_UNIFORM: scale = sqrt(6.0 / fan_in); normal = 0; break;
     case AE_INIT_HE_NORMAL: scale = sqrt(2.0 / fan_in); normal = 1; break;
+    case AE_INIT_TORCH: scale = 1.0 / sqrt(fan_in); normal = 0; break;
     case AE_INIT_GLOROT_UNIFORM:
     default: scale = sqrt(6.0 / (fan_in + fan_out)); normal = 0; break;
     }
@@ -230,11 +230,23 @@ void ae_layer_init_weights(float *w, size_t nw, double fan_in, double fan_out, a
         w[i] = normal ? (float)scale * ae_rng_normal(rng) : (float)scale * (2.0f * ae_rng_uniform(rng) - 1.0f);
 }
 
+void ae_layer_init_bias(float *b, size_t nb, double fan_in, ae_init init, ae_rng *rng)
+{
+    if (init != AE_INIT_TORCH) {
+        memset(b, 0, sizeof(float) * nb);
+        return;
+    }
+    float scale = (float)(1.0 / sqrt(fan_in));
+    for (size_t i = 0; i < nb; i++) b[i] = scale * (2.0f * ae_rng_uniform(rng) - 1.0f);
+}
+
+/* Weights first, then the bias, from the layer's own stream (a tied layer draws only its bias). */
 static void dense_init(ae_layer *l, ae_rng *rng)
 {
-    if (l->use_bias) memset(l->b, 0, sizeof(float) * l->units);
-    if (l->tie_name[0]) return;
-    ae_layer_init_weights(l->W, l->in_size * (size_t)l->units, (double)l->in_size, (double)l->units, l->init, rng);
+    if (!l->tie_name[0])
+        ae_layer_init_weights(l->W, l->in_size * (size_t)l->units, (double)l->in_size, (double)l->units, l->init,
+                              rng);
+    if (l->use_bias) ae_layer_init_bias(l->b, (size_t)l->units, (double)l->in_size, l->init, rng);
 }
 
 /* Bias add and activation in one pass; keeps the pre-activation when asked. */

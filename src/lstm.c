@@ -56,9 +56,7 @@ static ae_status arg_init(const ae_layer_spec *ls, ae_init *out, ae_error *err)
     int i = ae_init_parse(v);
     if (i < 0)
         return ae_error_set(err, AE_ERR_CONFIG,
-                            "%s: %s: unknown init '%s' (allowed: glorot_uniform, glorot_normal, he_uniform, "
-                            "he_normal)",
-                            ls->origin, ls->kind, v);
+                            "%s: %s: unknown init '%s' (allowed: " AE_INIT_NAMES ")", ls->origin, ls->kind, v);
     *out = (ae_init)i;
     return AE_OK;
 }

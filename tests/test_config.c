@@ -652,7 +652,7 @@ static void test_config_error_messages(void)
     EXPECT_PARSE_ERROR("[train]\nprobe = maybe\n", "t.ini:2: [train] probe: 'maybe' is not a boolean",
                        "(allowed: true, false, yes, no, on, off, 1, 0)");
     EXPECT_PARSE_ERROR("[model]\ninit = xavier\n", "[model] init: unknown value 'xavier'",
-                       "(allowed: glorot_uniform, glorot_normal, he_uniform, he_normal)");
+                       "(allowed: glorot_uniform, glorot_normal, he_uniform, he_normal, torch)");
     EXPECT_PARSE_ERROR("[model]\ntype = gan\n", "(allowed: autoencoder, classifier)", NULL);
     EXPECT_PARSE_ERROR("[schedule]\nkind = linear\n", "(allowed: constant, step, cosine)", NULL);
     EXPECT_PARSE_ERROR("[loss]\nkind = l1\n", "(allowed: mse, bce, ce)", NULL);

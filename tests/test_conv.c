@@ -896,6 +896,24 @@ static void test_conv_init_fans(void)
     for (int j = 0; j < 4 * 18; j++) mx = fmax(mx, fabs((double)m->layers[0].W[j]));
     CU_ASSERT(mx <= limit && mx >= 0.9 * limit);
     ae_model_free(m);
+    /* torch: weights and biases U(+-1/sqrt(fan_in)), fan_in = 16 x 9 for both kinds (as above): the
+     * variance 1 / (3 fan_in), the biases inside the limit and not 0 */
+    m = tu_build(&SETUP, "[model]\ninit = torch\nencoder = conv(32, 3, name=code)\ndecoder = deconv(16, 3)\n",
+                 (ae_shape){16, 5, 5});
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    ae_model_init_params(m, SEED);
+    limit = 1.0 / sqrt(INIT_FAN_IN);
+    for (int i = 0; i < 2; i++) {
+        const ae_layer *l = &m->layers[i];
+        size_t nw = l->n_params - (size_t)l->filters;
+        double var = 0.0, bmax = 0.0;
+        for (size_t j = 0; j < nw; j++) var += (double)l->W[j] * l->W[j];
+        var /= (double)nw;
+        CU_ASSERT(fabs(var / (limit * limit / 3.0) - 1.0) <= INIT_VAR_TOL);
+        for (int j = 0; j < l->filters; j++) bmax = fmax(bmax, fabs((double)l->b[j]));
+        CU_ASSERT(bmax <= limit && bmax >= 0.5 * limit);
+    }
+    ae_model_free(m);
 }
 
 /* ---- errors --------------------------------------------------------------------------------- */

@@ -245,6 +245,7 @@ static void test_layers_tied_forward_values(void)
 #define KURT_NORMAL 3.0  /* ... and of a normal distribution */
 #define EDGE_FRAC 0.999  /* the largest of 2e5 uniform draws comes this close to the limit */
 #define LIMIT_SLACK 1e-6 /* the limit is rounded to float before scaling */
+#define BIAS_EDGE_FRAC 0.9 /* the largest |b| of 256 draws: P(all 256 below 0.9 limit) = 0.9^256 < 1e-11 */
 
 typedef struct moments {
     double mean, var, kurt, maxabs;
@@ -268,12 +269,17 @@ static moments sample_moments(const float *w, size_t n)
 }
 
 /* One dense layer's weights against the scheme: standard deviation sqrt(2 / (fan_in + fan_out)) for
- * glorot and sqrt(2 / fan_in) for he; the uniform forms draw from [-limit, limit) with limit = sqrt(3) std
- * (sqrt(6 / (fan_in + fan_out)), sqrt(6 / fan_in)). Biases start at 0. */
-static void check_init_layer(const ae_layer *l, int he, int normal)
+ * glorot, sqrt(2 / fan_in) for he and sqrt(1 / (3 fan_in)) for torch; the uniform forms draw from
+ * [-limit, limit) with limit = sqrt(3) std (sqrt(6 / (fan_in + fan_out)), sqrt(6 / fan_in),
+ * 1 / sqrt(fan_in)). Biases start at 0, except torch's: uniform in the weights' limits. */
+static void check_init_layer(const ae_layer *l, ae_init scheme)
 {
     double fan_in = (double)l->in_size, fan_out = (double)l->units;
-    double std = he ? sqrt(2.0 / fan_in) : sqrt(2.0 / (fan_in + fan_out));
+    int normal = scheme == AE_INIT_GLOROT_NORMAL || scheme == AE_INIT_HE_NORMAL;
+    int he = scheme == AE_INIT_HE_UNIFORM || scheme == AE_INIT_HE_NORMAL;
+    double std = scheme == AE_INIT_TORCH ? sqrt(1.0 / (3.0 * fan_in))
+                 : he                    ? sqrt(2.0 / fan_in)
+                                         : sqrt(2.0 / (fan_in + fan_out));
     size_t n = l->in_size * (size_t)l->units;
     moments s = sample_moments(l->W, n);
     double kurt = normal ? KURT_NORMAL : KURT_UNIFORM;
@@ -284,10 +290,8 @@ static void check_init_layer(const ae_layer *l, int he, int normal)
     int ok_var = fabs(s.var / (std * std) - 1.0) <= N_SE * se_var_rel;
     int ok_kurt = fabs(s.kurt - kurt) <= N_SE * se_kurt;
     int ok_range = 1;
-    if (!normal) {
-        double limit = sqrt(3.0) * std;
-        ok_range = s.maxabs <= limit * (1.0 + LIMIT_SLACK) && s.maxabs >= EDGE_FRAC * limit;
-    }
+    double limit = sqrt(3.0) * std;
+    if (!normal) ok_range = s.maxabs <= limit * (1.0 + LIMIT_SLACK) && s.maxabs >= EDGE_FRAC * limit;
     if (!(ok_mean && ok_var && ok_kurt && ok_range))
         fprintf(stderr, "\n    %s (%s): mean %.3g var %.6g (want %.6g) kurt %.3f (want %.1f) max %.6g",
                 l->name, ae_init_name(l->init), s.mean, s.var, std * std, s.kurt, kurt, s.maxabs);
@@ -295,29 +299,36 @@ static void check_init_layer(const ae_layer *l, int he, int normal)
     CU_ASSERT(ok_var);
     CU_ASSERT(ok_kurt);
     CU_ASSERT(ok_range);
-    for (int j = 0; j < l->units; j++) CU_ASSERT_EQUAL(l->b[j], 0.0f);
+    if (scheme != AE_INIT_TORCH) {
+        for (int j = 0; j < l->units; j++) CU_ASSERT_EQUAL(l->b[j], 0.0f);
+        return;
+    }
+    moments b = sample_moments(l->b, (size_t)l->units);
+    CU_ASSERT(fabs(b.mean) <= N_SE * std / sqrt((double)l->units));
+    CU_ASSERT(b.maxabs <= limit * (1.0 + LIMIT_SLACK) && b.maxabs >= BIAS_EDGE_FRAC * limit);
 }
 
 /* 784 -> 256 -> 784 with the scheme from [model] init: both layers, so that fan_in and fan_out are not
- * mixed up (he uses fan_in: 784 for the encoder, 256 for the decoder). */
-static void check_init(const char *scheme, int he, int normal)
+ * mixed up (he and torch use fan_in: 784 for the encoder, 256 for the decoder). */
+static void check_init(ae_init scheme)
 {
     char ini[INI_MAX];
     snprintf(ini, sizeof ini, "[model]\ninit = %s\nencoder = dense(%d, name=code)\ndecoder = dense(%d)\n",
-             scheme, INIT_CODE, INIT_IN);
+             ae_init_name(scheme), INIT_CODE, INIT_IN);
     ae_model *m = tu_build(&SETUP, ini, (ae_shape){INIT_IN, 1, 1});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     ae_model_init_params(m, SEED);
-    CU_ASSERT_STRING_EQUAL(ae_init_name(m->layers[0].init), scheme);
-    check_init_layer(&m->layers[0], he, normal);
-    check_init_layer(&m->layers[1], he, normal);
+    CU_ASSERT_EQUAL(m->layers[0].init, scheme);
+    check_init_layer(&m->layers[0], scheme);
+    check_init_layer(&m->layers[1], scheme);
     ae_model_free(m);
 }
 
-static void test_layers_init_glorot_uniform(void) { check_init("glorot_uniform", 0, 0); }
-static void test_layers_init_glorot_normal(void) { check_init("glorot_normal", 0, 1); }
-static void test_layers_init_he_uniform(void) { check_init("he_uniform", 1, 0); }
-static void test_layers_init_he_normal(void) { check_init("he_normal", 1, 1); }
+static void test_layers_init_glorot_uniform(void) { check_init(AE_INIT_GLOROT_UNIFORM); }
+static void test_layers_init_glorot_normal(void) { check_init(AE_INIT_GLOROT_NORMAL); }
+static void test_layers_init_he_uniform(void) { check_init(AE_INIT_HE_UNIFORM); }
+static void test_layers_init_he_normal(void) { check_init(AE_INIT_HE_NORMAL); }
+static void test_layers_init_torch(void) { check_init(AE_INIT_TORCH); }
 
 /* init = on a layer overrides [model] init for that layer only. */
 static void test_layers_init_per_layer(void)
@@ -329,8 +340,8 @@ static void test_layers_init_per_layer(void)
     ae_model *m = tu_build(&SETUP, ini, (ae_shape){INIT_IN, 1, 1});
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     ae_model_init_params(m, SEED);
-    check_init_layer(&m->layers[0], 1, 1);
-    check_init_layer(&m->layers[1], 0, 0);
+    check_init_layer(&m->layers[0], AE_INIT_HE_NORMAL);
+    check_init_layer(&m->layers[1], AE_INIT_GLOROT_UNIFORM);
     ae_model_free(m);
 }
 
@@ -371,6 +382,7 @@ void ae_test_register_layers(void)
     CU_add_test(s, "test_layers_dense_forward_values", test_layers_dense_forward_values);
     CU_add_test(s, "test_layers_tied_forward_values", test_layers_tied_forward_values);
     CU_add_test(s, "test_layers_init_glorot_uniform", test_layers_init_glorot_uniform);
+    CU_add_test(s, "test_layers_init_torch", test_layers_init_torch);
     CU_add_test(s, "test_layers_init_glorot_normal", test_layers_init_glorot_normal);
     CU_add_test(s, "test_layers_init_he_uniform", test_layers_init_he_uniform);
     CU_add_test(s, "test_layers_init_he_normal", test_layers_init_he_normal);

@@ -25,8 +25,11 @@ static inline size_t ae_shape_size(const ae_shape *s) { return (size_t)s->c * s-
 
 typedef enum { AE_ACT_LINEAR = 0, AE_ACT_SIGMOID, AE_ACT_TANH, AE_ACT_RELU, AE_ACT_ELU, AE_ACT_SOFTMAX } ae_act;
 typedef enum {
-    AE_INIT_GLOROT_UNIFORM = 0, AE_INIT_GLOROT_NORMAL, AE_INIT_HE_UNIFORM, AE_INIT_HE_NORMAL
+    AE_INIT_GLOROT_UNIFORM = 0, AE_INIT_GLOROT_NORMAL, AE_INIT_HE_UNIFORM, AE_INIT_HE_NORMAL,
+    AE_INIT_TORCH /* PyTorch's nn.Linear / nn.Conv2d default: weights and biases U(+-1/sqrt(fan_in)) */
 } ae_init;
+/* The names ae_init_parse accepts, comma-separated, for error messages. */
+#define AE_INIT_NAMES "glorot_uniform, glorot_normal, he_uniform, he_normal, torch"
 
 const char *ae_act_name(ae_act a);
 /* Parse "relu" etc.; returns -1 if unknown. */
