@@ -149,8 +149,9 @@ def plan_buckets(lt, bucket_mb):
 
 def step_time(lt, p, b, alpha, beta, bucket_mb, overlap, opt_per_bucket=False):
     """dict: compute, comm (all allreduce work), exposed, step (seconds), algorithm.
-    opt_per_bucket (what aetrain does not do): the optimizer updates each bucket's parameters as
-    soon as its sum is in, on the main thread after backward, while later buckets are summed."""
+    opt_per_bucket (aetrain's train.bucket_step, its default with buckets): the optimizer updates
+    each bucket's parameters as soon as its sum is in, on the main thread after backward, while
+    later buckets are summed; without it, one optimizer step after the last sum."""
     layers = lt["layers"]
     fwd = b * sum(l["fwd"] for l in layers)
     bwd = {l["index"]: b * l["bwd"] for l in layers}
@@ -374,7 +375,7 @@ def main():
     while ps[-1] * 2 <= a.pmax:
         ps.append(ps[-1] * 2)
     # one allreduce after backward; buckets at the fitted overlap; buckets fully overlapped; and the
-    # same with the optimizer per bucket (not in aetrain: what the target would need)
+    # same with the optimizer per bucket (train.bucket_step, aetrain's default with buckets)
     variants = [("none", 0.0, 0.0, False), ("ovl%.2f" % overlap, a.bucket_mb, overlap, False),
                 ("full", a.bucket_mb, 1.0, False), ("full+opt", a.bucket_mb, 1.0, True)]
     proj = []

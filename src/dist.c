@@ -286,6 +286,7 @@ struct sum_job {
 
 struct ae_dist_reqs {
     int cap, n;
+    int done; /* MPI_Testall mode: requests [0, done) are known complete (ae_dist_wait_first) */
     MPI_Request *req;
     /* thread mode (threaded, thread and comm are set by the main thread before any job is queued;
      * the queue fields from job on are guarded by mu) */
@@ -300,6 +301,7 @@ struct ae_dist_reqs {
     double busy_s;    /* seconds in MPI_Allreduce since the last wait */
     double run_since; /* start of the running MPI_Allreduce, 0 when idle */
     double hidden_s;  /* busy seconds before the last wait began */
+    double blocked_s; /* seconds the main thread waited in ae_dist_wait_first since the last drain */
     ae_dist_reqs *next_live; /* the list of running threads that ae_dist_finalize stops */
 };
 
@@ -322,7 +324,8 @@ static void *comm_main(void *arg)
         }
         q->busy_s += now_s() - q->run_since;
         q->run_since = 0;
-        if (++q->head == q->n) pthread_cond_broadcast(&q->idle);
+        ++q->head;
+        pthread_cond_broadcast(&q->idle); /* ae_dist_wait_first waits for a prefix of the queue */
     }
     pthread_mutex_unlock(&q->mu);
     return NULL;
@@ -332,7 +335,9 @@ static void *comm_main(void *arg)
 static int comm_drain(ae_dist_reqs *q)
 {
     pthread_mutex_lock(&q->mu);
-    q->hidden_s = q->busy_s + (q->run_since > 0 ? now_s() - q->run_since : 0);
+    q->hidden_s = q->busy_s + (q->run_since > 0 ? now_s() - q->run_since : 0) - q->blocked_s;
+    if (q->hidden_s < 0) q->hidden_s = 0;
+    q->blocked_s = 0;
     if (q->head < q->n) {
         coll_enter(THREAD_WAIT_WHAT);
         while (q->head < q->n) pthread_cond_wait(&q->idle, &q->mu);
@@ -480,10 +485,45 @@ ae_status ae_dist_progress(ae_dist_reqs *q, ae_error *err)
     if (q->threaded || !q->n) return AE_OK; /* the thread needs no driving */
     int done = 0;
     coll_enter("MPI_Testall(sum)");
-    int rc = MPI_Testall(q->n, q->req, &done, MPI_STATUSES_IGNORE);
+    int rc = MPI_Testall(q->n - q->done, q->req + q->done, &done, MPI_STATUSES_IGNORE);
     coll_leave();
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Testall(sum)", err);
-    if (done) q->n = 0; /* all requests are MPI_REQUEST_NULL now */
+    if (done) q->done = q->n; /* all requests are MPI_REQUEST_NULL now (they keep their places) */
+    return AE_OK;
+}
+
+int ae_dist_reqs_started(ae_dist_reqs *q)
+{
+    if (!q->threaded) return q->n;
+    pthread_mutex_lock(&q->mu);
+    int n = q->n;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+ae_status ae_dist_wait_first(ae_dist_reqs *q, int k, ae_error *err)
+{
+    if (q->threaded) {
+        pthread_mutex_lock(&q->mu);
+        if (k > q->n) k = q->n;
+        if (q->head < k) {
+            double t0 = now_s();
+            coll_enter(THREAD_WAIT_WHAT);
+            while (q->head < k) pthread_cond_wait(&q->idle, &q->mu);
+            coll_leave();
+            q->blocked_s += now_s() - t0;
+        }
+        int rc = q->rc;
+        pthread_mutex_unlock(&q->mu);
+        return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Allreduce(sum) on the communication thread", err);
+    }
+    if (k > q->n) k = q->n;
+    if (k <= q->done) return AE_OK;
+    coll_enter("MPI_Waitall(sum)");
+    int rc = MPI_Waitall(k - q->done, q->req + q->done, MPI_STATUSES_IGNORE);
+    coll_leave();
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Waitall(sum)", err);
+    q->done = k;
     return AE_OK;
 }
 
@@ -493,11 +533,14 @@ ae_status ae_dist_wait_all(ae_dist_reqs *q, ae_error *err)
         int rc = comm_drain(q);
         return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Allreduce(sum) on the communication thread", err);
     }
-    if (!q->n) return AE_OK;
+    if (q->n == q->done) {
+        q->n = q->done = 0;
+        return AE_OK;
+    }
     coll_enter("MPI_Waitall(sum)");
-    int rc = MPI_Waitall(q->n, q->req, MPI_STATUSES_IGNORE);
+    int rc = MPI_Waitall(q->n - q->done, q->req + q->done, MPI_STATUSES_IGNORE);
     coll_leave();
-    q->n = 0;
+    q->n = q->done = 0;
     return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Waitall(sum)", err);
 }
 

@@ -382,12 +382,20 @@ double ae_model_add_l2(ae_model *m)
     return pen;
 }
 
-void ae_model_add_l2_grad(ae_model *m)
+void ae_model_add_l2_grad(ae_model *m) { ae_model_add_l2_grad_range(m, 0, m->n_params); }
+
+/* A layer with parameters that start in [lo, hi). */
+static int layer_in_range(const ae_layer *l, size_t lo, size_t hi)
+{
+    return l->n_params && l->p_off >= lo && l->p_off < hi;
+}
+
+void ae_model_add_l2_grad_range(ae_model *m, size_t lo, size_t hi)
 {
     if (m->l2 <= 0.0f) return;
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
-        if (!l->W || l->no_decay) continue;
+        if (!l->W || l->no_decay || !layer_in_range(l, lo, hi)) continue;
         ae_loss_l2_grad(l->W, l->n_params - (l->use_bias ? (size_t)l->units : 0), m->l2, l->dW);
     }
 }
@@ -421,11 +429,13 @@ void ae_model_print(const ae_model *m, FILE *f)
     }
 }
 
-void ae_model_zero_frozen(ae_model *m)
+void ae_model_zero_frozen(ae_model *m) { ae_model_zero_frozen_range(m, 0, m->n_params); }
+
+void ae_model_zero_frozen_range(ae_model *m, size_t lo, size_t hi)
 {
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
-        if (l->frozen && l->n_params) memset(m->grads + l->p_off, 0, sizeof(float) * l->n_params);
+        if (l->frozen && layer_in_range(l, lo, hi)) memset(m->grads + l->p_off, 0, sizeof(float) * l->n_params);
     }
 }
 

@@ -176,7 +176,18 @@ size_t ae_optim_state_floats(ae_opt_kind kind, size_t n)
 void ae_optim_step(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
                    size_t n)
 {
-    optim_pass k = {.p = p, .g = g, .s0 = state, .s1 = state ? state + n : NULL, .lr = lr, .eps = c->eps};
+    ae_optim_step_range(c, lr, t, p, g, state, n, 0, n);
+}
+
+void ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
+                         size_t n_all, size_t off, size_t n)
+{
+    optim_pass k = {.p = p + off,
+                    .g = g + off,
+                    .s0 = state ? state + off : NULL,
+                    .s1 = state ? state + n_all + off : NULL,
+                    .lr = lr,
+                    .eps = c->eps};
     switch (c->kind) {
     case AE_OPT_SGD:
         k.a = c->momentum;

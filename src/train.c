@@ -175,8 +175,10 @@ typedef struct loop {
     struct bucket {
         size_t off, n;
         int ready; /* the bucket can start after the backward of this layer */
+        int mark;  /* its sum is done once the first `mark` requests of the step are */
     } *bkt;
     int n_bkt, next_bkt;
+    int bucket_step; /* step each bucket's parameters as soon as its sum is in (train.bucket_step) */
     ae_dist_reqs *reqs;
     ae_error bkt_err; /* the first failure of a call made during backward */
     /* timing of the current epoch: the step, its wait for the gradient sums after backward, and its
@@ -203,7 +205,7 @@ static void loop_free(loop *L)
  * of the lowest-indexed layer that writes into it (backward runs from the
  * last layer down): its own layers, and a tied layer, which adds into the
  * weight of the layer it is tied to. */
-static ae_status plan_buckets(loop *L, float mb, int thread, ae_error *err)
+static ae_status plan_buckets(loop *L, float mb, int thread, int step, ae_error *err)
 {
     const ae_model *m = L->m;
     size_t target = (size_t)((double)mb * 1048576.0 / sizeof(float)), hi = m->n_params, reqs = 2;
@@ -212,7 +214,7 @@ static ae_status plan_buckets(loop *L, float mb, int thread, ae_error *err)
     for (int i = m->n_layers - 1; i >= 0; i--) {
         size_t lo = m->layers[i].p_off;
         if (hi > lo && (hi - lo >= target || i == 0)) {
-            L->bkt[L->n_bkt++] = (struct bucket){lo, hi - lo, i};
+            L->bkt[L->n_bkt++] = (struct bucket){.off = lo, .n = hi - lo, .ready = i};
             hi = lo;
         }
     }
@@ -240,6 +242,11 @@ static ae_status plan_buckets(loop *L, float mb, int thread, ae_error *err)
                       !thread                     ? ""
                       : ae_dist_thread_multiple() ? " (train.comm_thread: a rank could not start its thread)"
                                                   : " (train.comm_thread: this MPI provides no MPI_THREAD_MULTIPLE)");
+    L->bucket_step = step && L->clip <= 0.0f;
+    if (L->bucket_step)
+        ae_report_log("optimizer: each bucket's parameters stepped as soon as its sum is in");
+    else if (step)
+        ae_report_log("optimizer: one step after every sum is in (optim.clip_norm needs the norm of all gradients)");
     return AE_OK;
 }
 
@@ -274,7 +281,7 @@ static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_d
         if (!(L->piece = ae_calloc((size_t)k, sizeof(float *), err))) return AE_ERR_NOMEM;
         if (nbuf && !(L->piece_buf = ae_alloc_floats(nbuf * ntot, err))) return AE_ERR_NOMEM;
     }
-    if (!L->det && spec->bucket_mb > 0 && ae_dist_size() > 1) return plan_buckets(L, spec->bucket_mb, spec->comm_thread, err);
+    if (!L->det && spec->bucket_mb > 0 && ae_dist_size() > 1) return plan_buckets(L, spec->bucket_mb, spec->comm_thread, spec->bucket_step, err);
     return AE_OK;
 }
 
@@ -305,8 +312,9 @@ static void bucket_done(int layer, void *user)
     double t0 = ae_dist_time();
     ae_status st = AE_OK;
     for (; !st && L->next_bkt < L->n_bkt && L->bkt[L->next_bkt].ready >= layer; L->next_bkt++) {
-        const struct bucket *b = &L->bkt[L->next_bkt];
+        struct bucket *b = &L->bkt[L->next_bkt];
         st = ae_dist_iallreduce_sum(L->reqs, L->m->grads + b->off, b->n, &L->bkt_err);
+        b->mark = ae_dist_reqs_started(L->reqs);
     }
     if (!st) ae_dist_progress(L->reqs, &L->bkt_err);
     /* with the thread, the hook's own time is not communication (ae_dist_reqs_hidden_s counts that) */
@@ -365,6 +373,31 @@ static void local_pass(loop *L, const uint32_t *perm_batch, size_t lo, size_t hi
     if (fault_at("nan", L->step + 1)) extra[EX_LOSS] = NAN;
 }
 
+/* The optimizer step of each bucket as soon as its sum is in, while the later ones are still being
+ * summed: L2 gradient, frozen layers, finite check and update, on the bucket's whole layers only,
+ * which gives the bits of one step after every sum (the updates are elementwise). Returns the
+ * seconds spent stepping; *bad is set at the first bucket with a non-finite gradient, and no bucket
+ * is stepped from then on (the step ends in an error). A failed wait is left in L->bkt_err. */
+static double bucket_steps(loop *L, int *bad)
+{
+    ae_model *m = L->m;
+    double busy = 0.0;
+    L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
+    for (int k = 0; k < L->n_bkt && !*bad; k++) {
+        const struct bucket *b = &L->bkt[k];
+        if (ae_dist_wait_first(L->reqs, b->mark, &L->bkt_err)) break;
+        double t0 = ae_dist_time();
+        ae_model_add_l2_grad_range(m, b->off, b->off + b->n);
+        ae_model_zero_frozen_range(m, b->off, b->off + b->n);
+        if (!isfinite(ae_optim_grad_norm(m->grads + b->off, b->n))) *bad = 1;
+        else
+            ae_optim_step_range(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params,
+                                b->off, b->n);
+        busy += ae_dist_time() - t0;
+    }
+    return busy;
+}
+
 /* One global step: local forward/backward on this rank's slice (of each
  * global micro-batch in turn, under gradient accumulation), one allreduce,
  * penalties, clipping, optimizer. *stop is set when any rank
@@ -399,7 +432,8 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     float *extra = m->extra;
     float stop_req = stop_signal ? 1.0f : 0.0f;
     ae_status st;
-    double t1, t2;
+    double t1, t2, t_opt = 0.0; /* t_opt: the per-bucket steps' time inside [t1, t2] */
+    int stepped = 0, bad = 0;
     if (!L->det) {
         L->next_bkt = 0;
         zero_grads(m);
@@ -420,6 +454,10 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
             if (L->next_bkt != L->n_bkt) bucket_done(0, L);
             if (!L->bkt_err.code)
                 ae_dist_iallreduce_sum(L->reqs, m->grads + m->n_params, ntot - m->n_params, &L->bkt_err);
+            if (!L->bkt_err.code && L->bucket_step) {
+                t_opt = bucket_steps(L, &bad);
+                stepped = 1;
+            }
             if (!L->bkt_err.code) ae_dist_wait_all(L->reqs, &L->bkt_err);
             L->t_overlap += ae_dist_reqs_hidden_s(L->reqs);
             if (L->bkt_err.code) {
@@ -451,18 +489,23 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         ae_ctx uctx = {.training = 1, .seed = L->seed, .epoch = L->epoch, .step = L->step, .batch = (int64_t)nb};
         ae_model_update(m, &uctx);
     }
-    ae_model_add_l2_grad(m);
-    ae_model_zero_frozen(m);
-    double norm = ae_optim_grad_norm(m->grads, m->n_params);
+    double norm = bad ? NAN : 0.0;
+    if (!stepped) {
+        ae_model_add_l2_grad(m);
+        ae_model_zero_frozen(m);
+        norm = ae_optim_grad_norm(m->grads, m->n_params);
+    }
     if (!isfinite(norm) || !isfinite(extra[EX_LOSS])) {
         const char *where = nonfinite_layer(m);
         return ae_error_set(err, AE_ERR_NUMERIC, "non-finite %s at epoch %lld, step %lld%s%s (lr %.3g)",
                             isfinite(extra[EX_LOSS]) ? "gradient" : "loss", (long long)L->epoch + 1,
                             (long long)L->step + 1, where ? ", first in layer " : "", where ? where : "", L->lr);
     }
-    if (L->clip > 0.0f) ae_optim_clip(m->grads, m->n_params, L->clip);
-    L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
-    ae_optim_step(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params);
+    if (!stepped) {
+        if (L->clip > 0.0f) ae_optim_clip(m->grads, m->n_params, L->clip);
+        L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
+        ae_optim_step(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params);
+    }
     L->run_sum += (double)extra[EX_LOSS] * (double)nb;
     L->run_cnt += (double)nb;
     L->step++;
@@ -470,7 +513,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     *stop = extra[EX_STOP] > 0.0f;
     double t3 = ae_dist_time();
     L->t_steps += t3 - t0;
-    L->t_allreduce += t2 - t1;
+    L->t_allreduce += t2 - t1 - t_opt;
     return AE_OK;
 }
 

@@ -276,6 +276,7 @@ static void test_config_defaults(void)
     /* buckets off by default; when on, summed on the communication thread */
     CU_ASSERT_EQUAL(s->bucket_mb, 0.0f);
     CU_ASSERT_EQUAL(s->comm_thread, 1);
+    CU_ASSERT_EQUAL(s->bucket_step, 1);
     CU_ASSERT_STRING_EQUAL(s->dataset, "mnist");
     CU_ASSERT_STRING_EQUAL(s->data_dir, "data");
     CU_ASSERT_STRING_EQUAL(s->run_name, "");

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ae/optim.h"
 
@@ -262,6 +263,38 @@ static void test_optim_blocks_match_tail(void)
     for (size_t k = 0; k < sizeof confs / sizeof confs[0]; k++) check_long_matches(&confs[k], p0, g, 3);
 }
 
+/* The step of disjoint ranges that cover [0, n) (cut at 0, 5, 70, 133 and 203: tails of every
+ * length, blocks that start off the 64-float grid) gives the bits of one whole step, state too,
+ * over three steps of every optimizer: what the per-bucket optimizer step of the trainer relies on. */
+static void test_optim_ranges_match_whole(void)
+{
+    const ae_optim_conf confs[] = {
+        {.kind = AE_OPT_SGD},
+        {.kind = AE_OPT_SGD, .momentum = 0.9f},
+        {.kind = AE_OPT_SGD, .momentum = 0.9f, .nesterov = 1},
+        {.kind = AE_OPT_RMSPROP, .rho = 0.9f, .eps = 1e-7f},
+        {.kind = AE_OPT_ADAM, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f},
+        {.kind = AE_OPT_ADADELTA, .rho = 0.95f, .eps = 1e-6f},
+    };
+    const size_t cuts[] = {0, 5, 70, 133, LONG_N};
+    float pa[LONG_N], pb[LONG_N], g[LONG_N], sa[2 * LONG_N], sb[2 * LONG_N];
+    for (size_t k = 0; k < sizeof confs / sizeof confs[0]; k++) {
+        for (size_t i = 0; i < LONG_N; i++) {
+            pa[i] = pb[i] = 0.01f * (float)i - 1.0f;
+            sa[i] = sb[i] = sa[LONG_N + i] = sb[LONG_N + i] = 0.0f;
+        }
+        for (int64_t t = 1; t <= 3; t++) {
+            for (size_t i = 0; i < LONG_N; i++) g[i] = sinf(0.37f * (float)(i + 1) * (float)t);
+            ae_optim_step(&confs[k], 0.01f, t, pa, g, sa, LONG_N);
+            for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++)
+                ae_optim_step_range(&confs[k], 0.01f, t, pb, g, sb, LONG_N, cuts[c], cuts[c + 1] - cuts[c]);
+        }
+        CU_ASSERT_EQUAL(memcmp(pa, pb, sizeof pa), 0);
+        CU_ASSERT_EQUAL(memcmp(sa, sb, sizeof sa), 0);
+        CU_ASSERT(pa[100] != 0.01f * 100.0f - 1.0f); /* the steps moved the parameters */
+    }
+}
+
 /* Adam on f(x) = sum 0.5 a_i (x_i - c_i)^2 with curvatures 100x apart: from
  * x = 0 it must end near c (|x - c| < 1e-2) with f down by > 1e6. */
 static void test_optim_adam_converges_on_quadratic(void)
@@ -496,6 +529,7 @@ void ae_test_register_optim(void)
     CU_add_test(s, "test_optim_adam_bias_correction", test_optim_adam_bias_correction);
     CU_add_test(s, "test_optim_adadelta", test_optim_adadelta);
     CU_add_test(s, "test_optim_blocks_match_tail", test_optim_blocks_match_tail);
+    CU_add_test(s, "test_optim_ranges_match_whole", test_optim_ranges_match_whole);
     CU_add_test(s, "test_optim_adam_converges_on_quadratic", test_optim_adam_converges_on_quadratic);
     CU_add_test(s, "test_optim_zero_length", test_optim_zero_length);
     CU_add_test(s, "test_optim_grad_norm", test_optim_grad_norm);

@@ -80,9 +80,16 @@ ae_status ae_dist_progress(ae_dist_reqs *q, ae_error *err);
  * thread mode the first failed MPI_Allreduce's error (the sums after it are
  * skipped). */
 ae_status ae_dist_wait_all(ae_dist_reqs *q, ae_error *err);
+/* The number of requests (thread mode: queued sums) started since the last
+ * wait_all: a mark for ae_dist_wait_first. */
+int ae_dist_reqs_started(ae_dist_reqs *q);
+/* Wait (watchdog-guarded) until the first k requests started since the last
+ * wait_all are done, in the order they were started; the others go on. */
+ae_status ae_dist_wait_first(ae_dist_reqs *q, int k, ae_error *err);
 /* Thread mode: seconds the thread spent in MPI_Allreduce from the previous
- * wait to the start of the last ae_dist_wait_all (the communication hidden
- * behind the caller's work); 0 in MPI_Testall mode. */
+ * wait_all to the start of the last one, less the time the caller was blocked
+ * in ae_dist_wait_first meanwhile (the communication hidden behind the
+ * caller's work); 0 in MPI_Testall mode. */
 double ae_dist_reqs_hidden_s(const ae_dist_reqs *q);
 
 /* Broadcast bytes from root. */

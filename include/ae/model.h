@@ -101,6 +101,11 @@ void ae_model_add_l2_grad(ae_model *m);
 /* Zero the gradients of frozen layers (after the allreduce and L2). */
 void ae_model_zero_frozen(ae_model *m);
 
+/* Both, for the layers whose parameters start in [lo, hi) of the buffer only (a bucket of whole
+ * layers, stepped as soon as its sum is in). */
+void ae_model_add_l2_grad_range(ae_model *m, size_t lo, size_t hi);
+void ae_model_zero_frozen_range(ae_model *m, size_t lo, size_t hi);
+
 /* Copy the parameters (and non-trainable state) of every layer of src into
  * the layer of dst with the same name, kind and sizes. Returns the number of
  * layers copied and lists their names in names (comma-separated). */

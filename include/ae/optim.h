@@ -39,6 +39,12 @@ size_t ae_optim_state_floats(ae_opt_kind kind, size_t n);
 void ae_optim_step(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
                    size_t n);
 
+/* The same step over elements [off, off + len) only of buffers of n parameters (the state blocks
+ * are n long each). Elementwise: the steps of disjoint ranges that cover [0, n) give the bits of
+ * one ae_optim_step. */
+void ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
+                         size_t n, size_t off, size_t len);
+
 typedef enum { AE_SCHED_CONSTANT = 0, AE_SCHED_STEP, AE_SCHED_COSINE } ae_sched_kind;
 
 typedef struct ae_sched_conf {

@@ -13,7 +13,8 @@
 # Each bucketed case runs twice: the sums driven by MPI_Testall between
 # layers (train.comm_thread = false), and queued for a communication thread
 # that runs them with blocking MPI_Allreduce (true; the log says which mode
-# ran). A stalled rank ends the job through the watchdog in both modes.
+# ran). The per-bucket optimizer step gives the bits of one step after
+# every sum. A stalled rank ends the job through the watchdog in both modes.
 . "$(dirname "$0")/common.bash"
 TOL=1e-5
 mkdir -p "$WORK/data"
@@ -104,6 +105,45 @@ done
 tiny=(--set train.batch=2 --set train.max_steps=12)
 mpi 3 "$AETRAIN" train "$WORK/tied.ini" --run tiny-b0 --quiet "${tiny[@]}" --set train.bucket_mb=0
 bucketed tied 3 1e-6 tiny-b1e-6 tiny-b0 "${tiny[@]}" # an empty slice
+
+# train.bucket_step (default true): each bucket's parameters are stepped as soon as its sum is in,
+# while the later buckets are summed; false: one optimizer step after every sum. The same sums and
+# elementwise updates: the checkpoints (parameters, optimizer state, batch-norm state) are bitwise
+# equal, in both modes of moving the sums, with L2 and tied weights, and with synchronized batch norm.
+bitequal() { # bitequal LABEL RUN_A RUN_B
+  local out
+  if out=$("$TOOL" bitequal "$(newest_ckpt "$WORK/runs/$2")" "$(newest_ckpt "$WORK/runs/$3")"); then
+    ok "$1: $out"
+  else
+    bad "$1: $out"
+  fi
+}
+STEP_ON='optimizer: each bucket.s parameters stepped as soon as its sum is in'
+STEP_OFF='optimizer: one step after every sum is in \(optim.clip_norm'
+for cfg in tied bnsync; do
+  for p in 2 3; do
+    for t in "" -t; do
+      ct=false
+      [ -n "$t" ] && ct=true
+      run="$cfg-p$p-b1e-6$t"
+      mpi "$p" "$AETRAIN" train "$WORK/$cfg.ini" --run "$run-whole" --quiet --set train.bucket_mb=1e-6 \
+        --set train.comm_thread=$ct --set train.bucket_step=false
+      if grep -qE "$STEP_ON" "$WORK/runs/$run/log.txt" && ! grep -q "optimizer:" "$WORK/runs/$run-whole/log.txt"; then
+        ok "$run: the log says the optimizer steps each bucket; bucket_step = false says nothing"
+      else
+        bad "$run: optimizer log lines: $(grep -h optimizer: "$WORK/runs/$run/log.txt" "$WORK/runs/$run-whole/log.txt")"
+      fi
+      bitequal "$run: each bucket stepped as its sum arrives vs one step after every sum" "$run-whole" "$run"
+    done
+  done
+done
+# clipping by the global norm needs every gradient: one step after every sum, and the log says why
+mpi 2 "$AETRAIN" train "$WORK/tied.ini" --run clip-b1e-6 --quiet --set train.bucket_mb=1e-6 --set optim.clip_norm=0.5
+if grep -qE "$STEP_OFF" "$WORK/runs/clip-b1e-6/log.txt"; then
+  ok "clip_norm: $(grep -m1 optimizer: "$WORK/runs/clip-b1e-6/log.txt")"
+else
+  bad "clip_norm: optimizer log lines: $(grep optimizer: "$WORK/runs/clip-b1e-6/log.txt" || true)"
+fi
 
 # a stalled rank: the others wait in the bucketed allreduce and the watchdog ends the job
 cat "$WORK/tied.ini" > "$WORK/stall.ini"
