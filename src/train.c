@@ -242,11 +242,16 @@ static ae_status plan_buckets(loop *L, float mb, int thread, int step, ae_error 
                       !thread                     ? ""
                       : ae_dist_thread_multiple() ? " (train.comm_thread: a rank could not start its thread)"
                                                   : " (train.comm_thread: this MPI provides no MPI_THREAD_MULTIPLE)");
-    L->bucket_step = step && L->clip <= 0.0f;
+    /* with MPI_Testall the sums do not move while the main thread steps: stepping per bucket would
+     * only wait in more pieces */
+    L->bucket_step = step && L->clip <= 0.0f && ae_dist_reqs_threaded(L->reqs);
     if (L->bucket_step)
         ae_report_log("optimizer: each bucket's parameters stepped as soon as its sum is in");
     else if (step)
-        ae_report_log("optimizer: one step after every sum is in (optim.clip_norm needs the norm of all gradients)");
+        ae_report_log("optimizer: one step after every sum is in (%s)",
+                      L->clip > 0.0f ? "optim.clip_norm needs the norm of all gradients"
+                                     : "train.bucket_step needs the communication thread: with MPI_Testall the "
+                                       "sums do not move while the optimizer steps");
     return AE_OK;
 }
 
