@@ -249,18 +249,21 @@ static void check_long_matches(const ae_optim_conf *c, const float p0[N3], const
     free(st);
 }
 
+/* Every optimizer and variant, with the usual hyperparameters. */
+static const ae_optim_conf ALL_CONFS[] = {
+    {.kind = AE_OPT_SGD},
+    {.kind = AE_OPT_SGD, .momentum = 0.9f},
+    {.kind = AE_OPT_SGD, .momentum = 0.9f, .nesterov = 1},
+    {.kind = AE_OPT_RMSPROP, .rho = 0.9f, .eps = 1e-7f},
+    {.kind = AE_OPT_ADAM, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f},
+    {.kind = AE_OPT_ADADELTA, .rho = 0.95f, .eps = 1e-6f},
+};
+#define N_CONFS (sizeof ALL_CONFS / sizeof ALL_CONFS[0])
+
 static void test_optim_blocks_match_tail(void)
 {
     const float p0[N3] = {1.0f, -2.0f, 0.5f}, g[N3] = {0.5f, -1.0f, 2.0f};
-    const ae_optim_conf confs[] = {
-        {.kind = AE_OPT_SGD},
-        {.kind = AE_OPT_SGD, .momentum = 0.9f},
-        {.kind = AE_OPT_SGD, .momentum = 0.9f, .nesterov = 1},
-        {.kind = AE_OPT_RMSPROP, .rho = 0.9f, .eps = 1e-7f},
-        {.kind = AE_OPT_ADAM, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f},
-        {.kind = AE_OPT_ADADELTA, .rho = 0.95f, .eps = 1e-6f},
-    };
-    for (size_t k = 0; k < sizeof confs / sizeof confs[0]; k++) check_long_matches(&confs[k], p0, g, 3);
+    for (size_t k = 0; k < N_CONFS; k++) check_long_matches(&ALL_CONFS[k], p0, g, 3);
 }
 
 /* The step of disjoint ranges that cover [0, n) (cut at 0, 5, 70, 133 and 203: tails of every
@@ -268,26 +271,18 @@ static void test_optim_blocks_match_tail(void)
  * over three steps of every optimizer: what the per-bucket optimizer step of the trainer relies on. */
 static void test_optim_ranges_match_whole(void)
 {
-    const ae_optim_conf confs[] = {
-        {.kind = AE_OPT_SGD},
-        {.kind = AE_OPT_SGD, .momentum = 0.9f},
-        {.kind = AE_OPT_SGD, .momentum = 0.9f, .nesterov = 1},
-        {.kind = AE_OPT_RMSPROP, .rho = 0.9f, .eps = 1e-7f},
-        {.kind = AE_OPT_ADAM, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f},
-        {.kind = AE_OPT_ADADELTA, .rho = 0.95f, .eps = 1e-6f},
-    };
     const size_t cuts[] = {0, 5, 70, 133, LONG_N};
     float pa[LONG_N], pb[LONG_N], g[LONG_N], sa[2 * LONG_N], sb[2 * LONG_N];
-    for (size_t k = 0; k < sizeof confs / sizeof confs[0]; k++) {
+    for (size_t k = 0; k < N_CONFS; k++) {
         for (size_t i = 0; i < LONG_N; i++) {
             pa[i] = pb[i] = 0.01f * (float)i - 1.0f;
             sa[i] = sb[i] = sa[LONG_N + i] = sb[LONG_N + i] = 0.0f;
         }
         for (int64_t t = 1; t <= 3; t++) {
             for (size_t i = 0; i < LONG_N; i++) g[i] = sinf(0.37f * (float)(i + 1) * (float)t);
-            ae_optim_step(&confs[k], 0.01f, t, pa, g, sa, LONG_N);
+            ae_optim_step(&ALL_CONFS[k], 0.01f, t, pa, g, sa, LONG_N);
             for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++)
-                ae_optim_step_range(&confs[k], 0.01f, t, pb, g, sb, LONG_N, cuts[c], cuts[c + 1] - cuts[c]);
+                ae_optim_step_range(&ALL_CONFS[k], 0.01f, t, pb, g, sb, LONG_N, cuts[c], cuts[c + 1] - cuts[c]);
         }
         CU_ASSERT_EQUAL(memcmp(pa, pb, sizeof pa), 0);
         CU_ASSERT_EQUAL(memcmp(sa, sb, sizeof sa), 0);
