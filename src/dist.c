@@ -286,7 +286,6 @@ struct sum_job {
 
 struct ae_dist_reqs {
     int cap, n;
-    int done; /* MPI_Testall mode: requests [0, done) are known complete (ae_dist_wait_first) */
     MPI_Request *req;
     /* thread mode (threaded, thread and comm are set by the main thread before any job is queued;
      * the queue fields from job on are guarded by mu) */
@@ -485,10 +484,10 @@ ae_status ae_dist_progress(ae_dist_reqs *q, ae_error *err)
     if (q->threaded || !q->n) return AE_OK; /* the thread needs no driving */
     int done = 0;
     coll_enter("MPI_Testall(sum)");
-    int rc = MPI_Testall(q->n - q->done, q->req + q->done, &done, MPI_STATUSES_IGNORE);
+    int rc = MPI_Testall(q->n, q->req, &done, MPI_STATUSES_IGNORE);
     coll_leave();
     if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Testall(sum)", err);
-    if (done) q->done = q->n; /* all requests are MPI_REQUEST_NULL now (they keep their places) */
+    if (done) q->n = 0; /* all requests are MPI_REQUEST_NULL now */
     return AE_OK;
 }
 
@@ -503,28 +502,19 @@ int ae_dist_reqs_started(ae_dist_reqs *q)
 
 ae_status ae_dist_wait_first(ae_dist_reqs *q, int k, ae_error *err)
 {
-    if (q->threaded) {
-        pthread_mutex_lock(&q->mu);
-        if (k > q->n) k = q->n;
-        if (q->head < k) {
-            double t0 = now_s();
-            coll_enter(THREAD_WAIT_WHAT);
-            while (q->head < k) pthread_cond_wait(&q->idle, &q->mu);
-            coll_leave();
-            q->blocked_s += now_s() - t0;
-        }
-        int rc = q->rc;
-        pthread_mutex_unlock(&q->mu);
-        return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Allreduce(sum) on the communication thread", err);
-    }
+    if (!q->threaded) return ae_dist_wait_all(q, err);
+    pthread_mutex_lock(&q->mu);
     if (k > q->n) k = q->n;
-    if (k <= q->done) return AE_OK;
-    coll_enter("MPI_Waitall(sum)");
-    int rc = MPI_Waitall(k - q->done, q->req + q->done, MPI_STATUSES_IGNORE);
-    coll_leave();
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Waitall(sum)", err);
-    q->done = k;
-    return AE_OK;
+    if (q->head < k) {
+        double t0 = now_s();
+        coll_enter(THREAD_WAIT_WHAT);
+        while (q->head < k) pthread_cond_wait(&q->idle, &q->mu);
+        coll_leave();
+        q->blocked_s += now_s() - t0;
+    }
+    int rc = q->rc;
+    pthread_mutex_unlock(&q->mu);
+    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Allreduce(sum) on the communication thread", err);
 }
 
 ae_status ae_dist_wait_all(ae_dist_reqs *q, ae_error *err)
@@ -533,14 +523,11 @@ ae_status ae_dist_wait_all(ae_dist_reqs *q, ae_error *err)
         int rc = comm_drain(q);
         return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Allreduce(sum) on the communication thread", err);
     }
-    if (q->n == q->done) {
-        q->n = q->done = 0;
-        return AE_OK;
-    }
+    if (!q->n) return AE_OK;
     coll_enter("MPI_Waitall(sum)");
-    int rc = MPI_Waitall(q->n - q->done, q->req + q->done, MPI_STATUSES_IGNORE);
+    int rc = MPI_Waitall(q->n, q->req, MPI_STATUSES_IGNORE);
     coll_leave();
-    q->n = q->done = 0;
+    q->n = 0;
     return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Waitall(sum)", err);
 }
 

@@ -232,12 +232,8 @@ void ae_layer_init_weights(float *w, size_t nw, double fan_in, double fan_out, a
 
 void ae_layer_init_bias(float *b, size_t nb, double fan_in, ae_init init, ae_rng *rng)
 {
-    if (init != AE_INIT_TORCH) {
-        memset(b, 0, sizeof(float) * nb);
-        return;
-    }
-    float scale = (float)(1.0 / sqrt(fan_in));
-    for (size_t i = 0; i < nb; i++) b[i] = scale * (2.0f * ae_rng_uniform(rng) - 1.0f);
+    if (init == AE_INIT_TORCH) ae_layer_init_weights(b, nb, fan_in, fan_in, init, rng); /* U(+-1/sqrt(fan_in)) */
+    else memset(b, 0, sizeof(float) * nb);
 }
 
 /* Weights first, then the bias, from the layer's own stream (a tied layer draws only its bias). */

@@ -205,9 +205,11 @@ static void loop_free(loop *L)
  * of the lowest-indexed layer that writes into it (backward runs from the
  * last layer down): its own layers, and a tied layer, which adds into the
  * weight of the layer it is tied to. */
-static ae_status plan_buckets(loop *L, float mb, int thread, int step, ae_error *err)
+static ae_status plan_buckets(loop *L, const ae_spec *spec, ae_error *err)
 {
     const ae_model *m = L->m;
+    float mb = spec->bucket_mb;
+    int thread = spec->comm_thread;
     size_t target = (size_t)((double)mb * 1048576.0 / sizeof(float)), hi = m->n_params, reqs = 2;
     if (target < 1) target = 1;
     if (!(L->bkt = ae_calloc((size_t)m->n_layers, sizeof *L->bkt, err))) return AE_ERR_NOMEM;
@@ -244,10 +246,10 @@ static ae_status plan_buckets(loop *L, float mb, int thread, int step, ae_error 
                                                   : " (train.comm_thread: this MPI provides no MPI_THREAD_MULTIPLE)");
     /* with MPI_Testall the sums do not move while the main thread steps: stepping per bucket would
      * only wait in more pieces */
-    L->bucket_step = step && L->clip <= 0.0f && ae_dist_reqs_threaded(L->reqs);
+    L->bucket_step = spec->bucket_step && L->clip <= 0.0f && ae_dist_reqs_threaded(L->reqs);
     if (L->bucket_step)
         ae_report_log("optimizer: each bucket's parameters stepped as soon as its sum is in");
-    else if (step)
+    else if (spec->bucket_step)
         ae_report_log("optimizer: one step after every sum is in (%s)",
                       L->clip > 0.0f ? "optim.clip_norm needs the norm of all gradients"
                                      : "train.bucket_step needs the communication thread: with MPI_Testall the "
@@ -286,7 +288,7 @@ static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_d
         if (!(L->piece = ae_calloc((size_t)k, sizeof(float *), err))) return AE_ERR_NOMEM;
         if (nbuf && !(L->piece_buf = ae_alloc_floats(nbuf * ntot, err))) return AE_ERR_NOMEM;
     }
-    if (!L->det && spec->bucket_mb > 0 && ae_dist_size() > 1) return plan_buckets(L, spec->bucket_mb, spec->comm_thread, spec->bucket_step, err);
+    if (!L->det && spec->bucket_mb > 0 && ae_dist_size() > 1) return plan_buckets(L, spec, err);
     return AE_OK;
 }
 
@@ -319,7 +321,7 @@ static void bucket_done(int layer, void *user)
     for (; !st && L->next_bkt < L->n_bkt && L->bkt[L->next_bkt].ready >= layer; L->next_bkt++) {
         struct bucket *b = &L->bkt[L->next_bkt];
         st = ae_dist_iallreduce_sum(L->reqs, L->m->grads + b->off, b->n, &L->bkt_err);
-        b->mark = ae_dist_reqs_started(L->reqs);
+        if (L->bucket_step) b->mark = ae_dist_reqs_started(L->reqs);
     }
     if (!st) ae_dist_progress(L->reqs, &L->bkt_err);
     /* with the thread, the hook's own time is not communication (ae_dist_reqs_hidden_s counts that) */

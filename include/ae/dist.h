@@ -80,11 +80,13 @@ ae_status ae_dist_progress(ae_dist_reqs *q, ae_error *err);
  * thread mode the first failed MPI_Allreduce's error (the sums after it are
  * skipped). */
 ae_status ae_dist_wait_all(ae_dist_reqs *q, ae_error *err);
-/* The number of requests (thread mode: queued sums) started since the last
- * wait_all: a mark for ae_dist_wait_first. */
+/* Thread mode: the number of sums queued since the last wait_all, a mark for
+ * ae_dist_wait_first. */
 int ae_dist_reqs_started(ae_dist_reqs *q);
-/* Wait (watchdog-guarded) until the first k requests started since the last
- * wait_all are done, in the order they were started; the others go on. */
+/* Thread mode: wait (watchdog-guarded) until the first k sums queued since
+ * the last wait_all are done, in the order they were queued; the others go
+ * on. MPI_Testall mode (whose requests MPI_Testall may retire in a body, so
+ * that no prefix is kept): ae_dist_wait_all, more than asked, never less. */
 ae_status ae_dist_wait_first(ae_dist_reqs *q, int k, ae_error *err);
 /* Thread mode: seconds the thread spent in MPI_Allreduce from the previous
  * wait_all to the start of the last one, less the time the caller was blocked
