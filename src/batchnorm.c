@@ -121,7 +121,7 @@ static void bn_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *o
         }
     size_t len = (size_t)n * l->out_size;
     if (l->z) memcpy(l->z, out, sizeof(float) * len);
-    ae_act_forward(l->act, out, 1, len);
+    if (!ae_layer_logits_only(l, ctx)) ae_act_forward(l->act, out, 1, len);
 }
 
 static void bn_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout, float *din,

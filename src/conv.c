@@ -202,11 +202,11 @@ static void from_channel_major(const float *t, int n, int c, size_t hw, float *x
  * filter plane is finished while it is in cache; softmax, which spans the
  * whole sample, runs once per sample. */
 static void bias_act_planes(ae_layer *l, const float *src, size_t src_ld, size_t src_sample, float *out,
-                            float *z, int n)
+                            float *z, int n, int logits_only)
 {
     int f = l->filters;
     size_t hw = l->out_size / (size_t)f;
-    int per_plane = l->act != AE_ACT_SOFTMAX;
+    int per_plane = l->act != AE_ACT_SOFTMAX, act = !logits_only;
     for (int smp = 0; smp < n; smp++) {
         float *os = out + (size_t)smp * l->out_size;
         for (int fi = 0; fi < f; fi++) {
@@ -215,9 +215,9 @@ static void bias_act_planes(ae_layer *l, const float *src, size_t src_ld, size_t
             float b = l->use_bias ? l->b[fi] : 0.0f;
             for (size_t p = 0; p < hw; p++) d[p] = s[p] + b;
             if (z) memcpy(z + (size_t)smp * l->out_size + (size_t)fi * hw, d, sizeof(float) * hw);
-            if (per_plane) ae_act_forward(l->act, d, 1, hw);
+            if (act && per_plane) ae_act_forward(l->act, d, 1, hw);
         }
-        if (!per_plane) ae_act_forward(l->act, os, 1, l->out_size);
+        if (act && !per_plane) ae_act_forward(l->act, os, 1, l->out_size);
     }
 }
 
@@ -453,7 +453,7 @@ static int conv_chunk(const conv_geom *g, int ckk, int f, int n)
 
 /* out (n x filters x oh x ow) = act(W * in + b), each output plane accumulated in place from the
  * shifted input rows, one weight at a time (vectorized along the rows). */
-static void conv_direct_forward(ae_layer *l, const float *in, float *out, int n)
+static void conv_direct_forward(ae_layer *l, const float *in, float *out, int n, int logits_only)
 {
     conv_geom g = conv_geometry(l);
     int f = l->filters, kk = g.k * g.k;
@@ -478,7 +478,7 @@ static void conv_direct_forward(ae_layer *l, const float *in, float *out, int n)
                     }
             }
         }
-    bias_act_planes(l, out, ohw, l->out_size, out, l->z, n);
+    bias_act_planes(l, out, ohw, l->out_size, out, l->z, n, logits_only);
 }
 
 /* dW += sum dz x over the windows, din (zeroed by the caller) += W^T-scatter of dz; dz = d/dz in place
@@ -529,10 +529,9 @@ static void conv_direct_backward(ae_layer *l, const float *in, const float *out,
  * then bias + act while permuting y to NCHW. */
 static void conv_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
 {
-    (void)ctx;
     if (n <= 0) return;
     if (l->flag == CONV_DIRECT) {
-        conv_direct_forward(l, in, out, n);
+        conv_direct_forward(l, in, out, n, ae_layer_logits_only(l, ctx));
         return;
     }
     conv_geom g = conv_geometry(l);
@@ -544,7 +543,7 @@ static void conv_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, f, cols, ckk, 1.0f, l->W, ckk, col, cols, 0.0f,
                     y, cols);
         bias_act_planes(l, y, (size_t)cols, (size_t)ohw, out + (size_t)s0 * l->out_size,
-                        l->z ? l->z + (size_t)s0 * l->out_size : NULL, m);
+                        l->z ? l->z + (size_t)s0 * l->out_size : NULL, m, ae_layer_logits_only(l, ctx));
     }
 }
 
@@ -587,7 +586,6 @@ static void conv_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const
  * into out by col2im, then bias + act in place. */
 static void deconv_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
 {
-    (void)ctx;
     if (n <= 0) return;
     conv_geom g = deconv_geometry(l);
     int c = l->in.c, fkk = g.c * g.k * g.k, cols = n * g.oh * g.ow;
@@ -599,7 +597,7 @@ static void deconv_forward(ae_layer *l, const ae_ctx *ctx, const float *in, floa
     memset(out, 0, sizeof(float) * (size_t)n * l->out_size);
     col2im(&g, col, n, out);
     size_t ohw = (size_t)l->out.h * l->out.w;
-    bias_act_planes(l, out, ohw, l->out_size, out, l->z, n);
+    bias_act_planes(l, out, ohw, l->out_size, out, l->z, n, ae_layer_logits_only(l, ctx));
 }
 
 /* The input is re-permuted in backward for the same reason conv recomputes its columns. */

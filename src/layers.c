@@ -245,32 +245,33 @@ static void dense_init(ae_layer *l, ae_rng *rng)
     if (l->use_bias) ae_layer_init_bias(l->b, (size_t)l->units, (double)l->in_size, l->init, rng);
 }
 
-/* Bias add and activation in one pass; keeps the pre-activation when asked. */
-static void bias_act(ae_layer *l, float *out, int n)
+static void add_bias_rows(const ae_layer *l, float *out, int n)
 {
     size_t u = (size_t)l->units;
-    if (l->use_bias) {
-        for (int r = 0; r < n; r++) {
-            float *row = out + (size_t)r * u;
-            for (size_t j = 0; j < u; j++) row[j] += l->b[j];
-        }
+    if (!l->use_bias) return;
+    for (int r = 0; r < n; r++) {
+        float *row = out + (size_t)r * u;
+        for (size_t j = 0; j < u; j++) row[j] += l->b[j];
     }
-    if (l->z) memcpy(l->z, out, sizeof(float) * (size_t)n * u);
-    ae_act_forward(l->act, out, (size_t)n, u);
 }
 
 static void dense_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
 {
-    (void)ctx;
     if (n <= 0) return;
     int in_sz = (int)l->in_size, u = l->units;
-    if (l->tied) /* out = in . Wsrc^T, Wsrc is (u x in_sz) */
+    /* a training step's fused output: the logits go straight to l->z, the output is not needed */
+    int logits_only = ae_layer_logits_only(l, ctx);
+    float *dst = logits_only ? l->z : out;
+    if (l->tied) /* dst = in . Wsrc^T, Wsrc is (u x in_sz) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, u, in_sz, 1.0f, in, in_sz, l->tied->W, in_sz,
-                    0.0f, out, u);
+                    0.0f, dst, u);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, u, in_sz, 1.0f, in, in_sz, l->W, u, 0.0f,
-                    out, u);
-    bias_act(l, out, n);
+                    dst, u);
+    add_bias_rows(l, dst, n);
+    if (logits_only) return;
+    if (l->z) memcpy(l->z, out, sizeof(float) * (size_t)n * (size_t)u);
+    ae_act_forward(l->act, out, (size_t)n, (size_t)u);
 }
 
 static void dense_backward(ae_layer *l, const ae_ctx *ctx, const float *in, const float *out, float *dout,
@@ -321,10 +322,10 @@ static ae_status act_setup(ae_layer *l, const ae_layer_spec *ls, ae_error *err)
 
 static void act_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
 {
-    (void)ctx;
     size_t len = (size_t)n * l->out_size;
-    if (out != in) memcpy(out, in, sizeof(float) * len);
     if (l->z) memcpy(l->z, in, sizeof(float) * len);
+    if (ae_layer_logits_only(l, ctx)) return;
+    if (out != in) memcpy(out, in, sizeof(float) * len);
     size_t w = l->act == AE_ACT_SOFTMAX ? l->out_size : len;
     ae_act_forward(l->act, out, l->act == AE_ACT_SOFTMAX ? (size_t)n : 1, w);
 }

@@ -370,7 +370,8 @@ static void local_pass(loop *L, const uint32_t *perm_batch, size_t lo, size_t hi
     if (!is_ae) ae_data_gather_y(L->train, perm_batch + lo, (size_t)n, L->ybuf);
     ae_ctx ctx = {.training = 1, .seed = L->seed, .epoch = L->epoch, .step = L->step, .sample0 = (int64_t)lo,
                   .batch = (int64_t)nb, .sync_count = (int64_t)span, .reduce = sync ? reduce_cb : NULL,
-                  .layer_done = sync && last && L->reqs ? bucket_done : NULL, .layer_done_user = L};
+                  .layer_done = sync && last && L->reqs ? bucket_done : NULL, .layer_done_user = L,
+                  .logits_only = 1};
     ae_model_forward(m, &ctx, L->xbuf, n, m->n_layers);
     ae_loss_out lo_;
     ae_model_loss(m, &ctx, L->xbuf, L->xbuf, L->ybuf, n, scale, 1, &lo_);

@@ -355,6 +355,54 @@ static void test_model_backward_accumulates(void)
     tu_fixture_free(&b.f);
 }
 
+/* A training step's forward (ctx.logits_only: the fused output layer writes only its logits and skips
+ * its activation) gives bitwise the loss and gradients of a full forward, for every kind that can
+ * feed a fused loss; the full forward's output is still sigmoid(logits). */
+static void logits_only_same_at(unsigned line, const char *ini, ae_shape in)
+{
+    batch b = prepare_at(line, ini, in);
+    ae_model *m = b.f.m;
+    float *g[2] = {malloc(sizeof(float) * m->n_params), malloc(sizeof(float) * m->n_params)};
+    CU_ASSERT_FATAL(g[0] && g[1]);
+    double obj[2];
+    ae_error err = {0};
+    for (int lo = 0; lo < 2; lo++) {
+        ae_ctx ctx = {.training = 1, .seed = SEED, .logits_only = lo};
+        CU_ASSERT_EQUAL(ae_gradcheck_model_grad(m, &ctx, b.f.x, b.f.t, b.labels, N_SAMPLES, g[lo], &obj[lo], &err),
+                        AE_OK);
+        if (!lo) { /* the full forward's output is the activation of the kept logits */
+            const float *y = m->act[m->n_layers - 1];
+            size_t len = (size_t)N_SAMPLES * m->out_size, bad = 0;
+            for (size_t i = 0; i < len && m->loss == AE_LOSS_BCE; i++)
+                bad += fabsf(y[i] - 1.0f / (1.0f + expf(-m->z_last[i]))) > 1e-6f;
+            TU_ASSERT_AT(bad == 0, line, "output = sigmoid(z)");
+        }
+    }
+    TU_ASSERT_AT(obj[0] == obj[1] && obj[0] > 0.0, line, "same objective");
+    TU_ASSERT_AT(memcmp(g[0], g[1], sizeof(float) * m->n_params) == 0, line, "same gradient bits");
+    free(g[0]);
+    free(g[1]);
+    tu_fixture_free(&b.f);
+}
+#define LOGITS_ONLY_SAME(ini, ...) logits_only_same_at(__LINE__, (ini), (ae_shape){__VA_ARGS__})
+
+static void test_model_logits_only_same(void)
+{
+    LOGITS_ONLY_SAME("[model]\nencoder = dense(5, tanh)\ndecoder = dense(4, sigmoid)\n[loss]\nkind = bce\n", IN4);
+    LOGITS_ONLY_SAME("[model]\nencoder = dense(3, tanh, name=code)\ndecoder = dense(4, sigmoid, tied=code)\n"
+                     "[loss]\nkind = bce\n", IN4);
+    LOGITS_ONLY_SAME("[model]\nencoder = dense(5, elu)\ndecoder = dense(4), act(sigmoid)\n[loss]\nkind = bce\n",
+                     IN4);
+    LOGITS_ONLY_SAME("[model]\nencoder = dense(5, relu)\ndecoder = dense(4, bias=0), bn(act=sigmoid)\n"
+                     "[loss]\nkind = bce\n", IN4);
+    LOGITS_ONLY_SAME("[model]\nencoder = conv(2, 3, tanh)\ndecoder = conv(1, 3, sigmoid, pad=same)\n"
+                     "[loss]\nkind = bce\n", 1, 5, 5);
+    LOGITS_ONLY_SAME("[model]\nencoder = conv(2, 3, tanh)\ndecoder = deconv(1, 3, sigmoid)\n[loss]\nkind = bce\n",
+                     1, 5, 5);
+    LOGITS_ONLY_SAME("[model]\ntype = classifier\nencoder = dense(5, tanh)\nhead = dense(4, softmax)\n"
+                     "[loss]\nkind = ce\n", IN6);
+}
+
 /* ---- the checker ----------------------------------------------------------------------- */
 
 #define WRONG_EXTRA 0.1f   /* one analytic entry made 10% too large */
@@ -488,6 +536,7 @@ void ae_test_register_model(void)
     CU_add_test(s, "test_model_l2_values", test_model_l2_values);
     CU_add_test(s, "test_model_loss_values", test_model_loss_values);
     CU_add_test(s, "test_model_backward_accumulates", test_model_backward_accumulates);
+    CU_add_test(s, "test_model_logits_only_same", test_model_logits_only_same);
     CU_add_test(s, "test_model_wrong_gradient_fails", test_model_wrong_gradient_fails);
     CU_add_test(s, "test_model_gradcheck_restores", test_model_gradcheck_restores);
     CU_add_test(s, "test_model_gradcheck_subset", test_model_gradcheck_subset);

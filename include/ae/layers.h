@@ -65,6 +65,10 @@ typedef struct ae_ctx {
      * there). NULL: none. */
     void (*layer_done)(int layer, void *user);
     void *layer_done_user;
+    /* The caller reads only the fused loss's logits (the last layer's l->z), not
+     * the model's output (a training step): that layer skips its activation and
+     * need not write its output. 0: every layer writes its output. */
+    int logits_only;
 } ae_ctx;
 
 /* The sample count that divides a sum reduced through ctx->reduce (synchronized
@@ -138,6 +142,13 @@ struct ae_layer {
     size_t n_aux, aux_off;
     float *aux;
 };
+
+/* Whether this forward may skip the layer's activation (and its output): it
+ * feeds a fused loss whose caller reads only the logits, kept in l->z. */
+static inline int ae_layer_logits_only(const ae_layer *l, const ae_ctx *ctx)
+{
+    return ctx->logits_only && l->fused_out && l->z;
+}
 
 /* Find a layer kind by name; NULL if none. */
 const ae_layer_kind *ae_layers_find(const char *name);
