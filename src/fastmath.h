@@ -1,4 +1,4 @@
-/* fastmath.h - exp and log that GCC vectorizes (libm's expf / logf calls
+/* fastmath.h - exp that GCC vectorizes (libm's expf / logf calls
  * do not vectorize without -ffast-math), for the elementwise passes of
  * activations and losses. Cephes-style range reduction and polynomials:
  * relative error within 2 ulp over the float range; exp saturates to 0 and
@@ -33,29 +33,6 @@ static inline float ae_fast_exp(float x0)
     float p;
     memcpy(&p, &e, sizeof p);
     return x0 == x0 ? y * p : x0;
-}
-
-/* Natural log of x > 0 (normal floats). */
-static inline float ae_fast_log(float x)
-{
-    int32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    int32_t e = ((bits >> 23) & 0xff) - 126;
-    bits = (bits & 0x807fffff) | 0x3f000000; /* mantissa in [0.5, 1) */
-    float m;
-    memcpy(&m, &bits, sizeof m);
-    /* m in [sqrt(1/2), sqrt(2)) */
-    int small = m < 0.707106781186547524f;
-    e -= small;
-    m = small ? m + m - 1.0f : m - 1.0f;
-    float z = m * m;
-    float y = ((((((((7.0376836292e-2f * m - 1.1514610310e-1f) * m + 1.1676998740e-1f) * m - 1.2420140846e-1f) * m +
-                   1.4249322787e-1f) * m - 1.6668057665e-1f) * m + 2.0000714765e-1f) * m - 2.4999993993e-1f) * m +
-               3.3333331174e-1f) * m * z;
-    float fe = (float)e;
-    y += -2.12194440e-4f * fe;
-    y += -0.5f * z;
-    return m + y + 0.693359375f * fe;
 }
 
 /* 1 / (1 + exp(-x)) */
