@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
 
 #define REEXEC_ENV "AE_OPENBLAS_REEXEC" /* set across the re-exec: what OpenBLAS had chosen */
 
@@ -63,3 +66,17 @@ void ae_cpu_fix_openblas(char **argv)
 }
 
 const char *ae_cpu_note(void) { return note; }
+
+int ae_cpu_flush_denormals(int on)
+{
+#if defined(__SSE2__)
+    enum { FTZ = 0x8000, DAZ = 0x0040 };
+    unsigned csr = _mm_getcsr();
+    int was = (csr & (FTZ | DAZ)) == (FTZ | DAZ);
+    _mm_setcsr(on ? csr | FTZ | DAZ : csr & ~(unsigned)(FTZ | DAZ));
+    return was;
+#else
+    (void)on;
+    return -1;
+#endif
+}

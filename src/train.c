@@ -700,7 +700,7 @@ static void json_escape(const char *s, char *out, size_t cap)
     out[j] = '\0';
 }
 
-static ae_status write_record(const char *dir, const ae_train_opts *opts, int threads, const char *hosts,
+static ae_status write_record(const char *dir, const ae_train_opts *opts, int threads, int ftz, const char *hosts,
                               const char *resume_path, ae_error *err)
 {
     char cmd[4096], host_esc[4096], res_esc[PATH_CAP * 2];
@@ -715,10 +715,10 @@ static ae_status write_record(const char *dir, const ae_train_opts *opts, int th
              "{\n  \"aetrain_version\": \"%s\",\n  \"git_commit\": \"%s\",\n  \"started\": \"%s\",\n"
              "  \"command\": \"%s\",\n  \"ranks\": %d,\n  \"ranks_per_node\": %d,\n  \"threads_per_rank\": %d,\n"
              "  \"openblas_core\": \"%s\",\n  \"openblas_config\": \"%s\",\n  \"openblas_note\": \"%s\",\n"
-             "  \"hosts\": \"%s\",\n"
+             "  \"flush_denormals\": %s,\n  \"hosts\": \"%s\",\n"
              "  \"resumed_from\": \"%s\"\n}\n",
              AE_VERSION, AE_GIT_COMMIT, ts, cmd, ae_dist_size(), ae_dist_local_size(), threads,
-             openblas_get_corename(), openblas_get_config(), ae_cpu_note(), host_esc, res_esc);
+             openblas_get_corename(), openblas_get_config(), ae_cpu_note(), ftz ? "true" : "false", host_esc, res_esc);
     if (len >= (int)sizeof text) return ae_error_set(err, AE_ERR_IO, "%s: run record too long", dir);
     char name[64];
     /* one record per start: run.json for the first, run-<k>.json for resumes */
@@ -1215,6 +1215,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     /* deterministic mode: one OpenBLAS thread unless told otherwise (results can differ with the count) */
     int threads = ae_train_threads(spec->deterministic && spec->threads == 0 ? 1 : spec->threads);
     openblas_set_num_threads(threads);
+    /* this thread runs the model and the optimizer; restored when the run ends */
+    int ftz_was = spec->flush_denormals ? ae_cpu_flush_denormals(1) : -2;
     int rank = ae_dist_rank(), P = ae_dist_size();
 
     run_ctx rc;
@@ -1256,7 +1258,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     if (!st) st = ae_dist_bcast(rc.ckpt_dir, sizeof rc.ckpt_dir, 0, err);
     if (!st) st = ae_dist_bcast(resume_path, sizeof resume_path, 0, err);
     if (!st) st = ae_dist_hostnames(hosts, sizeof hosts, err);
-    if (!st && rank == 0) st = write_record(rc.dir, opts, threads, hosts, resume_path, err);
+    if (!st && rank == 0) st = write_record(rc.dir, opts, threads, ftz_was >= 0, hosts, resume_path, err);
     if (!st) st = ae_dist_agree(st, err);
     if (st) goto done;
     snprintf(res->run_dir, sizeof res->run_dir, "%s", rc.dir);
@@ -1264,6 +1266,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     ae_report_log("aetrain %s (%s): %d rank%s x %d thread%s, OpenBLAS %s, hosts %s", AE_VERSION, AE_GIT_COMMIT, P,
                   P == 1 ? "" : "s", threads, threads == 1 ? "" : "s", openblas_get_corename(), hosts);
     if (ae_cpu_note()[0]) ae_report_log("%s", ae_cpu_note());
+    if (ftz_was >= 0) ae_report_log("denormal floats flushed to zero (train.flush_denormals)");
     ae_report_log("run folder %s", rc.dir);
 
     if ((st = ae_dist_watchdog_start(spec->watchdog, err))) goto done;
@@ -1555,6 +1558,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         st = AE_OK;
     }
 done:
+    if (ftz_was >= 0) ae_cpu_flush_denormals(ftz_was);
     ae_tb_close(tb);
     ae_dist_watchdog_stop();
     free(ebuf);

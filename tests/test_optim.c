@@ -2,11 +2,13 @@
  * out by hand in the comments (PyTorch formulas of optim.h), plus one
  * behavioural check: Adam walks down a quadratic bowl to its minimum. */
 #include <CUnit/CUnit.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ae/cpu.h"
 #include "ae/optim.h"
 
 #define REL_TOL 1e-6
@@ -37,6 +39,33 @@ static void check_lr_at(float got, double want, unsigned line)
 #define CHECK_LR(got, want) check_lr_at((got), (want), __LINE__)
 
 /* ---- optimizers ------------------------------------------------------- */
+
+/* Adam's first moment of a weight whose gradient is 0 after step 1 decays as 0.1 * 0.9^k: after 900
+ * zero steps it is ~7e-43, a denormal, unless denormals are flushed to zero (train.flush_denormals),
+ * when it is exactly 0 from k ~ 800 on. ae_cpu_flush_denormals returns the previous state. */
+#define DENORMAL_STEPS 900
+static void adam_decayed_moment(float *m_out)
+{
+    ae_optim_conf c = {.kind = AE_OPT_ADAM, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    float p[N3] = {1.0f, -2.0f, 0.5f}, st[2 * N3] = {0};
+    float g1[N3] = {1.0f, -1.0f, 2.0f}, g0[N3] = {0};
+    ae_optim_step(&c, 1e-3f, 1, p, g1, st, N3);
+    for (int k = 0; k < DENORMAL_STEPS; k++) ae_optim_step(&c, 1e-3f, 2 + k, p, g0, st, N3);
+    memcpy(m_out, st, sizeof(float) * N3);
+}
+
+static void test_optim_adam_denormals_flushed(void)
+{
+    int was = ae_cpu_flush_denormals(0);
+    if (was < 0) return; /* no such switch on this CPU: nothing to test */
+    float m[N3];
+    adam_decayed_moment(m);
+    for (int i = 0; i < N3; i++) CU_ASSERT(m[i] != 0.0f && fabsf(m[i]) < FLT_MIN); /* gradual underflow */
+    CU_ASSERT_EQUAL(ae_cpu_flush_denormals(1), 0);
+    adam_decayed_moment(m);
+    for (int i = 0; i < N3; i++) CU_ASSERT(m[i] == 0.0f);
+    CU_ASSERT_EQUAL(ae_cpu_flush_denormals(was), 1);
+}
 
 static void test_optim_state_floats(void)
 {
@@ -516,6 +545,7 @@ void ae_test_register_optim(void)
     CU_pSuite s = CU_add_suite("optim", NULL, NULL);
     if (!s) return;
     CU_add_test(s, "test_optim_state_floats", test_optim_state_floats);
+    CU_add_test(s, "test_optim_adam_denormals_flushed", test_optim_adam_denormals_flushed);
     CU_add_test(s, "test_optim_sgd_plain", test_optim_sgd_plain);
     CU_add_test(s, "test_optim_sgd_momentum", test_optim_sgd_momentum);
     CU_add_test(s, "test_optim_sgd_nesterov", test_optim_sgd_nesterov);

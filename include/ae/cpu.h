@@ -23,4 +23,13 @@ void ae_cpu_fix_openblas(char **argv);
  * "OPENBLAS_CORETYPE=SkylakeX set by aetrain: OpenBLAS had chosen Prescott"). */
 const char *ae_cpu_note(void);
 
+/* Flush denormal floats to zero in the calling thread (x86: the FTZ and DAZ
+ * bits of MXCSR) when on, or restore gradual underflow when off. An
+ * operation on a denormal costs a microcode assist on Intel cores (~100
+ * cycles): Adam's moments of weights whose gradient stays 0 (dead units,
+ * always-black pixels) decay into denormals after a few hundred steps.
+ * Returns the previous state (1 = flushing), or -1 where the CPU has no such
+ * switch (nothing changes). */
+int ae_cpu_flush_denormals(int on);
+
 #endif
