@@ -522,6 +522,20 @@ static inline void row_to_float(const ae_dataset *ds, size_t row, float *out)
     }
 }
 
+void ae_data_view_float(size_t n, size_t d, float *xf, uint8_t *y, int nclass, ae_dataset *out)
+{
+    memset(out, 0, sizeof *out);
+    out->n = n;
+    out->c = out->h = 1;
+    out->w = (int)d;
+    out->d = d;
+    out->xf = xf;
+    out->y = y;
+    out->nclass = y ? nclass : 0;
+    out->borrowed = 1;
+    set_name(out, "float", NULL);
+}
+
 void ae_data_gather_x(const ae_dataset *ds, const uint32_t *idx, size_t n, float *out)
 {
     for (size_t i = 0; i < n; i++) {

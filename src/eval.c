@@ -58,25 +58,31 @@ ae_status ae_eval_dataset(ae_model *m, const ae_dataset *ds, float *xbuf, ae_eva
     return AE_OK;
 }
 
+ae_status ae_eval_encode_rows(ae_model *m, const ae_dataset *ds, int upto, size_t lo, size_t hi, float *out,
+                             ae_error *err)
+{
+    size_t cw = upto > 0 ? m->layers[upto - 1].out_size : m->in_size;
+    if (hi <= lo) return AE_OK;
+    float *xbuf = ae_alloc_floats((size_t)m->max_batch * ds->d, err);
+    if (!xbuf) return AE_ERR_NOMEM;
+    ae_ctx ctx = {0};
+    for (size_t s = lo; s < hi; s += (size_t)m->max_batch) {
+        int n = (int)(hi - s < (size_t)m->max_batch ? hi - s : (size_t)m->max_batch);
+        ae_data_range_x(ds, s, (size_t)n, xbuf);
+        const float *c = ae_model_forward(m, &ctx, xbuf, n, upto);
+        memcpy(out + (s - lo) * cw, c, sizeof(float) * (size_t)n * cw);
+    }
+    free(xbuf);
+    return AE_OK;
+}
+
 ae_status ae_eval_encode(ae_model *m, const ae_dataset *ds, int upto, ae_dataset *codes, ae_error *err)
 {
     size_t cw = upto > 0 ? m->layers[upto - 1].out_size : m->in_size;
     ae_status st = ae_data_create_float(ds->n, cw, ds->y, ds->nclass, codes, err);
-    if (st) return st;
-    float *xbuf = ae_alloc_floats((size_t)m->max_batch * ds->d, err);
-    if (!xbuf) {
-        ae_data_free(codes);
-        return AE_ERR_NOMEM;
-    }
-    ae_ctx ctx = {0};
-    for (size_t s = 0; s < ds->n; s += (size_t)m->max_batch) {
-        int n = (int)(ds->n - s < (size_t)m->max_batch ? ds->n - s : (size_t)m->max_batch);
-        ae_data_range_x(ds, s, (size_t)n, xbuf);
-        const float *c = ae_model_forward(m, &ctx, xbuf, n, upto);
-        memcpy(codes->xf + s * cw, c, sizeof(float) * (size_t)n * cw);
-    }
-    free(xbuf);
-    return AE_OK;
+    if (!st) st = ae_eval_encode_rows(m, ds, upto, 0, ds->n, codes->xf, err);
+    if (st) ae_data_free(codes);
+    return st;
 }
 
 #define KNN_MAX 64

@@ -51,6 +51,8 @@
 #define PATH_CAP 4096
 #define PROGRESS_PERIOD_S 0.25
 #define EVAL_MIN_BATCH 256
+/* MiB of activations evaluation may add beyond the training pass's to reach EVAL_MIN_BATCH samples */
+#define EVAL_EXTRA_MIB 16.0
 
 enum { EX_LOSS, EX_PENALTY, EX_STOP, EX_CORRECT };
 
@@ -831,18 +833,28 @@ static int spec_passes(const ae_spec *spec, int P)
 }
 static int pass_batch(const ae_spec *spec, int P) { return ae_train_pass_max(spec->batch, spec_passes(spec, P), P); }
 
-/* Samples per model call, the activations' size: the per-rank pass, and for evaluation at least
- * EVAL_MIN_BATCH, except when accumulation is asked for (accum > 1 or micro_batch > 0): then the
- * memory bound it asks for holds for evaluation too. */
-static int model_batch(const ae_spec *spec, int P)
+#define MIB (1024.0 * 1024.0)
+
+/* The model of spec for a P-rank run, its activations sized for the samples per model call: the
+ * per-rank pass, raised towards EVAL_MIN_BATCH for evaluation as far as EVAL_EXTRA_MIB more
+ * activations allow (a conv net's 256 samples would take a rank past its memory budget, which counts
+ * one pass), and never under accumulation (accum > 1 or micro_batch > 0): the memory bound it asks
+ * for holds for evaluation too. */
+static ae_status create_model(const ae_spec *spec, const ae_shape *in, int P, ae_model **out, ae_error *err)
 {
     int b = pass_batch(spec, P);
-    return b >= EVAL_MIN_BATCH || spec->accum > 1 || spec->micro_batch > 0 ? b : EVAL_MIN_BATCH;
+    ae_status st = ae_model_create(spec, in, b, out, err);
+    if (st || b >= EVAL_MIN_BATCH || spec->accum > 1 || spec->micro_batch > 0) return st;
+    double extra = floor(EVAL_EXTRA_MIB * MIB / (double)ae_model_act_bytes_per_sample(*out));
+    int e = extra >= EVAL_MIN_BATCH - b ? EVAL_MIN_BATCH : b + (int)extra;
+    if (e <= b) return st;
+    ae_model_free(*out);
+    *out = NULL;
+    return ae_model_create(spec, in, e, out, err);
 }
 
 /* ---- memory per rank ------------------------------------------------------ */
 
-#define MIB (1024.0 * 1024.0)
 #define RSS_BASE_MIB 150.0 /* code, libraries, MPI and OpenBLAS buffers: the budget's constant */
 
 /* Bytes of parameters, gradients, optimizer state and non-trainable state
@@ -863,9 +875,8 @@ typedef struct mem_report {
     int sharing;             /* ranks sharing one copy of the data */
 } mem_report;
 
-/* Collective: the peak RSS of every rank (ru_maxrss), and the budget. */
-static ae_status measure_memory(const ae_model *m, const ae_spec *spec, const data_set *d, mem_report *r,
-                                ae_error *err)
+/* Collective: the maximum and minimum over the ranks of their peak RSS so far (ru_maxrss), MiB. */
+static ae_status peak_rss(double *max, double *min, ae_error *err)
 {
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
@@ -873,8 +884,16 @@ static ae_status measure_memory(const ae_model *m, const ae_spec *spec, const da
     double rss = (double)ru.ru_maxrss * 1024.0 / MIB; /* Linux reports KiB */
     double mm[2] = {rss, -rss};
     ae_status st = ae_dist_allreduce_max_f64(mm, 2, err);
-    r->rss_max = mm[0];
-    r->rss_min = -mm[1];
+    *max = mm[0];
+    *min = -mm[1];
+    return st;
+}
+
+/* Collective: the peak RSS of every rank, and the budget. */
+static ae_status measure_memory(const ae_model *m, const ae_spec *spec, const data_set *d, mem_report *r,
+                                ae_error *err)
+{
+    ae_status st = peak_rss(&r->rss_max, &r->rss_min, err);
     double bufs, acts;
     model_bytes(m, spec, pass_batch(spec, ae_dist_size()), &bufs, &acts);
     r->sharing = d->shm ? ae_dist_local_size() : 1;
@@ -1036,12 +1055,53 @@ static ae_spec *probe_spec(const ae_spec *spec, int nclass, ae_error *err)
     return ps;
 }
 
+/* The codes of a dataset for the probe and k-NN, which read every one of them: one copy per node
+ * (a node-shared segment), each of the node's ranks encoding a contiguous share of the samples. A
+ * 6272-d code of MNIST's 65000 images is 1.6 GB, which every rank used to hold. */
+typedef struct node_codes {
+    ae_dataset ds;  /* a view of the segment, or a private copy */
+    ae_dist_shm *h; /* the segment; NULL for a private copy */
+} node_codes;
+
+/* Collective: nc->ds = the codes of ds through the encoder; a private copy with [data] shared = false
+ * or on a node without room. */
+static ae_status encode_node(ae_model *m, const ae_spec *spec, const ae_dataset *ds, node_codes *nc, ae_error *err)
+{
+    memset(nc, 0, sizeof *nc);
+    size_t cw = m->code_size, bytes = ae_dist_local_rank() == 0 ? ds->n * cw * sizeof(float) : 0;
+    void *seg = NULL;
+    char why[256] = "";
+    ae_status st = ds->n && spec->data_shared ? ae_dist_node_alloc(&bytes, &seg, &nc->h, why, sizeof why, err) : AE_OK;
+    if (!st && !seg) { /* the same on every rank of the node */
+        if (why[0] && ae_dist_local_rank() == 0) ae_report_warn("codes: %s: one copy per rank", why);
+        return ae_dist_agree(ae_eval_encode(m, ds, m->n_encoder, &nc->ds, err), err);
+    }
+    if (!st) {
+        /* a read-only view: the labels stay ds's */
+        ae_data_view_float(ds->n, cw, seg, (uint8_t *)ds->y, ds->nclass, &nc->ds);
+        size_t L = (size_t)ae_dist_local_size(), j = (size_t)ae_dist_local_rank();
+        size_t lo = ds->n * j / L, hi = ds->n * (j + 1) / L;
+        st = ae_eval_encode_rows(m, ds, m->n_encoder, lo, hi, (float *)seg + lo * cw, err);
+    }
+    if ((st = ae_dist_agree(st, err))) return st;
+    return ae_dist_node_sync(nc->h, err);
+}
+
+/* Collective over the node. */
+static void node_codes_free(node_codes *nc)
+{
+    ae_data_free(&nc->ds);
+    ae_dist_node_free(nc->h);
+    nc->h = NULL;
+}
+
 /* Collective: train softmax regression on the frozen codes of train, report
  * accuracy on test. */
 static ae_status run_probe(ae_model *m, const ae_spec *spec, const ae_dataset *train, const ae_dataset *test,
                            double *acc, ae_error *err)
 {
     *acc = NAN;
+    node_codes ntrain, ntest;
     ae_dataset ctrain = {0}, ctest = {0};
     ae_model *pm = NULL;
     loop L;
@@ -1049,10 +1109,12 @@ static ae_status run_probe(ae_model *m, const ae_spec *spec, const ae_dataset *t
     float *xbuf = NULL;
     ae_spec *ps = probe_spec(spec, train->nclass > test->nclass ? train->nclass : test->nclass, err);
     ae_status st = ps ? AE_OK : AE_ERR_NOMEM;
-    if (!st) st = ae_eval_encode(m, train, m->n_encoder, &ctrain, err);
-    if (!st) st = ae_eval_encode(m, test, m->n_encoder, &ctest, err);
+    memset(&ntrain, 0, sizeof ntrain);
+    memset(&ntest, 0, sizeof ntest);
+    if (!st && !(st = encode_node(m, spec, train, &ntrain, err))) ctrain = ntrain.ds;
+    if (!st && !(st = encode_node(m, spec, test, &ntest, err))) ctest = ntest.ds;
     ae_shape cs = {(int)m->code_size, 1, 1};
-    if (!st) st = ae_model_create(ps, &cs, model_batch(ps, ae_dist_size()), &pm, err);
+    if (!st) st = create_model(ps, &cs, ae_dist_size(), &pm, err);
     if (!st) {
         ae_model_init_params(pm, spec->seed);
         st = loop_init(&L, pm, ps, &ctrain, err);
@@ -1065,8 +1127,8 @@ static ae_status run_probe(ae_model *m, const ae_spec *spec, const ae_dataset *t
     free(xbuf);
     loop_free(&L);
     ae_model_free(pm);
-    ae_data_free(&ctrain);
-    ae_data_free(&ctest);
+    node_codes_free(&ntest);
+    node_codes_free(&ntrain);
     free(ps);
     return st;
 }
@@ -1272,7 +1334,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     if ((st = ae_dist_watchdog_start(spec->watchdog, err))) goto done;
     if ((st = load_data(spec, 1, &d, err))) goto done;
     ae_shape in = {d.train.c, d.train.h, d.train.w};
-    st = ae_model_create(spec, &in, model_batch(spec, P), &m, err);
+    st = create_model(spec, &in, P, &m, err);
     if (!st && spec->type == AE_MODEL_CLASSIFIER && (size_t)d.train.nclass > m->out_size)
         st = ae_error_set(err, AE_ERR_SHAPE, "%s: the head has %zu outputs, the dataset has %d classes", spec->source,
                           m->out_size, d.train.nclass);
@@ -1292,8 +1354,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
         ae_report_log("data memory: %.1f MiB per rank (not shared: %s)", d.data_bytes / MIB,
                       spec->data_shared ? "no room on the node, see the warning" : "[data] shared = false");
     ae_report_log("model: %d layers, %zu parameters, %.3g MFLOP/sample forward; batch %d (%d per rank), "
-                  "%lld steps/epoch", m->n_layers, m->n_params, m->flops / 1e6, spec->batch,
-                  ae_train_pass_max(spec->batch, 1, P), (long long)L.steps_per_epoch);
+                  "%lld steps/epoch; evaluation in batches of %d", m->n_layers, m->n_params, m->flops / 1e6,
+                  spec->batch, ae_train_pass_max(spec->batch, 1, P), (long long)L.steps_per_epoch, m->max_batch);
     if (L.passes > 1 || spec->micro_batch > 0) {
         char why[64] = "";
         if (spec->micro_batch > 0) snprintf(why, sizeof why, " (micro_batch = %d)", spec->micro_batch);
@@ -1499,18 +1561,31 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     res->test_acc = is_ae ? NAN : te.accuracy;
     res->steps = L.step;
     res->samples_per_s = total_train_time > 0 ? total_samples / total_train_time : 0;
-    if (is_ae && spec->probe && spec->probe_epochs > 0 && d.train.y && d.test.y) {
+    /* the training's memory, against its budget; the probe's and k-NN's codes come after */
+    mem_report mem;
+    if ((st = measure_memory(m, spec, &d, &mem, err))) goto done;
+    ae_report_log("memory per rank: peak RSS %.1f MiB (min %.1f over %d rank%s); budget %.1f MiB = data %.1f + "
+                  "2 x model %.1f + %.0f; allreduce %.3g MB per step and rank", mem.rss_max, mem.rss_min, P,
+                  P == 1 ? "" : "s", mem.budget, mem.data_share, mem.model, RSS_BASE_MIB, mem.allreduce_bytes / 1e6);
+    int want_probe = is_ae && spec->probe && spec->probe_epochs > 0 && d.train.y && d.test.y;
+    int want_knn = is_ae && spec->knn > 0 && d.train.y && d.test.y;
+    double codes_mib = want_probe || want_knn
+                           ? (double)(d.train.n + d.test.n) * (double)m->code_size * sizeof(float) / MIB : 0.0;
+    double codes_rss[2] = {-1.0, -1.0};
+    if (want_probe) {
         if ((st = run_probe(m, spec, &d.train, &d.test, &res->probe_acc, err))) goto done;
     }
-    if (is_ae && spec->knn > 0 && d.train.y && d.test.y) {
-        ae_dataset ctrain = {0}, ctest = {0};
-        st = ae_eval_encode(m, &d.train, m->n_encoder, &ctrain, err);
-        if (!st) st = ae_eval_encode(m, &d.test, m->n_encoder, &ctest, err);
-        if (!st) st = ae_eval_knn(&ctrain, &ctest, spec->knn, &res->knn_acc, err);
-        ae_data_free(&ctrain);
-        ae_data_free(&ctest);
+    if (want_knn) {
+        node_codes ctrain, ctest;
+        memset(&ctest, 0, sizeof ctest);
+        st = encode_node(m, spec, &d.train, &ctrain, err);
+        if (!st) st = encode_node(m, spec, &d.test, &ctest, err);
+        if (!st) st = ae_eval_knn(&ctrain.ds, &ctest.ds, spec->knn, &res->knn_acc, err);
+        node_codes_free(&ctest);
+        node_codes_free(&ctrain);
         if (st) goto done;
     }
+    if (codes_mib > 0 && (st = peak_rss(&codes_rss[0], &codes_rss[1], err))) goto done;
     if (is_ae) {
         ae_report_log("test reconstruction: mse %.6f  bce %.6f per pixel; mean code activation %.4f", te.mse, te.bce,
                       te.code_mean);
@@ -1531,11 +1606,10 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     if (spec->target_loss > 0 && !reached_target)
         ae_report_log("target not reached: the %s loss stayed above %g", d.val.n > 0 ? "validation" : "training",
                       (double)spec->target_loss);
-    mem_report mem;
-    if ((st = measure_memory(m, spec, &d, &mem, err))) goto done;
-    ae_report_log("memory per rank: peak RSS %.1f MiB (min %.1f over %d rank%s); budget %.1f MiB = data %.1f + "
-                  "2 x model %.1f + %.0f; allreduce %.3g MB per step and rank", mem.rss_max, mem.rss_min, P,
-                  P == 1 ? "" : "s", mem.budget, mem.data_share, mem.model, RSS_BASE_MIB, mem.allreduce_bytes / 1e6);
+    if (codes_mib > 0)
+        ae_report_log("memory with the codes of the probe / k-NN: peak RSS %.1f MiB (min %.1f); the node holds the "
+                      "%.1f MiB of codes once, each rank's RSS counts the pages it read", codes_rss[0], codes_rss[1],
+                      codes_mib);
     if (rank == 0) {
         char text[1536];
         snprintf(text, sizeof text,
@@ -1543,6 +1617,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                  "\"probe_acc\": %.9g, \"knn_acc\": %.9g, \"code_mean\": %.9g, "
                  "\"test_penalty\": %.9g, \"samples_per_s\": %.6g, \"steps\": %lld, "
                  "\"ranks\": %d, \"peak_rss_mb\": %.1f, \"peak_rss_mb_min\": %.1f, \"memory_budget_mb\": %.1f, "
+                 "\"peak_rss_mb_codes\": %.1f, \"codes_mb\": %.4g, "
                  "\"data_bytes\": %zu, \"data_shared_ranks\": %d, \"allreduce_bytes_per_step\": %.0f, "
                  "\"target_loss\": %.9g, \"target_epoch\": %lld, \"target_step\": %lld, "
                  "\"time_to_target_s\": %.6g, \"train_time_to_target_s\": %.6g, \"global_batch\": %d}\n",
@@ -1550,7 +1625,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                  isfinite(res->probe_acc) ? res->probe_acc : -1.0, isfinite(res->knn_acc) ? res->knn_acc : -1.0,
                  is_ae ? te.code_mean : -1.0, te.penalty,
                  res->samples_per_s,
-                 (long long)L.step, P, mem.rss_max, mem.rss_min, mem.budget, d.data_bytes, mem.sharing,
+                 (long long)L.step, P, mem.rss_max, mem.rss_min, mem.budget, codes_rss[0], codes_mib, d.data_bytes,
+                 mem.sharing,
                  mem.allreduce_bytes, (double)spec->target_loss, (long long)res->target_epoch,
                  (long long)res->target_step, res->target_epoch ? res->time_to_target_s : -1.0,
                  res->target_epoch ? res->train_time_to_target_s : -1.0, spec->batch);
@@ -1605,7 +1681,7 @@ ae_status ae_train_eval_ckpt(const char *path, int probe, int quiet, ae_error *e
         return st;
     }
     ae_shape in = {d.test.c, d.test.h, d.test.w};
-    st = ae_model_create(spec, &in, model_batch(spec, ae_dist_size()), &m, err);
+    st = create_model(spec, &in, ae_dist_size(), &m, err);
     if (!st && (ck.meta.arch_hash != m->arch_hash || ck.n_params != m->n_params || ck.n_state != m->n_state))
         st = ae_error_set(err, AE_ERR_FORMAT, "%s: its parameters do not match the model its config builds", path);
     if (!st) {

@@ -70,6 +70,10 @@ void ae_data_truncate(ae_dataset *ds, size_t n);
 ae_status ae_data_create_float(size_t n, size_t d, const uint8_t *labels, int nclass,
                                ae_dataset *out, ae_error *err);
 
+/* A borrowed float dataset over n x d floats at xf and n labels at y (may be NULL), which the
+ * caller keeps alive: ae_data_free leaves them alone. */
+void ae_data_view_float(size_t n, size_t d, float *xf, uint8_t *y, int nclass, ae_dataset *out);
+
 /* Gather rows idx[0..n) into out (n x d floats, [0,1] for uint8 data). */
 void ae_data_gather_x(const ae_dataset *ds, const uint32_t *idx, size_t n, float *out);
 /* Gather labels idx[0..n) into out. */

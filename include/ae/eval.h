@@ -26,6 +26,10 @@ ae_status ae_eval_dataset(ae_model *m, const ae_dataset *ds, float *xbuf, ae_eva
 /* Not collective: encode all of ds through layers [0, upto) into a new float
  * dataset (labels copied). */
 ae_status ae_eval_encode(ae_model *m, const ae_dataset *ds, int upto, ae_dataset *codes, ae_error *err);
+/* Not collective: the codes of samples [lo, hi) of ds into out ((hi - lo) rows of the width of layer
+ * upto - 1's output). */
+ae_status ae_eval_encode_rows(ae_model *m, const ae_dataset *ds, int upto, size_t lo, size_t hi, float *out,
+                              ae_error *err);
 
 /* Collective: accuracy of k-nearest-neighbour classification (Euclidean,
  * majority vote, ties to the nearest) of test rows by train rows, float

@@ -103,6 +103,46 @@ a=$(mpi 2 "$AETRAIN" eval "$ck" 2>&1 | grep 'test reconstruction')
 c=$("$AETRAIN" eval "$ck" 2>&1 | grep 'test reconstruction')
 if [ -n "$a" ] && [ "$a" = "$c" ]; then ok "eval P=2 shared = P=1: $a"; else bad "eval: '$a' vs '$c'"; fi
 
+# the codes of the probe and k-NN: one copy per node, each rank encoding a share of the samples
+# (P = 3: uneven shares), the same numbers as every rank encoding all of them ([data] shared = false);
+# codes of zeros or of the wrong samples would put the probe and the 3-NN near chance (0.1)
+for p in 2 3; do
+  for sh in true false; do
+    mpi "$p" "$AETRAIN" train "$WORK/ae.ini" --run "codes$p-$sh" --quiet --set data.shared=$sh \
+      --set train.probe=true --set train.probe_epochs=20 --set train.probe_lr=0.1 --set train.knn=3
+  done
+  a="$WORK/runs/codes$p-true/result.json" b="$WORK/runs/codes$p-false/result.json"
+  pa=$(json_num "$a" probe_acc) ka=$(json_num "$a" knn_acc) cm=$(json_num "$a" codes_mb) cr=$(json_num "$a" peak_rss_mb_codes)
+  if [ -n "$pa" ] && [ "$pa" = "$(json_num "$b" probe_acc)" ] && [ "$ka" = "$(json_num "$b" knn_acc)" ] &&
+     awk -v p="$pa" -v k="$ka" -v cm="$cm" -v cr="$cr" 'BEGIN { exit !(p > 0.5 && k > 0.5 && cm > 0.02 && cm < 0.03 && cr > 1) }' &&
+     grep -q "memory with the codes of the probe / k-NN" "$WORK/runs/codes$p-true/log.txt"; then
+    ok "P=$p: probe $pa, 3-NN $ka from node-shared codes ($cm MiB) = from private ones"
+  else
+    bad "P=$p codes: probe '$pa' vs '$(json_num "$b" probe_acc)', knn '$ka' vs '$(json_num "$b" knn_acc)', codes_mb '$cm', rss '$cr'"
+  fi
+done
+
+# evaluation's samples per model call: 256 where their activations are small (the dense model,
+# 24 per rank at P = 2), fewer where 256 would take a rank past its memory budget, which counts the
+# activations of one training pass: a 64-filter conv at 28x28 holds ~1.3 MiB per sample, so 16 MiB
+# more allow about 12 more than its 24 per rank
+if grep -q "evaluation in batches of 256$" "$WORK/runs/p2-true/log.txt"; then
+  ok "dense: evaluation in batches of 256"
+else
+  bad "dense: $(grep -m1 'model:' "$WORK/runs/p2-true/log.txt")"
+fi
+sed -e 's/^encoder = .*/encoder = conv(64, 3, relu), maxpool(2, name=code)/' \
+    -e 's/^decoder = .*/decoder = upsample(2), conv(1, 3, sigmoid)/' "$WORK/ae.ini" > "$WORK/conv.ini"
+mpi 2 "$AETRAIN" train "$WORK/conv.ini" --run conv --quiet --set train.max_steps=2
+eb=$(sed -nE 's/.*evaluation in batches of ([0-9]+)$/\1/p' "$WORK/runs/conv/log.txt")
+r="$WORK/runs/conv/result.json"
+if [ -n "$eb" ] && [ "$eb" -gt 24 ] && [ "$eb" -lt 64 ] &&
+   awk -v hi="$(json_num "$r" peak_rss_mb)" -v b="$(json_num "$r" memory_budget_mb)" 'BEGIN { exit !(hi > 1 && hi <= b) }'; then
+  ok "conv: evaluation in batches of $eb (24 per rank), peak RSS $(json_num "$r" peak_rss_mb) <= budget $(json_num "$r" memory_budget_mb) MiB"
+else
+  bad "conv: evaluation in batches of '$eb', peak RSS '$(json_num "$r" peak_rss_mb)', budget '$(json_num "$r" memory_budget_mb)'"
+fi
+
 # a missing IDX file: the node leader's error, naming the file, on every rank count, no hang
 mkdir -p "$WORK/broken"
 cp "$WORK/data"/* "$WORK/broken/"
