@@ -671,21 +671,23 @@ static void maxpool_forward(ae_layer *l, const ae_ctx *ctx, const float *in, flo
             for (int yo = 0; yo < fh; yo++) {
                 size_t r0 = ((size_t)ci * h + 2 * (size_t)yo) * w, r1 = r0 + (size_t)w;
                 float *yr = y + ((size_t)ci * oh + yo) * ow, *ar = arg + ((size_t)ci * oh + yo) * ow;
+                /* 32-bit offsets within the plane (in_size < 2^24: the argmax is stored as a float) so
+                 * that the selects and the conversion vectorize */
+                const float *restrict x0 = x + r0, *restrict x1 = x + r1;
+                int base = (int)r0, wi = w;
                 for (int xo = 0; xo < fw; xo++) {
-                    size_t i0 = r0 + 2 * (size_t)xo, i2 = r1 + 2 * (size_t)xo;
-                    float m = x[i0], v;
-                    size_t b = i0;
-                    v = x[i0 + 1];
-                    b = v > m ? i0 + 1 : b;
+                    int j = 2 * xo, b = j;
+                    float m = x0[j], v = x0[j + 1];
+                    b = v > m ? j + 1 : b;
                     m = v > m ? v : m;
-                    v = x[i2];
-                    b = v > m ? i2 : b;
+                    v = x1[j];
+                    b = v > m ? wi + j : b;
                     m = v > m ? v : m;
-                    v = x[i2 + 1];
-                    b = v > m ? i2 + 1 : b;
+                    v = x1[j + 1];
+                    b = v > m ? wi + j + 1 : b;
                     m = v > m ? v : m;
                     yr[xo] = m;
-                    ar[xo] = (float)b;
+                    ar[xo] = (float)(base + b);
                 }
             }
             for (int yo = 0; yo < oh; yo++) {
