@@ -99,6 +99,7 @@ static const char *const loss_kinds[] = {"mse", "bce", "ce", NULL};
 static const char *const opt_kinds[] = {"sgd", "rmsprop", "adam", "adadelta", NULL};
 static const char *const sched_kinds[] = {"constant", "step", "cosine", NULL};
 static const char *const ckpt_error_modes[] = {"stop", "continue", NULL};
+static const char *const allreduce_modes[] = {"node", "mpi", NULL};
 static const char *const reductions[] = {"mean", "sum", NULL};
 
 /* Per-optimizer defaults of optim.rho / optim.eps (0: the optimizer does not use it). */
@@ -200,6 +201,9 @@ static const key_def keys[] = {
           "autoencoders: test accuracy of a k-nearest-neighbour classifier on the code at the end (0 = off)"),
     K_FLT("train", "bucket_mb", bucket_mb, "0", AT_LEAST(0),
           "MB of gradients per allreduce started during backward (0 = one allreduce after backward)"),
+    K_ENUM("train", "allreduce", allreduce_mpi, allreduce_modes, "node",
+           "bucket_mb = 0: node sums the ranks of each node through shared memory, then between nodes; mpi "
+           "is one MPI_Allreduce over all ranks"),
     K_BOOL("train", "comm_thread", comm_thread, "true",
            "bucket_mb > 0: run the buckets' allreduces on a communication thread (needs MPI_THREAD_MULTIPLE)"),
     K_BOOL("train", "bucket_step", bucket_step, "true",

@@ -617,6 +617,41 @@ static int node_room(size_t bytes, char *why, size_t cap)
     return 1;
 }
 
+/* Split off the node's communicator into h->node and allocate this rank's
+ * `mine` bytes of one shared window, once the node's first rank has found
+ * room for `room` bytes (the whole node's). No room: AE_OK with h->win still
+ * MPI_WIN_NULL and why saying what is short (the same on every rank of the
+ * node). label names the window in messages. */
+static ae_status node_window(ae_dist_shm *h, size_t mine, size_t room, const char *label, void **base, char *why,
+                             size_t why_cap, ae_error *err)
+{
+    char what[96];
+    snprintf(what, sizeof what, "MPI_Comm_split_type(shared)");
+    coll_enter("MPI_Comm_split_type(shared)");
+    int rc = MPI_Comm_split_type(g.comm, MPI_COMM_TYPE_SHARED, g.rank, MPI_INFO_NULL, &h->node);
+    /* the leader's verdict (1 = room) and its reason, the same on every rank of the node */
+    struct {
+        int ok;
+        char why[SHM_WHY_MAX];
+    } verdict = {1, ""};
+    if (rc == MPI_SUCCESS && room > 0) verdict.ok = node_room(room, verdict.why, sizeof verdict.why);
+    if (rc == MPI_SUCCESS) {
+        snprintf(what, sizeof what, "MPI_Bcast(node verdict)");
+        rc = MPI_Bcast(&verdict, (int)sizeof verdict, MPI_BYTE, 0, h->node);
+    }
+    if (rc == MPI_SUCCESS && !verdict.ok) {
+        coll_leave();
+        if (why_cap) snprintf(why, why_cap, "%s", verdict.why);
+        return AE_OK;
+    }
+    if (rc == MPI_SUCCESS) {
+        snprintf(what, sizeof what, "MPI_Win_allocate_shared(%s)", label);
+        rc = MPI_Win_allocate_shared((MPI_Aint)mine, 1, MPI_INFO_NULL, h->node, base, &h->win);
+    }
+    coll_leave();
+    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, what, err);
+}
+
 ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, char *why, size_t why_cap,
                              ae_error *err)
 {
@@ -636,39 +671,21 @@ ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, ch
         *handle = h;
         return AE_OK;
     }
-    const char *what = "MPI_Comm_split_type(shared)";
-    coll_enter(what);
-    int rc = MPI_Comm_split_type(g.comm, MPI_COMM_TYPE_SHARED, g.rank, MPI_INFO_NULL, &h->node);
-    /* the leader's verdict (1 = room) and its reason, the same on every rank of the node */
-    struct {
-        int ok;
-        char why[SHM_WHY_MAX];
-    } verdict = {1, ""};
-    if (rc == MPI_SUCCESS && *bytes > 0) verdict.ok = node_room(*bytes, verdict.why, sizeof verdict.why);
-    if (rc == MPI_SUCCESS) {
-        what = "MPI_Bcast(node verdict)";
-        rc = MPI_Bcast(&verdict, (int)sizeof verdict, MPI_BYTE, 0, h->node);
-    }
-    if (rc == MPI_SUCCESS && !verdict.ok) {
-        coll_leave();
-        if (why_cap) snprintf(why, why_cap, "%s", verdict.why);
+    void *base = NULL;
+    ae_status st = node_window(h, *bytes, *bytes, "dataset", &base, why, why_cap, err);
+    if (!st && h->win == MPI_WIN_NULL) {
         ae_dist_node_free(h);
         return AE_OK; /* *ptr stays NULL: no shared segment on this node */
     }
-    void *base = NULL;
-    if (rc == MPI_SUCCESS) {
-        what = "MPI_Win_allocate_shared(dataset)";
-        rc = MPI_Win_allocate_shared((MPI_Aint)*bytes, 1, MPI_INFO_NULL, h->node, &base, &h->win);
-    }
     MPI_Aint size = 0;
-    int disp = 1;
-    if (rc == MPI_SUCCESS) {
-        what = "MPI_Win_shared_query(dataset)";
+    int disp = 1, rc = MPI_SUCCESS;
+    if (!st) {
+        coll_enter("MPI_Win_shared_query(dataset)");
         rc = MPI_Win_shared_query(h->win, 0, &size, &disp, ptr);
+        coll_leave();
+        if (rc != MPI_SUCCESS) st = mpi_fail(rc, "MPI_Win_shared_query(dataset)", err);
     }
-    coll_leave();
-    if (rc != MPI_SUCCESS) {
-        ae_status st = mpi_fail(rc, what, err);
+    if (st) {
         ae_dist_node_free(h);
         *ptr = NULL;
         return st;
@@ -678,27 +695,179 @@ ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, ch
     return AE_OK;
 }
 
-ae_status ae_dist_node_sync(ae_dist_shm *h, ae_error *err)
+/* A barrier over the node's ranks that orders every store before it on every
+ * rank before every load after it. */
+static ae_status node_barrier(ae_dist_shm *h, const char *what, ae_error *err)
 {
     if (!h || h->node == MPI_COMM_NULL) return AE_OK;
-    /* the segment is written once, before this barrier, and only read after it */
     atomic_thread_fence(memory_order_seq_cst);
-    coll_enter("MPI_Barrier(node)");
+    coll_enter(what);
     int rc = MPI_Barrier(h->node);
     coll_leave();
     atomic_thread_fence(memory_order_seq_cst);
-    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Barrier(node)", err);
+    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, what, err);
+}
+
+ae_status ae_dist_node_sync(ae_dist_shm *h, ae_error *err)
+{
+    /* the segment is written once, before this barrier, and only read after it */
+    return node_barrier(h, "MPI_Barrier(node)", err);
 }
 
 void ae_dist_node_free(ae_dist_shm *h)
 {
     if (!h) return;
-    coll_enter("MPI_Win_free(dataset)");
+    coll_enter("MPI_Win_free(node)");
     if (h->win != MPI_WIN_NULL) MPI_Win_free(&h->win);
     if (h->node != MPI_COMM_NULL) MPI_Comm_free(&h->node);
     coll_leave();
     free(h->heap);
     free(h);
+}
+
+/* ---- the node-shared gradient sum ---------------------------------------- */
+
+struct ae_dist_nodesum {
+    ae_dist_shm *shm; /* the node's window: every rank's buffer of n floats, page-aligned */
+    float **peer;     /* peer[q]: the buffer of the node's rank q */
+    int lr, L;        /* this rank's index on its node, the node's ranks */
+    MPI_Comm rail;    /* the ranks of this local index on every node (MPI_COMM_NULL on one node) */
+    size_t n, lo, hi; /* this rank's chunk of the sum: [lo, hi) */
+};
+
+/* Floats summed at a time: the node's L blocks and the result stay in L1/L2. */
+#define NS_BLOCK 2048
+#define NS_ALIGN 16 /* chunk boundaries on 64-byte cache lines, so no two ranks write one line */
+
+ae_status ae_dist_nodesum_create(size_t n, ae_dist_nodesum **out, float **buf, char *why, size_t why_cap,
+                                 ae_error *err)
+{
+    *out = NULL;
+    *buf = NULL;
+    if (why_cap) why[0] = '\0';
+    if (!g.active || g.size == 1) {
+        if (why_cap) snprintf(why, why_cap, "one rank");
+        return AE_OK;
+    }
+    int mm[2] = {g.local_size, -g.local_size};
+    coll_enter("MPI_Allreduce(ranks per node)");
+    int rc = MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_INT, MPI_MAX, g.comm);
+    coll_leave();
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce(ranks per node)", err);
+    if (mm[0] == 1) {
+        if (why_cap) snprintf(why, why_cap, "every node holds one rank");
+        return AE_OK;
+    }
+    if (mm[0] != -mm[1]) {
+        if (why_cap)
+            snprintf(why, why_cap, "the nodes hold different numbers of ranks (%d to %d)", -mm[1], mm[0]);
+        return AE_OK;
+    }
+    ae_dist_nodesum *s = ae_calloc(1, sizeof *s, err);
+    if (!s) return AE_ERR_NOMEM;
+    s->rail = MPI_COMM_NULL;
+    s->n = n;
+    ae_status st = AE_OK;
+    size_t bytes = (n * sizeof(float) + 4095) & ~(size_t)4095;
+    void *base = NULL;
+    if (!(s->shm = ae_calloc(1, sizeof *s->shm, err))) st = AE_ERR_NOMEM;
+    if (!st) {
+        s->shm->node = MPI_COMM_NULL;
+        s->shm->win = MPI_WIN_NULL;
+        st = node_window(s->shm, bytes, bytes * (size_t)g.local_size, "gradients", &base, why, why_cap, err);
+    }
+    if (!st && s->shm->win == MPI_WIN_NULL) {
+        ae_dist_nodesum_free(s);
+        return AE_OK; /* why says what is short */
+    }
+    if (!st) {
+        MPI_Comm_rank(s->shm->node, &s->lr);
+        MPI_Comm_size(s->shm->node, &s->L);
+        if (!(s->peer = ae_calloc((size_t)s->L, sizeof *s->peer, err))) st = AE_ERR_NOMEM;
+    }
+    for (int q = 0; !st && q < s->L; q++) {
+        MPI_Aint size = 0;
+        int disp = 1;
+        rc = MPI_Win_shared_query(s->shm->win, q, &size, &disp, &s->peer[q]);
+        if (rc != MPI_SUCCESS) st = mpi_fail(rc, "MPI_Win_shared_query(gradients)", err);
+    }
+    if (!st && g.size > s->L) {
+        coll_enter("MPI_Comm_split(rails)");
+        rc = MPI_Comm_split(g.comm, s->lr, g.rank, &s->rail);
+        coll_leave();
+        if (rc != MPI_SUCCESS) st = mpi_fail(rc, "MPI_Comm_split(rails)", err);
+        else MPI_Comm_set_errhandler(s->rail, MPI_ERRORS_RETURN);
+    }
+    if (st) {
+        ae_dist_nodesum_free(s);
+        return st;
+    }
+    s->lo = (n * (size_t)s->lr / (size_t)s->L) & ~(size_t)(NS_ALIGN - 1);
+    s->hi = s->lr == s->L - 1 ? n : (n * (size_t)(s->lr + 1) / (size_t)s->L) & ~(size_t)(NS_ALIGN - 1);
+    *out = s;
+    *buf = s->peer[s->lr];
+    return AE_OK;
+}
+
+int ae_dist_nodesum_ranks(const ae_dist_nodesum *s) { return s ? s->L : 0; }
+
+/* t = ((p[0] + p[1]) + p[2]) + ... over [off, off + cnt): the node's ranks in order. */
+static void node_block_sum(float *restrict t, float *const *p, int L, size_t off, size_t cnt)
+{
+    const float *restrict p0 = p[0] + off;
+    for (size_t i = 0; i < cnt; i++) t[i] = p0[i];
+    for (int q = 1; q < L; q++) {
+        const float *restrict pq = p[q] + off;
+        for (size_t i = 0; i < cnt; i++) t[i] += pq[i];
+    }
+}
+
+ae_status ae_dist_nodesum_run(ae_dist_nodesum *s, ae_error *err)
+{
+    if (!s) return AE_OK;
+    /* every rank's buffer is complete: each sums its chunk over the node and writes the sum into
+     * every buffer (no rank reads a chunk but its owner, so no barrier is needed in between) */
+    ae_status st = node_barrier(s->shm, "MPI_Barrier(node gradient sum)", err);
+    if (st) return st;
+    float t[NS_BLOCK] __attribute__((aligned(64)));
+    float *mine = s->peer[s->lr];
+    int one_node = s->rail == MPI_COMM_NULL;
+    for (size_t off = s->lo; off < s->hi; off += NS_BLOCK) {
+        size_t cnt = s->hi - off < NS_BLOCK ? s->hi - off : NS_BLOCK;
+        node_block_sum(t, s->peer, s->L, off, cnt);
+        if (!one_node) {
+            memcpy(mine + off, t, cnt * sizeof(float));
+            continue;
+        }
+        for (int q = 0; q < s->L; q++) memcpy(s->peer[q] + off, t, cnt * sizeof(float));
+    }
+    if (!one_node) {
+        /* the chunk's node sums, summed between the nodes, then written into the node's buffers */
+        for (size_t off = s->lo; off < s->hi; off += CHUNK) {
+            size_t cnt = s->hi - off < CHUNK ? s->hi - off : CHUNK;
+            coll_enter("MPI_Allreduce(sum between nodes)");
+            int rc = MPI_Allreduce(MPI_IN_PLACE, mine + off, (int)cnt, MPI_FLOAT, MPI_SUM, s->rail);
+            coll_leave();
+            if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce(sum between nodes)", err);
+        }
+        for (int q = 0; q < s->L; q++)
+            if (q != s->lr) memcpy(s->peer[q] + s->lo, mine + s->lo, (s->hi - s->lo) * sizeof(float));
+    }
+    /* every chunk is in every buffer */
+    return node_barrier(s->shm, "MPI_Barrier(node gradient sum)", err);
+}
+
+void ae_dist_nodesum_free(ae_dist_nodesum *s)
+{
+    if (!s) return;
+    if (s->rail != MPI_COMM_NULL) {
+        coll_enter("MPI_Comm_free(rails)");
+        MPI_Comm_free(&s->rail);
+        coll_leave();
+    }
+    ae_dist_node_free(s->shm);
+    free(s->peer);
+    free(s);
 }
 
 void ae_dist_abort(int code)

@@ -182,6 +182,7 @@ typedef struct loop {
     int n_bkt, next_bkt;
     int bucket_step; /* step each bucket's parameters as soon as its sum is in (train.bucket_step) */
     ae_dist_reqs *reqs;
+    ae_dist_nodesum *ns; /* train.allreduce = node (bucket_mb = 0): m's gradients live in its window */
     ae_error bkt_err; /* the first failure of a call made during backward */
     /* timing of the current epoch: the step, its wait for the gradient sums after backward, and its
      * communication during backward (the calls made there; with the communication thread, the
@@ -194,6 +195,8 @@ static void loop_free(loop *L)
 {
     free(L->bkt);
     ae_dist_reqs_free(L->reqs);
+    if (L->ns) ae_model_bind_grads(L->m, NULL);
+    ae_dist_nodesum_free(L->ns);
     free(L->piece);
     free(L->piece_buf);
     free(L->opt);
@@ -291,6 +294,21 @@ static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_d
         if (nbuf && !(L->piece_buf = ae_alloc_floats(nbuf * ntot, err))) return AE_ERR_NOMEM;
     }
     if (!L->det && spec->bucket_mb > 0 && ae_dist_size() > 1) return plan_buckets(L, spec, err);
+    if (!L->det && !spec->allreduce_mpi && ae_dist_size() > 1) {
+        char why[320];
+        float *buf = NULL;
+        size_t ntot = m->n_params + m->n_aux + AE_GRAD_EXTRA;
+        ae_status st = ae_dist_nodesum_create(ntot, &L->ns, &buf, why, sizeof why, err);
+        if (st) return st;
+        if (L->ns) {
+            ae_model_bind_grads(m, buf);
+            ae_report_log("gradient allreduce: the %d ranks of each node sum through shared memory%s",
+                          ae_dist_nodesum_ranks(L->ns),
+                          ae_dist_size() > ae_dist_nodesum_ranks(L->ns) ? ", then one allreduce between nodes" : "");
+        } else {
+            ae_report_log("gradient allreduce: MPI_Allreduce (train.allreduce = node: %s)", why);
+        }
+    }
     return AE_OK;
 }
 
@@ -474,6 +492,8 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
                 *err = L->bkt_err;
                 return err->code;
             }
+        } else if (L->ns) {
+            if ((st = ae_dist_nodesum_run(L->ns, err))) return st;
         } else if ((st = ae_dist_allreduce_sum(m->grads, ntot, err))) return st;
         t2 = ae_dist_time();
     } else {

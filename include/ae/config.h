@@ -103,6 +103,7 @@ typedef struct ae_spec {
     int knn;                                     /* knn = 0: k of a k-NN classifier on the code at the end */
     float bucket_mb;                             /* bucket_mb = 0: gradient MB per allreduce started in backward */
     int comm_thread;                             /* comm_thread = true: buckets' sums on a communication thread */
+    int allreduce_mpi;                           /* allreduce = node | mpi (bucket_mb = 0) */
     int bucket_step;                             /* bucket_step = true: optimizer per bucket as its sum arrives */
     int flush_denormals;                         /* flush_denormals = true: FTZ/DAZ while training */
     float watchdog;                              /* watchdog = 600 (s in one collective before aborting; 0 = off) */

@@ -121,6 +121,26 @@ ae_status ae_dist_node_sync(ae_dist_shm *h, ae_error *err);
 /* Collective over the node's ranks; accepts NULL. */
 void ae_dist_node_free(ae_dist_shm *h);
 
+/* The gradient sum through node-shared memory (train.allreduce = node):
+ * each rank's buffer of n floats lives in one MPI-3 shared window of its
+ * node. A sum: a node barrier; rank q of the node adds chunk q of every
+ * buffer, in the node's rank order ((b_0 + b_1) + b_2) + ..., and writes the
+ * result into every buffer (with several nodes: into its own, then an
+ * MPI_Allreduce of the chunk between the ranks of index q on every node,
+ * then into the others); a node barrier. Each rank reads and writes its
+ * share of the buffers once, with no copy through MPI's queues. Needs every
+ * node to hold the same number of ranks, at least 2: otherwise, or when the
+ * node's shared-memory directory has no room, *out and *buf stay NULL and
+ * why says why (AE_OK). Create, run and free are collective over all ranks. */
+typedef struct ae_dist_nodesum ae_dist_nodesum;
+ae_status ae_dist_nodesum_create(size_t n, ae_dist_nodesum **out, float **buf, char *why, size_t why_cap,
+                                 ae_error *err);
+/* In-place sum of every rank's buffer (NULL: nothing). */
+ae_status ae_dist_nodesum_run(ae_dist_nodesum *s, ae_error *err);
+/* Ranks summing through one node's memory (0 for NULL). */
+int ae_dist_nodesum_ranks(const ae_dist_nodesum *s);
+void ae_dist_nodesum_free(ae_dist_nodesum *s);
+
 /* Abort the whole job (MPI_Abort) with an exit code. */
 void ae_dist_abort(int code) __attribute__((noreturn));
 

@@ -17,6 +17,10 @@
 #     equal in practice: printed too);
 #   - the allreduce really crossed the veths: each host's veth carried at
 #     least 20 steps x the gradient's bytes in each direction;
+#   - with two ranks per host (4 ranks), the node-shared gradient sum and the
+#     allreduce of each chunk between the hosts: `ae_testtool nodesum` is
+#     bitwise exact, the training logs that path and ends within 1e-5 of
+#     4 ranks on this host with one MPI_Allreduce;
 #   - no process is left in the namespaces after mpirun returns.
 # Needs root (unshare, nsenter, ip). It FAILS when the hosts cannot be made.
 # The namespaces are held by a sleeping process each (unshare --net) and
@@ -138,6 +142,40 @@ if [ "${nparams:-0}" -gt 0 ] && [ "$ta" -ge "$need" ] && [ "$ra" -ge "$need" ] &
   ok "veth traffic: $VA tx $ta rx $ra, $VB tx $tb rx $rb bytes (>= $STEPS steps x $nparams params x 4 B = $need)"
 else
   bad "veth traffic: $VA tx $ta rx $ra, $VB tx $tb rx $rb bytes; expected >= $need each ($nparams params)"
+fi
+
+# two ranks per host: each host sums through its shared memory, then each chunk is summed between the
+# hosts by the ranks of one local index (mpirun maps the ranks round-robin: 0, 2 on one host, 1, 3 on
+# the other); the sums are bitwise (b0 + b2) + (b1 + b3) on every rank
+set +e
+out=$(timeout -k 5 180 mpirun -n 4 --oversubscribe --map-by node --bind-to none "${NETNS_MPIRUN_ARGS[@]}" \
+  "$TOOL" nodesum 17 100003 2>&1)
+rc=$?
+set -e
+if [ "$rc" -eq 0 ] && [ "$(grep -c '4 ranks on 2 nodes, 2 per node: 0 of .*: ok$' <<<"$out")" = 2 ]; then
+  ok "ae_testtool nodesum, 4 ranks on the 2 hosts: bitwise the node sums added between the hosts"
+else
+  bad "ae_testtool nodesum, 4 ranks on the 2 hosts: exit $rc: $out"
+fi
+set +e
+timeout -k 5 180 mpirun -n 4 --oversubscribe --map-by node --bind-to none "${NETNS_MPIRUN_ARGS[@]}" \
+  "$AETRAIN" train "$WORK/m.ini" --run multi4 --quiet >"$WORK/multi4.out" 2>&1
+rc=$?
+set -e
+mpi 4 "$AETRAIN" train "$WORK/m.ini" --run local4 --quiet --set train.allreduce=mpi
+line=$(grep -m1 'gradient allreduce' "$WORK/runs/multi4/log.txt" 2>/dev/null || true)
+if [ "$rc" -eq 0 ] && [ "$line" = "gradient allreduce: the 2 ranks of each node sum through shared memory, then one allreduce between nodes" ]; then
+  ok "4 ranks on the 2 hosts: $line"
+else
+  bad "4 ranks on the 2 hosts: exit $rc, log line '$line'"
+  tail -n 20 "$WORK/multi4.out"
+fi
+c4=$(newest_ckpt "$WORK/runs/multi4" 2>/dev/null || true)
+l4=$(newest_ckpt "$WORK/runs/local4" 2>/dev/null || true)
+if [ -n "$c4" ] && [ -n "$l4" ] && out=$("$TOOL" compare "$l4" "$c4" 1e-5); then
+  ok "4 ranks: 2 hosts x 2 (node sums) vs 1 host (one MPI_Allreduce), final checkpoints within 1e-5: $out"
+else
+  bad "4 ranks, 2 hosts x 2 vs 1 host: ${out:-no checkpoint} ('$c4' vs '$l4')"
 fi
 
 # orted and the ranks are gone from the namespaces

@@ -4,13 +4,21 @@
  *                                                of two checkpoints; exit 1 if above TOL
  *   ae_testtool bitequal A B                     exit 0 iff params, optimizer and state are
  *                                                bitwise equal
- *   ae_testtool info CKPT                        print the checkpoint's meta */
+ *   ae_testtool info CKPT                        print the checkpoint's meta
+ *   mpirun ... ae_testtool nodesum N...          ae_dist_nodesum over every rank, for buffers of
+ *                                                each N floats: exit 0 iff every rank's result
+ *                                                is bitwise the node sums in local rank order,
+ *                                                added between the nodes (2 nodes at most: one
+ *                                                addition, exact; more: within 1e-6) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <mpi.h>
+
 #include "ae/ckpt.h"
+#include "ae/dist.h"
 #include "ae/rng.h"
 #include "testutil.h"
 
@@ -71,6 +79,89 @@ static double rel_diff(const float *a, const float *b, size_t n, double *elem_ma
     return den > 0 ? num / den : num;
 }
 
+/* The value rank r contributes at i: magnitudes over 2^-8 .. 2^8, so that
+ * another order of the additions gives other bits. */
+static float nodesum_value(uint64_t r, size_t i)
+{
+    ae_rng g;
+    ae_rng_init(&g, 77, AE_RNG_TEST, (uint32_t)r, (uint32_t)i, 0);
+    return (ae_rng_uniform(&g) * 2.0f - 1.0f) * ldexpf(1.0f, (int)ae_rng_below(&g, 17) - 8);
+}
+
+static int nodesum(int nsizes, char **sizes)
+{
+    ae_error err = {0};
+    if (ae_dist_init(NULL, NULL, 0, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 2;
+    }
+    int P = ae_dist_size(), r = ae_dist_rank(), bad = 0;
+    /* each rank's node: the lowest world rank on it */
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r, MPI_INFO_NULL, &node);
+    int lead = r, *leads = malloc(sizeof(int) * (size_t)P);
+    MPI_Allreduce(MPI_IN_PLACE, &lead, 1, MPI_INT, MPI_MIN, node);
+    MPI_Allgather(&lead, 1, MPI_INT, leads, 1, MPI_INT, MPI_COMM_WORLD);
+    MPI_Comm_free(&node);
+    int nodes = 0;
+    for (int q = 0; q < P; q++) nodes += leads[q] == q;
+    for (int k = 0; k < nsizes; k++) {
+        size_t n = (size_t)atol(sizes[k]);
+        ae_dist_nodesum *s = NULL;
+        float *buf = NULL;
+        char why[256];
+        if (ae_dist_nodesum_create(n, &s, &buf, why, sizeof why, &err)) {
+            fprintf(stderr, "rank %d: %s\n", r, err.msg);
+            return 2;
+        }
+        if (!s) {
+            if (r == 0) fprintf(stderr, "nodesum: not used: %s\n", why);
+            bad = 1;
+            break;
+        }
+        for (size_t i = 0; i < n; i++) buf[i] = nodesum_value((uint64_t)r, i);
+        if (ae_dist_nodesum_run(s, &err)) {
+            fprintf(stderr, "rank %d: %s\n", r, err.msg);
+            return 2;
+        }
+        double worst = 0.0;
+        size_t wrong = 0;
+        for (size_t i = 0; i < n; i++) {
+            float total = 0.0f;
+            int first_node = 1;
+            for (int l = 0; l < P; l++) {
+                if (leads[l] != l) continue;
+                float part = 0.0f;
+                int first = 1;
+                for (int q = l; q < P; q++)
+                    if (leads[q] == l) {
+                        part = first ? nodesum_value((uint64_t)q, i) : part + nodesum_value((uint64_t)q, i);
+                        first = 0;
+                    }
+                total = first_node ? part : total + part;
+                first_node = 0;
+            }
+            if (memcmp(&total, &buf[i], sizeof total) != 0) {
+                wrong++;
+                double d = fabs((double)total - (double)buf[i]) / (fabs((double)total) + 1e-30);
+                if (d > worst) worst = d;
+            }
+        }
+        int ok = nodes <= 2 ? wrong == 0 : worst <= 1e-6;
+        int all_ok = ok;
+        MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        if (r == 0 || !ok)
+            printf("nodesum rank %d: n %zu, %d ranks on %d node%s, %d per node: %zu of %zu differ from the ordered "
+                   "sum (max rel %.2e): %s\n", r, n, P, nodes, nodes == 1 ? "" : "s", ae_dist_nodesum_ranks(s),
+                   wrong, n, worst, all_ok ? "ok" : "FAILED");
+        bad |= !all_ok;
+        ae_dist_nodesum_free(s);
+    }
+    free(leads);
+    ae_dist_finalize();
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 5 && strcmp(argv[1], "mkdata") == 0) {
@@ -118,6 +209,8 @@ int main(int argc, char **argv)
         ae_ckpt_free(&a);
         return 0;
     }
-    fprintf(stderr, "usage: ae_testtool mkdata DIR NTRAIN NTEST [SIDE] | compare A B TOL | bitequal A B | info C\n");
+    if (argc >= 3 && strcmp(argv[1], "nodesum") == 0) return nodesum(argc - 2, argv + 2);
+    fprintf(stderr, "usage: ae_testtool mkdata DIR NTRAIN NTEST [SIDE] | compare A B TOL | bitequal A B | info C | "
+                    "nodesum N...\n");
     return 2;
 }

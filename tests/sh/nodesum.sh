@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# The gradient sum through node-shared memory (train.allreduce = node, the
+# default with bucket_mb = 0): each rank's gradient buffer lives in one
+# MPI-3 shared window of its node, rank q of the node adds chunk q of every
+# buffer in the node's rank order and writes the sum into every buffer.
+#   - `ae_testtool nodesum` at P = 2, 3, 4 (oversubscribed), buffers of 1,
+#     15, 17 (shorter than the chunks' 16-float alignment), 100003 and
+#     1000000 floats: every rank's result is bitwise ((b0 + b1) + b2) + ...
+#     in rank order (values over 2^-8 .. 2^8, so another order gives other
+#     bits: a reversed order fails this check);
+#   - training: the log names the path; at P = 2 the checkpoints of node and
+#     mpi (one MPI_Allreduce) are bitwise equal (b0 + b1 either way); at P = 3
+#     within 1e-5 (another association), and node twice gives the same bits;
+#     synchronized batch norm (its batch statistics ride in the same buffer);
+#     a global batch of 2 over 3 ranks (an empty slice still joins the sum);
+#   - with `ulimit -f` below the window's size the node cannot hold it: the
+#     log says so and MPI_Allreduce sums, with the same result;
+#   - a stalled rank: the others wait in the node barrier and the watchdog
+#     ends the job naming it.
+# The path across nodes (an allreduce of each chunk between the ranks of one
+# local index) is checked in tests/sh/multihost.sh.
+. "$(dirname "$0")/common.bash"
+TOL=1e-5
+
+for p in 2 3 4; do
+  if out=$(mpi "$p" "$TOOL" nodesum 1 15 17 100003 1000000 2>&1); then
+    ok "ae_testtool nodesum at P = $p: $(grep -c ': ok$' <<<"$out") sizes bitwise the ordered sum"
+  else
+    bad "ae_testtool nodesum at P = $p: $out"
+  fi
+done
+
+mkdir -p "$WORK/data"
+"$TOOL" mkdata "$WORK/data" 300 60 12
+write_cfg() { # write_cfg NAME < model-and-loss sections
+  { cat; cat <<EOC
+[optim]
+kind = adam
+lr = 2e-3
+[train]
+batch = 25
+epochs = 3
+max_steps = 20
+validation = 50
+probe = false
+seed = 7
+threads = 1
+[data]
+dataset = $WORK/data
+[run]
+dir = $WORK/runs
+EOC
+  } > "$WORK/$1.ini"
+}
+write_cfg dense <<EOC
+[model]
+encoder = dense(40, elu), dense(8, tanh, name=code)
+decoder = dense(40, relu), dense(144, sigmoid)
+[loss]
+kind = bce
+l2 = 1e-4
+EOC
+write_cfg bnsync <<EOC
+[model]
+encoder = conv(4, 3, bias=0), bn(act=relu, sync=1), maxpool(2), conv(8, 3, bias=0), bn(act=relu, sync=1, name=code)
+decoder = conv(4, 3, bias=0), bn(act=relu, sync=1), upsample(2), conv(1, 3, sigmoid)
+[loss]
+kind = bce
+EOC
+
+NODE_LINE='gradient allreduce: the [0-9]+ ranks of each node sum through shared memory$'
+MPI_LINE='gradient allreduce: MPI_Allreduce \(train.allreduce = node: '
+logline() { # logline RUN PATTERN
+  if grep -qE "$2" "$WORK/runs/$1/log.txt"; then
+    ok "$1: $(grep -m1 'gradient allreduce' "$WORK/runs/$1/log.txt")"
+  else
+    bad "$1: no log line /$2/: $(grep 'gradient allreduce' "$WORK/runs/$1/log.txt" || echo none)"
+  fi
+}
+ck() { newest_ckpt "$WORK/runs/$1"; }
+bitequal() { # bitequal LABEL RUN_A RUN_B
+  local out
+  if out=$("$TOOL" bitequal "$(ck "$2")" "$(ck "$3")"); then ok "$1: $out"; else bad "$1: $out"; fi
+}
+compare() { # compare LABEL RUN_A RUN_B
+  local out
+  if out=$("$TOOL" compare "$(ck "$2")" "$(ck "$3")" "$TOL"); then ok "$1: $out"; else bad "$1: $out"; fi
+}
+
+for cfg in dense bnsync; do
+  for p in 2 3; do
+    mpi "$p" "$AETRAIN" train "$WORK/$cfg.ini" --run "$cfg-p$p-node" --quiet
+    mpi "$p" "$AETRAIN" train "$WORK/$cfg.ini" --run "$cfg-p$p-mpi" --quiet --set train.allreduce=mpi
+    logline "$cfg-p$p-node" "$NODE_LINE"
+    if ! grep -q 'gradient allreduce' "$WORK/runs/$cfg-p$p-mpi/log.txt"; then
+      ok "$cfg-p$p-mpi: train.allreduce = mpi logs no node sum"
+    else
+      bad "$cfg-p$p-mpi: $(grep 'gradient allreduce' "$WORK/runs/$cfg-p$p-mpi/log.txt")"
+    fi
+    if [ "$p" = 2 ]; then
+      bitequal "$cfg P = 2: node vs mpi" "$cfg-p2-mpi" "$cfg-p2-node"
+    else
+      compare "$cfg P = 3: node vs mpi" "$cfg-p3-mpi" "$cfg-p3-node"
+    fi
+  done
+done
+mpi 3 "$AETRAIN" train "$WORK/dense.ini" --run dense-p3-node2 --quiet
+bitequal "dense P = 3: node twice" dense-p3-node dense-p3-node2
+
+tiny=(--set train.batch=2 --set train.max_steps=12)
+mpi 3 "$AETRAIN" train "$WORK/dense.ini" --run tiny-node --quiet "${tiny[@]}"
+mpi 3 "$AETRAIN" train "$WORK/dense.ini" --run tiny-mpi --quiet "${tiny[@]}" --set train.allreduce=mpi
+compare "a global batch of 2 over 3 ranks: node vs mpi" tiny-mpi tiny-node
+
+# no room for the window (a file-size limit of 64 KB, below the node's 2 x 52 KB): MPI_Allreduce
+# sums, with the same bits (the checkpoints do not fit under the limit either: the test losses,
+# from the final parameters, printed to 9 digits, are compared; TCP, as vader's own segment would
+# not fit)
+mpi 2 --mca btl self,tcp bash -c 'ulimit -f 64; exec "$@"' _ "$AETRAIN" train "$WORK/dense.ini" --run nofit \
+  --quiet --set data.shared=false --set train.on_checkpoint_error=continue 2>"$WORK/nofit.err"
+logline nofit "${MPI_LINE}the file-size limit"
+test_loss() { sed -n 's/.*"test_loss": \([^,]*\),.*/\1/p' "$WORK/runs/$1/result.json"; }
+if [ -n "$(test_loss nofit)" ] && [ "$(test_loss nofit)" = "$(test_loss dense-p2-node)" ]; then
+  ok "no room, MPI_Allreduce vs the node sum: test loss $(test_loss nofit) both"
+else
+  bad "no room, MPI_Allreduce vs the node sum: test loss '$(test_loss nofit)' vs '$(test_loss dense-p2-node)'"
+fi
+
+# a stalled rank: the other waits in the node barrier until the watchdog ends the job
+printf '[train]\nwatchdog = 3\n' | cat "$WORK/dense.ini" - > "$WORK/stall.ini"
+set +e
+out=$(AE_FAULT=stall:1:5 mpi 2 -x AE_FAULT "$AETRAIN" train "$WORK/stall.ini" --run stall --quiet 2>&1)
+rc=$?
+set -e
+if [ "$rc" -ne 0 ] && grep -qE 'waited [0-9]+ s in MPI_Barrier\(node gradient sum\) at step 5' <<<"$out"; then
+  ok "a stalled rank: exit $rc: $(grep -E -m1 waited <<<"$out")"
+else
+  bad "a stalled rank: exit $rc: $out"
+fi
+finish
