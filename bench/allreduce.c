@@ -15,8 +15,13 @@
  * mode "allreduce" or "iallreduce_<bucket bytes>" (with -g G: "allreduce_gap<G>ms"); label
  * from -l (default "-").
  *
- * Usage: mpirun -n P allreduce [-m MIN] [-M MAX] [-x BYTES] [-s SECONDS] [-i] [-k BUCKET] [-g MS] [-l LABEL]
- *                              [-o CSV] [-a]
+ * With -N the operation is instead aetrain's gradient sum through node-shared memory as a step of
+ * train.allreduce = node with train.shard_optimizer runs it (src/dist.c: ae_dist_nodesum_run owned,
+ * the node's agreement, and the barrier after the optimizer, which itself is not timed): mode
+ * "nodesum" (with -g: "nodesum_gap<G>ms"); the buffer is then the node's shared window.
+ *
+ * Usage: mpirun -n P allreduce [-m MIN] [-M MAX] [-x BYTES] [-s SECONDS] [-i] [-k BUCKET] [-g MS] [-N]
+ *                              [-l LABEL] [-o CSV] [-a]
  *   -x BYTES: one more size (e.g. a model's gradient buffer) besides the powers of 2.
  *   -a appends to CSV (no header) instead of rewriting it. -g MS: every rank computes (a
  *   floating-point loop) for MS milliseconds before each timed call, as a training step's
@@ -31,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ae/dist.h"
 #include "benchutil.h"
 
 #define AR_MAX_REPS 1000
@@ -40,13 +46,30 @@
  * bucketed nonblocking ones; returns the slowest rank's time. */
 static double gap_s; /* -g: compute between the calls */
 static volatile double gap_sink;
+static ae_dist_nodesum *node; /* -N: the node sum of the current size (its window is the buffer) */
+
+/* The sum of n floats: MPI_Allreduce, or (-N) the node sum with its agreement and barrier. */
+static void sum_op(float *buf, size_t n)
+{
+    if (!node) {
+        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        return;
+    }
+    ae_error err = {0};
+    int flag = 0;
+    if (ae_dist_nodesum_run(node, 1, &err) || ae_dist_nodesum_agree(node, &flag, &err) ||
+        ae_dist_nodesum_barrier(node, &err)) {
+        fprintf(stderr, "allreduce: %s\n", err.msg);
+        MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+}
 
 static double one(float *buf, size_t n, size_t bucket, MPI_Request *rq)
 {
     MPI_Barrier(MPI_COMM_WORLD);
     double t0 = MPI_Wtime();
     if (bucket == 0) {
-        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        sum_op(buf, n);
     } else {
         int k = 0;
         for (size_t off = 0; off < n; off += bucket, k++) {
@@ -81,7 +104,7 @@ static double measure_gap(float *buf, size_t n, double seconds, int *reps_out)
     for (int i = 0; i < reps; i++) {
         compute_gap();
         double t0 = MPI_Wtime();
-        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        sum_op(buf, n);
         t[i] = MPI_Wtime() - t0;
     }
     MPI_Allreduce(t, tmax, reps, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
@@ -116,7 +139,7 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &P);
     size_t lo = 4096, hi = 64u << 20, bucket_bytes = 1u << 20, extra = 0;
     double seconds = 0.5;
-    int nb = 0, append = 0;
+    int nb = 0, append = 0, nodesum = 0;
     const char *csv = NULL, *label = "-";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -130,11 +153,12 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-l") && more) label = argv[++i];
         else if (!strcmp(a, "-o") && more) csv = argv[++i];
         else if (!strcmp(a, "-i")) nb = 1;
+        else if (!strcmp(a, "-N")) nodesum = 1;
         else if (!strcmp(a, "-a")) append = 1;
         else {
             if (rank == 0)
-                fprintf(stderr, "usage: allreduce [-m MIN] [-M MAX] [-x BYTES] [-s SECONDS] [-i] [-k BUCKET] [-g MS] [-l LABEL] "
-                                "[-o CSV] [-a]\n");
+                fprintf(stderr, "usage: allreduce [-m MIN] [-M MAX] [-x BYTES] [-s SECONDS] [-i] [-k BUCKET] [-g MS] [-N] "
+                                "[-l LABEL] [-o CSV] [-a]\n");
             MPI_Finalize();
             return 2;
         }
@@ -159,6 +183,12 @@ int main(int argc, char **argv)
         }
         if (!append) fprintf(f, "bytes,ranks,seconds,mode,reps,label\n");
     }
+    ae_error err = {0};
+    if (nodesum && ae_dist_init(&argc, &argv, 0, &err)) {
+        fprintf(stderr, "allreduce: %s\n", err.msg);
+        MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+    if (nodesum) nb = 0;
     if (rank == 0) printf("%12s %6s %12s %10s %s\n", "bytes", "ranks", "seconds", "GB/s", "mode");
     for (int pass = 0; pass <= nb; pass++) {
         for (size_t b2 = lo, done_extra = extra == 0; b2 <= hi || !done_extra;) {
@@ -171,11 +201,23 @@ int main(int argc, char **argv)
             }
             size_t n = bytes / sizeof(float);
             int reps;
-            double t = measure(buf, n, pass ? bucket : 0, rq, seconds, &reps);
+            float *b = buf;
+            if (nodesum) {
+                char why[256];
+                if (ae_dist_nodesum_create(n, 4, &node, &b, why, sizeof why, &err) || !node) {
+                    if (rank == 0) fprintf(stderr, "allreduce: no node sum: %s\n", node ? why : err.msg);
+                    MPI_Abort(MPI_COMM_WORLD, 3);
+                }
+                memcpy(b, buf, n * sizeof(float));
+            }
+            double t = measure(b, n, pass ? bucket : 0, rq, seconds, &reps);
+            ae_dist_nodesum_free(node);
+            node = NULL;
             char mode[48];
+            const char *op = nodesum ? "nodesum" : "allreduce";
             if (pass) snprintf(mode, sizeof mode, "iallreduce_%zu", bucket_bytes);
-            else if (gap_s > 0) snprintf(mode, sizeof mode, "allreduce_gap%gms", 1e3 * gap_s);
-            else snprintf(mode, sizeof mode, "allreduce");
+            else if (gap_s > 0) snprintf(mode, sizeof mode, "%s_gap%gms", op, 1e3 * gap_s);
+            else snprintf(mode, sizeof mode, "%s", op);
             if (rank == 0) {
                 printf("%12zu %6d %12.6e %10.3f %s\n", bytes, P, t, 1e-9 * (double)bytes / t, mode);
                 fflush(stdout);
@@ -186,6 +228,7 @@ int main(int argc, char **argv)
     if (f && fclose(f)) fprintf(stderr, "allreduce: cannot write %s\n", csv);
     free(buf);
     free(rq);
+    if (nodesum) ae_dist_finalize();
     MPI_Finalize();
     return 0;
 }

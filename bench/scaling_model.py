@@ -22,6 +22,9 @@ The model of one step on P ranks, b samples per rank:
               it at full speed; exposed = the time from the end of backward to the end of the last
               bucket, plus the small allreduce of the step's scalars
   step      = compute + exposed
+A setup whose allreduce rows include "nodesum" ones (bench/allreduce.c -N: the ranks of one host
+summing through node-shared memory, train.allreduce = node with train.shard_optimizer, aetrain's
+default) is fitted to those instead, and each of its P ranks runs 1/P of the optimizer.
 alpha and beta of each measured setup are a least-squares fit (relative errors) of the ring
 formula to its allreduce times. The projection uses links of --links Gb/s (beta = 8 / rate,
 divided by --link-efficiency) with --latency-us alpha, for P = 2, 4, ... --pmax.
@@ -147,21 +150,24 @@ def plan_buckets(lt, bucket_mb):
     return out
 
 
-def step_time(lt, p, b, alpha, beta, bucket_mb, overlap, opt_per_bucket=False):
+def step_time(lt, p, b, alpha, beta, bucket_mb, overlap, opt_per_bucket=False, sharded=False):
     """dict: compute, comm (all allreduce work), exposed, step (seconds), algorithm.
     opt_per_bucket (aetrain's train.bucket_step, its default with buckets): the optimizer updates
     each bucket's parameters as soon as its sum is in, on the main thread after backward, while
-    later buckets are summed; without it, one optimizer step after the last sum."""
+    later buckets are summed; without it, one optimizer step after the last sum. sharded: the P
+    ranks share one host and each steps 1/P of the parameters (train.shard_optimizer)."""
     layers = lt["layers"]
     fwd = b * sum(l["fwd"] for l in layers)
     bwd = {l["index"]: b * l["bwd"] for l in layers}
     t_back = sum(bwd.values())
-    compute = fwd + t_back + lt["opt_s"]
+    compute = fwd + t_back + lt["opt_s"] / (p if sharded and p > 1 else 1)
     total_bytes = 4 * (lt["n_params"] + GRAD_EXTRA)
     if p <= 1:
         return {"compute": compute, "comm": 0.0, "exposed": 0.0, "step": compute, "algorithm": "-"}
     if bucket_mb <= 0:
         c, alg = allreduce_cost(total_bytes, p, alpha, beta)
+        if sharded:
+            c, alg = ring(total_bytes, p, alpha, beta), "nodesum"
         return {"compute": compute, "comm": c, "exposed": c, "step": compute + c, "algorithm": alg}
     # the time at which the backward of each layer ends (backward runs from the last layer)
     done, t = {}, 0.0
@@ -251,7 +257,7 @@ def main():
              1e3 * step_time(lt, 1, batch, 0, 0, 0, 0)["step"], batch, grad_bytes / 1e6))
 
     # alpha, beta per setup
-    pts, gap, iall = {}, {}, {}
+    pts, gap, iall, npts, ngap = {}, {}, {}, {}, {}
     for r in read_csv(a.allreduce):
         key = (r["label"], int(r["ranks"]))
         row = (float(r["bytes"]), int(r["ranks"]), float(r["seconds"]))
@@ -261,8 +267,22 @@ def main():
             gap.setdefault(key, []).append(row)
         elif r["mode"].startswith("iallreduce_"):
             iall.setdefault(key, []).append((row, int(r["mode"].split("_")[1])))
+        elif r["mode"] == "nodesum":
+            npts.setdefault(key, []).append(row)
+        elif r["mode"].startswith("nodesum_gap"):
+            ngap.setdefault(key, []).append(row)
     if not pts:
         die("%s: no allreduce rows" % a.allreduce)
+    # the setups whose ranks sum through node-shared memory: fitted to those rows, sharded optimizer
+    sharded = set()
+    for k in set(npts) | set(ngap):
+        sharded.add(k[0])
+        pts[k] = npts.get(k) or ngap[k]
+        if ngap.get(k):
+            gap[k] = ngap[k]
+        else:
+            gap.pop(k, None)
+        iall.pop(k, None)
     small = {k: min(v)[2] / (2.0 * (k[1] - 1)) for k, v in pts.items()}  # latency of the smallest message
     back_to_back = dict(pts)
     if a.fit_mode in ("gap", "auto"):
@@ -282,6 +302,8 @@ def main():
         fits[label] = (al, be)
         _, be_b2b, _, _, _ = fit_alpha_beta(back_to_back[(label, p)], a.fit_min, a.fit_max, small[(label, p)])
         rows_used = "gap" if v is gap.get((label, p)) else "b2b"
+        if label in sharded:
+            rows_used = "node-" + rows_used
         berr = ""
         if (label, p) in iall:  # the buckets' allreduces, one after the other, by the same formula
             es = []
@@ -330,7 +352,7 @@ def main():
                 continue
             al, be = fits.get(setup, (0.0, 0.0))
             b = float(r["batch_per_rank"])
-            m = step_time(lt, p, b, al, be, 0, 0)
+            m = step_time(lt, p, b, al, be, 0, 0, sharded=setup in sharded)
             val.append({"setup": setup, "mode": r["mode"], "ranks": p, "bucket_mb": 0, "batch_per_rank": b,
                         "measured_ms": float(r["step_ms"]), "model_ms": 1e3 * m["step"],
                         "measured_eff": float(r["efficiency"]), "model_exposed_ms": 1e3 * m["exposed"],

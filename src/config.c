@@ -100,6 +100,7 @@ static const char *const opt_kinds[] = {"sgd", "rmsprop", "adam", "adadelta", NU
 static const char *const sched_kinds[] = {"constant", "step", "cosine", NULL};
 static const char *const ckpt_error_modes[] = {"stop", "continue", NULL};
 static const char *const allreduce_modes[] = {"node", "mpi", NULL};
+static const char *const shard_modes[] = {"auto", "true", "false", NULL};
 static const char *const reductions[] = {"mean", "sum", NULL};
 
 /* Per-optimizer defaults of optim.rho / optim.eps (0: the optimizer does not use it). */
@@ -204,6 +205,9 @@ static const key_def keys[] = {
     K_ENUM("train", "allreduce", allreduce_mpi, allreduce_modes, "node",
            "bucket_mb = 0: node sums the ranks of each node through shared memory, then between nodes; mpi "
            "is one MPI_Allreduce over all ranks"),
+    K_ENUM("train", "shard_optimizer", shard_optimizer, shard_modes, "auto",
+           "allreduce = node: the node holds the parameters and optimizer state once, and each rank sums and steps "
+           "only its chunk (not with [optim] clip_norm); auto = when the parameters hold at least 4 MB"),
     K_BOOL("train", "comm_thread", comm_thread, "true",
            "bucket_mb > 0: run the buckets' allreduces on a communication thread (needs MPI_THREAD_MULTIPLE)"),
     K_BOOL("train", "bucket_step", bucket_step, "true",

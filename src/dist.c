@@ -733,14 +733,22 @@ struct ae_dist_nodesum {
     int lr, L;        /* this rank's index on its node, the node's ranks */
     MPI_Comm rail;    /* the ranks of this local index on every node (MPI_COMM_NULL on one node) */
     size_t n, lo, hi; /* this rank's chunk of the sum: [lo, hi) */
+    size_t tail;      /* the last `tail` floats: in every buffer after an owned sum too */
 };
 
 /* Floats summed at a time: the node's L blocks and the result stay in L1/L2. */
 #define NS_BLOCK 2048
 #define NS_ALIGN 16 /* chunk boundaries on 64-byte cache lines, so no two ranks write one line */
 
-ae_status ae_dist_nodesum_create(size_t n, ae_dist_nodesum **out, float **buf, char *why, size_t why_cap,
-                                 ae_error *err)
+/* Rank q's chunk [*lo, *hi) of the n floats: boundaries on cache lines, the tail in the last. */
+static void chunk_of(const ae_dist_nodesum *s, int q, size_t *lo, size_t *hi)
+{
+    *lo = (s->n * (size_t)q / (size_t)s->L) & ~(size_t)(NS_ALIGN - 1);
+    *hi = q == s->L - 1 ? s->n : (s->n * (size_t)(q + 1) / (size_t)s->L) & ~(size_t)(NS_ALIGN - 1);
+}
+
+ae_status ae_dist_nodesum_create(size_t n, size_t tail, ae_dist_nodesum **out, float **buf, char *why,
+                                 size_t why_cap, ae_error *err)
 {
     *out = NULL;
     *buf = NULL;
@@ -767,6 +775,7 @@ ae_status ae_dist_nodesum_create(size_t n, ae_dist_nodesum **out, float **buf, c
     if (!s) return AE_ERR_NOMEM;
     s->rail = MPI_COMM_NULL;
     s->n = n;
+    s->tail = tail < n ? tail : n;
     ae_status st = AE_OK;
     size_t bytes = (n * sizeof(float) + 4095) & ~(size_t)4095;
     void *base = NULL;
@@ -802,8 +811,7 @@ ae_status ae_dist_nodesum_create(size_t n, ae_dist_nodesum **out, float **buf, c
         ae_dist_nodesum_free(s);
         return st;
     }
-    s->lo = (n * (size_t)s->lr / (size_t)s->L) & ~(size_t)(NS_ALIGN - 1);
-    s->hi = s->lr == s->L - 1 ? n : (n * (size_t)(s->lr + 1) / (size_t)s->L) & ~(size_t)(NS_ALIGN - 1);
+    chunk_of(s, s->lr, &s->lo, &s->hi);
     *out = s;
     *buf = s->peer[s->lr];
     return AE_OK;
@@ -822,20 +830,24 @@ static void node_block_sum(float *restrict t, float *const *p, int L, size_t off
     }
 }
 
-ae_status ae_dist_nodesum_run(ae_dist_nodesum *s, ae_error *err)
+ae_status ae_dist_nodesum_run(ae_dist_nodesum *s, int owned, ae_error *err)
 {
     if (!s) return AE_OK;
     /* every rank's buffer is complete: each sums its chunk over the node and writes the sum into
-     * every buffer (no rank reads a chunk but its owner, so no barrier is needed in between) */
+     * every buffer, or (owned) into its own and the tail into every one (no rank reads a chunk but
+     * its owner, so no barrier is needed in between) */
     ae_status st = node_barrier(s->shm, "MPI_Barrier(node gradient sum)", err);
     if (st) return st;
     float t[NS_BLOCK] __attribute__((aligned(64)));
     float *mine = s->peer[s->lr];
     int one_node = s->rail == MPI_COMM_NULL;
-    for (size_t off = s->lo; off < s->hi; off += NS_BLOCK) {
-        size_t cnt = s->hi - off < NS_BLOCK ? s->hi - off : NS_BLOCK;
+    size_t everywhere = owned ? s->n - s->tail : s->lo; /* from here on the sum goes into every buffer */
+    if (everywhere < s->lo) everywhere = s->lo;
+    for (size_t off = s->lo, cnt; off < s->hi; off += cnt) {
+        size_t end = off < everywhere && everywhere < s->hi ? everywhere : s->hi;
+        cnt = end - off < NS_BLOCK ? end - off : NS_BLOCK;
         node_block_sum(t, s->peer, s->L, off, cnt);
-        if (!one_node) {
+        if (!one_node || off < everywhere) {
             memcpy(mine + off, t, cnt * sizeof(float));
             continue;
         }
@@ -850,11 +862,44 @@ ae_status ae_dist_nodesum_run(ae_dist_nodesum *s, ae_error *err)
             coll_leave();
             if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce(sum between nodes)", err);
         }
-        for (int q = 0; q < s->L; q++)
-            if (q != s->lr) memcpy(s->peer[q] + s->lo, mine + s->lo, (s->hi - s->lo) * sizeof(float));
+        for (int q = 0; q < s->L && everywhere < s->hi; q++)
+            if (q != s->lr)
+                memcpy(s->peer[q] + everywhere, mine + everywhere, (s->hi - everywhere) * sizeof(float));
     }
-    /* every chunk is in every buffer */
-    return node_barrier(s->shm, "MPI_Barrier(node gradient sum)", err);
+    /* every chunk (owned: the tail) is in every buffer; owned, the caller's agreement is the barrier */
+    return owned ? AE_OK : node_barrier(s->shm, "MPI_Barrier(node gradient sum)", err);
+}
+
+void ae_dist_nodesum_chunk(const ae_dist_nodesum *s, size_t *lo, size_t *hi)
+{
+    *lo = s ? s->lo : 0;
+    *hi = s ? s->hi : 0;
+}
+
+ae_status ae_dist_nodesum_agree(ae_dist_nodesum *s, int *flag, ae_error *err)
+{
+    if (!s) return AE_OK;
+    atomic_thread_fence(memory_order_seq_cst);
+    coll_enter("MPI_Allreduce(node gradient check)");
+    int rc = MPI_Allreduce(MPI_IN_PLACE, flag, 1, MPI_INT, MPI_MAX, s->shm->node);
+    coll_leave();
+    atomic_thread_fence(memory_order_seq_cst);
+    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Allreduce(node gradient check)", err);
+}
+
+ae_status ae_dist_nodesum_barrier(ae_dist_nodesum *s, ae_error *err)
+{
+    return s ? node_barrier(s->shm, "MPI_Barrier(node optimizer step)", err) : AE_OK;
+}
+
+void ae_dist_nodesum_gather(ae_dist_nodesum *s)
+{
+    if (!s) return;
+    for (int q = 0; q < s->L; q++) {
+        size_t lo, hi;
+        chunk_of(s, q, &lo, &hi);
+        if (q != s->lr && lo < hi) memcpy(s->peer[s->lr] + lo, s->peer[q] + lo, (hi - lo) * sizeof(float));
+    }
 }
 
 void ae_dist_nodesum_free(ae_dist_nodesum *s)

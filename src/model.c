@@ -61,7 +61,7 @@ void ae_model_free(ae_model *m)
     if (m->act)
         for (int i = 0; i < m->n_layers; i++) free(m->act[i]);
     free(m->act);
-    free(m->params);
+    free(m->params_own);
     free(m->grads_own);
     free(m->state);
     free(m->z_last);
@@ -206,7 +206,7 @@ static ae_status alloc_buffers(ae_model *m, ae_error *err)
     m->n_params = np;
     m->n_state = ns;
     m->n_aux = na;
-    if (!(m->params = ae_alloc_floats(np, err)) || !(m->grads_own = ae_alloc_floats(np + na + AE_GRAD_EXTRA, err)) ||
+    if (!(m->params_own = ae_alloc_floats(np, err)) || !(m->grads_own = ae_alloc_floats(np + na + AE_GRAD_EXTRA, err)) ||
         !(m->state = ae_alloc_floats(ns, err)) || !(m->act = ae_calloc((size_t)m->n_layers, sizeof(float *), err)) ||
         !(m->z_last = ae_alloc_floats(mb * m->out_size, err)) || !(m->scratch[0] = ae_alloc_floats(mb * maxw, err)) ||
         !(m->scratch[1] = ae_alloc_floats(mb * maxw, err)) || !(m->scratch_shared = ae_alloc_floats(scr, err)))
@@ -219,17 +219,27 @@ static ae_status alloc_buffers(ae_model *m, ae_error *err)
         size_t nws = mb * l->ws_per_sample + l->ws_fixed;
         if (nws && !(l->ws = ae_alloc_floats(nws, err))) return AE_ERR_NOMEM;
         l->ws_fix = l->ws_fixed ? l->ws + mb * l->ws_per_sample : NULL;
-        size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
-        if (l->n_params) {
-            l->W = nw ? m->params + l->p_off : NULL;
-            l->b = l->use_bias ? m->params + l->p_off + nw : NULL;
-        }
         l->state = l->n_state ? m->state + l->s_off : NULL;
         l->scratch = m->scratch_shared;
     }
+    ae_model_bind_params(m, NULL);
     ae_model_bind_grads(m, NULL);
     m->layers[m->n_layers - 1].z = m->fused ? m->z_last : NULL;
     return AE_OK;
+}
+
+void ae_model_bind_params(ae_model *m, float *p)
+{
+    if (!p) p = m->params_own;
+    m->params = p;
+    for (int i = 0; i < m->n_layers; i++) {
+        ae_layer *l = &m->layers[i];
+        size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
+        if (l->n_params) {
+            l->W = nw ? p + l->p_off : NULL;
+            l->b = l->use_bias ? p + l->p_off + nw : NULL;
+        }
+    }
 }
 
 void ae_model_bind_grads(ae_model *m, float *g)
@@ -384,10 +394,12 @@ double ae_model_add_l2(ae_model *m)
 
 void ae_model_add_l2_grad(ae_model *m) { ae_model_add_l2_grad_range(m, 0, m->n_params); }
 
-/* A layer with parameters that start in [lo, hi). */
-static int layer_in_range(const ae_layer *l, size_t lo, size_t hi)
+/* [*a, *b) = [off, off + len) clipped to [lo, hi); 0 when empty. */
+static int clip_span(size_t off, size_t len, size_t lo, size_t hi, size_t *a, size_t *b)
 {
-    return l->n_params && l->p_off >= lo && l->p_off < hi;
+    *a = off > lo ? off : lo;
+    *b = off + len < hi ? off + len : hi;
+    return *a < *b;
 }
 
 void ae_model_add_l2_grad_range(ae_model *m, size_t lo, size_t hi)
@@ -395,8 +407,11 @@ void ae_model_add_l2_grad_range(ae_model *m, size_t lo, size_t hi)
     if (m->l2 <= 0.0f) return;
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
-        if (!l->W || l->no_decay || !layer_in_range(l, lo, hi)) continue;
-        ae_loss_l2_grad(l->W, l->n_params - (l->use_bias ? (size_t)l->units : 0), m->l2, l->dW);
+        size_t a, b;
+        if (!l->W || l->no_decay ||
+            !clip_span(l->p_off, l->n_params - (l->use_bias ? (size_t)l->units : 0), lo, hi, &a, &b))
+            continue;
+        ae_loss_l2_grad(m->params + a, b - a, m->l2, m->grads + a);
     }
 }
 
@@ -435,7 +450,9 @@ void ae_model_zero_frozen_range(ae_model *m, size_t lo, size_t hi)
 {
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
-        if (l->frozen && layer_in_range(l, lo, hi)) memset(m->grads + l->p_off, 0, sizeof(float) * l->n_params);
+        size_t a, b;
+        if (l->frozen && clip_span(l->p_off, l->n_params, lo, hi, &a, &b))
+            memset(m->grads + a, 0, sizeof(float) * (b - a));
     }
 }
 

@@ -183,6 +183,11 @@ typedef struct loop {
     int bucket_step; /* step each bucket's parameters as soon as its sum is in (train.bucket_step) */
     ae_dist_reqs *reqs;
     ae_dist_nodesum *ns; /* train.allreduce = node (bucket_mb = 0): m's gradients live in its window */
+    /* train.shard_optimizer: the node's one copy of the parameters and optimizer state (m->params
+     * and opt point there while shared; the private buffers are opt_own and m's own) */
+    ae_dist_shm *p_shm, *o_shm;
+    float *opt_own;
+    int shard;
     ae_error bkt_err; /* the first failure of a call made during backward */
     /* timing of the current epoch: the step, its wait for the gradient sums after backward, and its
      * communication during backward (the calls made there; with the communication thread, the
@@ -191,10 +196,82 @@ typedef struct loop {
     double lr;
 } loop;
 
+/* train.shard_optimizer: auto, true, false (the config's order); auto shards from this size on,
+ * where it measured faster (docs/performance.md) */
+enum { SHARD_AUTO = 0, SHARD_TRUE = 1, SHARD_FALSE = 2 };
+#define SHARD_AUTO_BYTES 4e6
+
+/* train.shard_optimizer: from here on the node holds the parameters and the optimizer state once,
+ * in shared memory (copied from the node's first rank: every rank has the same), and each rank
+ * steps its chunk of them. Collective; nothing changes when the node has no room (the log says so). */
+static ae_status loop_share(loop *L, const ae_spec *spec, ae_error *err)
+{
+    ae_model *m = L->m;
+    if (!L->ns || spec->shard_optimizer == SHARD_FALSE) return AE_OK;
+    if (spec->shard_optimizer == SHARD_AUTO && sizeof(float) * m->n_params < SHARD_AUTO_BYTES) {
+        ae_report_log("optimizer: every rank steps all parameters (train.shard_optimizer = auto: %.2f MB of "
+                      "parameters, below %.0f MB)",
+                      (double)(sizeof(float) * m->n_params) / 1e6, SHARD_AUTO_BYTES / 1e6);
+        return AE_OK;
+    }
+    if (L->clip > 0.0f) {
+        ae_report_log("optimizer: every rank steps all parameters (train.shard_optimizer: optim.clip_norm needs the "
+                      "norm of every gradient first)");
+        return AE_OK;
+    }
+    int lead = ae_dist_local_rank() == 0;
+    size_t n_opt = ae_optim_state_floats(L->oc.kind, m->n_params);
+    size_t pb = lead ? sizeof(float) * m->n_params : 0, ob = lead ? sizeof(float) * (n_opt ? n_opt : 1) : 0;
+    void *pp = NULL, *op = NULL;
+    char why[256] = "";
+    ae_status st = ae_dist_node_alloc(&pb, &pp, &L->p_shm, why, sizeof why, err);
+    if (!st && pp) st = ae_dist_node_alloc(&ob, &op, &L->o_shm, why, sizeof why, err);
+    if (!st && (!pp || !op)) {
+        ae_dist_node_free(L->o_shm);
+        ae_dist_node_free(L->p_shm);
+        L->o_shm = L->p_shm = NULL;
+        ae_report_log("optimizer: every rank steps all parameters (train.shard_optimizer: %s)", why);
+        return AE_OK;
+    }
+    if (st) return st;
+    if (lead) {
+        memcpy(pp, m->params, sizeof(float) * m->n_params);
+        if (n_opt) memcpy(op, L->opt, sizeof(float) * n_opt);
+    }
+    if ((st = ae_dist_node_sync(L->p_shm, err))) return st;
+    ae_model_bind_params(m, pp);
+    L->opt_own = L->opt;
+    L->opt = op;
+    L->shard = 1;
+    ae_report_log("optimizer: the node holds the parameters and optimizer state once; each of its %d ranks steps "
+                  "1/%d of them (train.shard_optimizer)",
+                  ae_dist_nodesum_ranks(L->ns), ae_dist_nodesum_ranks(L->ns));
+    return AE_OK;
+}
+
+/* Back to every rank's own parameters and optimizer state (copies of the node's). Collective. */
+static void loop_unshare(loop *L)
+{
+    if (!L->shard) return;
+    ae_model *m = L->m;
+    size_t n_opt = ae_optim_state_floats(L->oc.kind, m->n_params);
+    memcpy(m->params_own, m->params, sizeof(float) * m->n_params);
+    if (n_opt) memcpy(L->opt_own, L->opt, sizeof(float) * n_opt);
+    ae_dist_node_sync(L->p_shm, NULL); /* every rank has copied before the segments go */
+    ae_model_bind_params(m, NULL);
+    L->opt = L->opt_own;
+    L->opt_own = NULL;
+    L->shard = 0;
+    ae_dist_node_free(L->o_shm);
+    ae_dist_node_free(L->p_shm);
+    L->o_shm = L->p_shm = NULL;
+}
+
 static void loop_free(loop *L)
 {
     free(L->bkt);
     ae_dist_reqs_free(L->reqs);
+    loop_unshare(L);
     if (L->ns) ae_model_bind_grads(L->m, NULL);
     ae_dist_nodesum_free(L->ns);
     free(L->piece);
@@ -298,7 +375,7 @@ static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_d
         char why[320];
         float *buf = NULL;
         size_t ntot = m->n_params + m->n_aux + AE_GRAD_EXTRA;
-        ae_status st = ae_dist_nodesum_create(ntot, &L->ns, &buf, why, sizeof why, err);
+        ae_status st = ae_dist_nodesum_create(ntot, ntot - m->n_params, &L->ns, &buf, why, sizeof why, err);
         if (st) return st;
         if (L->ns) {
             ae_model_bind_grads(m, buf);
@@ -462,6 +539,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     ae_status st;
     double t1, t2, t_opt = 0.0; /* t_opt: the per-bucket steps' time inside [t1, t2] */
     int stepped = 0, bad = 0;
+    size_t c_lo = 0, c_hi = 0; /* train.shard_optimizer: this rank's chunk of the parameters */
     if (!L->det) {
         L->next_bkt = 0;
         zero_grads(m);
@@ -493,7 +571,20 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
                 return err->code;
             }
         } else if (L->ns) {
-            if ((st = ae_dist_nodesum_run(L->ns, err))) return st;
+            if ((st = ae_dist_nodesum_run(L->ns, L->shard, err))) return st;
+            if (L->shard) {
+                /* this rank's chunk: L2 gradient, frozen layers and finite check; the node agrees on the
+                 * check (and may then read the step's scalars, which every buffer has) */
+                ae_dist_nodesum_chunk(L->ns, &c_lo, &c_hi);
+                if (c_hi > m->n_params) c_hi = m->n_params;
+                if (c_lo > c_hi) c_lo = c_hi;
+                ae_model_add_l2_grad_range(m, c_lo, c_hi);
+                ae_model_zero_frozen_range(m, c_lo, c_hi);
+                bad = !isfinite(ae_optim_grad_norm(m->grads + c_lo, c_hi - c_lo));
+                if ((st = ae_dist_nodesum_agree(L->ns, &bad, err))) return st;
+                if (bad) ae_dist_nodesum_gather(L->ns); /* the whole sum, for the report of the layer */
+                stepped = 1;
+            }
         } else if ((st = ae_dist_allreduce_sum(m->grads, ntot, err))) return st;
         t2 = ae_dist_time();
     } else {
@@ -535,6 +626,14 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         if (L->clip > 0.0f) ae_optim_clip(m->grads, m->n_params, L->clip);
         L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
         ae_optim_step(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params);
+    } else if (L->shard) {
+        L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
+        ae_optim_step_range(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params, c_lo,
+                            c_hi - c_lo);
+        /* every chunk is stepped before the next forward reads the parameters */
+        double tb = ae_dist_time();
+        if ((st = ae_dist_nodesum_barrier(L->ns, err))) return st;
+        L->t_allreduce += ae_dist_time() - tb;
     }
     L->run_sum += (double)extra[EX_LOSS] * (double)nb;
     L->run_cnt += (double)nb;
@@ -1411,6 +1510,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     int is_ae = m->type == AE_MODEL_AUTOENCODER;
     int has_kl = 0;
     for (int i = 0; i < m->n_layers; i++) has_kl |= strcmp(m->layers[i].kind->name, "sample") == 0;
+    if ((st = loop_share(&L, spec, err))) goto done;
     double total_train_time = 0, total_samples = 0, t_train0 = ae_dist_time();
     int stopped_early = 0, interrupted = 0, reached_target = 0;
     ae_eval_out te = {0};
@@ -1567,6 +1667,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     if (L.step != last_saved_step) {
         if ((st = save_ckpt(&rc, &L, spec, bad, best, 0, err))) goto done;
     }
+    loop_unshare(&L);
     if (interrupted) {
         ae_report_log("stopped by signal after step %lld: checkpoint written in %s, resume with --resume auto",
                       (long long)L.step, rc.ckpt_dir);

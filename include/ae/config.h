@@ -104,6 +104,7 @@ typedef struct ae_spec {
     float bucket_mb;                             /* bucket_mb = 0: gradient MB per allreduce started in backward */
     int comm_thread;                             /* comm_thread = true: buckets' sums on a communication thread */
     int allreduce_mpi;                           /* allreduce = node | mpi (bucket_mb = 0) */
+    int shard_optimizer;                         /* auto | true | false (allreduce = node) */
     int bucket_step;                             /* bucket_step = true: optimizer per bucket as its sum arrives */
     int flush_denormals;                         /* flush_denormals = true: FTZ/DAZ while training */
     float watchdog;                              /* watchdog = 600 (s in one collective before aborting; 0 = off) */

@@ -133,10 +133,27 @@ void ae_dist_node_free(ae_dist_shm *h);
  * node's shared-memory directory has no room, *out and *buf stay NULL and
  * why says why (AE_OK). Create, run and free are collective over all ranks. */
 typedef struct ae_dist_nodesum ae_dist_nodesum;
-ae_status ae_dist_nodesum_create(size_t n, ae_dist_nodesum **out, float **buf, char *why, size_t why_cap,
-                                 ae_error *err);
-/* In-place sum of every rank's buffer (NULL: nothing). */
-ae_status ae_dist_nodesum_run(ae_dist_nodesum *s, ae_error *err);
+/* The chunks cut n floats over the node's ranks, on 64-byte boundaries; the
+ * last `tail` floats (the step's scalars) fall in the last rank's chunk. */
+ae_status ae_dist_nodesum_create(size_t n, size_t tail, ae_dist_nodesum **out, float **buf, char *why,
+                                 size_t why_cap, ae_error *err);
+/* In-place sum of every rank's buffer (NULL: nothing). owned: each rank's
+ * own buffer gets the sum of its own chunk only, and every buffer the sum of
+ * the tail (the node-sharded optimizer step: a rank steps its chunk); the
+ * caller then calls ae_dist_nodesum_agree, the barrier after which the tail
+ * may be read. */
+ae_status ae_dist_nodesum_run(ae_dist_nodesum *s, int owned, ae_error *err);
+/* This rank's chunk [*lo, *hi). */
+void ae_dist_nodesum_chunk(const ae_dist_nodesum *s, size_t *lo, size_t *hi);
+/* Over the node's ranks: *flag = the maximum of every rank's *flag, and a
+ * barrier (stores before it on any rank are seen by loads after it). */
+ae_status ae_dist_nodesum_agree(ae_dist_nodesum *s, int *flag, ae_error *err);
+/* A barrier over the node's ranks (after the sharded step, before the next
+ * forward reads the parameters). */
+ae_status ae_dist_nodesum_barrier(ae_dist_nodesum *s, ae_error *err);
+/* After an owned sum and the agreement: copy every other rank's chunk into
+ * this rank's buffer, which then holds the whole sum (an error's report). */
+void ae_dist_nodesum_gather(ae_dist_nodesum *s);
 /* Ranks summing through one node's memory (0 for NULL). */
 int ae_dist_nodesum_ranks(const ae_dist_nodesum *s);
 void ae_dist_nodesum_free(ae_dist_nodesum *s);

@@ -27,6 +27,7 @@ typedef struct ae_model {
     size_t in_size, out_size, code_size;
     size_t n_params, n_state, n_aux;
     float *params;        /* (n_params) all trainable tensors */
+    float *params_own;    /* the model's own parameter buffer (params points here unless rebound) */
     float *grads;         /* (n_params + n_aux + AE_GRAD_EXTRA): gradients in the params' layout, then the
                              layers' aux sums (batch statistics), then the step's scalars */
     float *extra;         /* grads + n_params + n_aux */
@@ -94,6 +95,10 @@ void ae_model_update(ae_model *m, const ae_ctx *ctx);
  * back at the model's own buffer. Deterministic mode computes each
  * micro-shard into its own buffer this way, without copies. */
 void ae_model_bind_grads(ae_model *m, float *g);
+/* The same for the parameters: every layer's W and b views at p (n_params
+ * floats, the caller's; the training loop binds a node-shared copy), NULL
+ * back at the model's own buffer. */
+void ae_model_bind_params(ae_model *m, float *p);
 
 /* The same gradient without the penalty's value (the training step's path). */
 void ae_model_add_l2_grad(ae_model *m);
@@ -101,8 +106,8 @@ void ae_model_add_l2_grad(ae_model *m);
 /* Zero the gradients of frozen layers (after the allreduce and L2). */
 void ae_model_zero_frozen(ae_model *m);
 
-/* Both, for the layers whose parameters start in [lo, hi) of the buffer only (a bucket of whole
- * layers, stepped as soon as its sum is in). */
+/* Both, for the parameters in [lo, hi) of the buffer only (a bucket of whole layers, stepped as
+ * soon as its sum is in; a rank's chunk of the node-sharded step, which may cut layers). */
 void ae_model_add_l2_grad_range(ae_model *m, size_t lo, size_t hi);
 void ae_model_zero_frozen_range(ae_model *m, size_t lo, size_t hi);
 

@@ -152,7 +152,7 @@ out=$(timeout -k 5 180 mpirun -n 4 --oversubscribe --map-by node --bind-to none 
   "$TOOL" nodesum 17 100003 2>&1)
 rc=$?
 set -e
-if [ "$rc" -eq 0 ] && [ "$(grep -c '4 ranks on 2 nodes, 2 per node: 0 of .*: ok$' <<<"$out")" = 2 ]; then
+if [ "$rc" -eq 0 ] && [ "$(grep -c '4 ranks on 2 nodes, 2 per node: 0 of .*: ok$' <<<"$out")" = 6 ]; then
   ok "ae_testtool nodesum, 4 ranks on the 2 hosts: bitwise the node sums added between the hosts"
 else
   bad "ae_testtool nodesum, 4 ranks on the 2 hosts: exit $rc: $out"

@@ -3,7 +3,8 @@
 # and one message naming the epoch, the step and (when a gradient is
 # non-finite) the first layer at fault; no rank hangs (each run must end in
 # 60 s, far below mpi()'s hard limit) and no checkpoint of the diverged
-# state is written; the same with the optimizer stepping bucket by bucket.
+# state is written; the same with the optimizer stepping bucket by bucket,
+# and with each rank of the node stepping its chunk (train.shard_optimizer).
 . "$(dirname "$0")/common.bash"
 make_data "$WORK/data" 300 100
 cat > "$WORK/n.ini" <<EOC
@@ -57,6 +58,16 @@ else
   bad "lr 1e30, 2 ranks: exit $rc in ${secs}s, message '$msg'"
   tail -n 20 <<<"$out"
 fi
+want=$msg
+# the same with the node-sharded step: each rank finds the gradient of its chunk non-finite or not,
+# and the report names the layer from the whole (gathered) sum
+run_nan 2 absurd-s --set train.shard_optimizer=true
+msg=$(grep 'aetrain: error:' <<<"$out" || true)
+if [ "$rc" -eq 8 ] && [ -n "$msg" ] && [ "$msg" = "$want" ]; then
+  ok "lr 1e30, 2 ranks, sharded step: the same message"
+else
+  bad "lr 1e30, 2 ranks, sharded step: exit $rc, '$msg' (want '$want')"
+fi
 
 # 2. slower divergence (SGD with momentum): the same step on 1 and 2 ranks
 declare -A step
@@ -90,4 +101,20 @@ else
 fi
 if why=$(ckpts_before mom-b "${step[2]:-0}"); then ok "no checkpoint of the diverged state (buckets)"
 else bad "a checkpoint at or after the failing step (buckets): $why"; fi
+
+# 4. the node-sharded step (train.shard_optimizer = true: each rank checks its chunk and the node
+# agrees before any rank steps): the same step and message as every rank stepping all, at P = 2, 3
+for p in 2 3; do
+  run_nan "$p" "mom-w$p" --set optim.lr=1e4 --set optim.momentum=0.9 --set train.shard_optimizer=false
+  want=$(grep 'aetrain: error:' <<<"$out" || true)
+  run_nan "$p" "mom-s$p" --set optim.lr=1e4 --set optim.momentum=0.9 --set train.shard_optimizer=true
+  msg=$(grep 'aetrain: error:' <<<"$out" || true)
+  if [ "$rc" -eq 8 ] && [ "$secs" -lt 60 ] && [ -n "$msg" ] && [ "$msg" = "$want" ] &&
+    grep -q "each of its $p ranks steps 1/$p of them" "$WORK/runs/mom-s$p/log.txt"; then
+    ok "sharded step, $p ranks: exit 8 in ${secs}s, the same message: $msg"
+  else
+    bad "sharded step, $p ranks: exit $rc in ${secs}s: '$msg', every rank stepping all: '$want'"
+    tail -n 20 <<<"$out"
+  fi
+done
 finish
