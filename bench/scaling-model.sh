@@ -15,7 +15,8 @@
 #
 # Stages (each writes into OUT):
 #   layertime  build/layertime CONFIG -> layertime.csv (per-layer forward/backward per sample and
-#              the optimizer, 1 thread, the config's batch)
+#              the optimizer, 1 thread, the config's batch), and layertime-b<B>.csv at 50, 25, 12
+#              and 6 samples (the model's per-sample times by batch)
 #   allreduce  build/allreduce_bench at P = 2 on this host (shared memory) and across 2 network-
 #              namespace hosts (cluster/netns-hosts.sh) whose root-side veths are shaped with
 #              tc tbf to each rate -> allreduce.csv (label local, netns2-<rate>): back to back,
@@ -23,6 +24,9 @@
 #   gap        the same setups, 256 KB - 16 MB and the step's buffer size, with a step's compute
 #              (from layertime.csv) before each call and no other MPI call, as in training
 #              (mode allreduce_gap<G>ms; scaling_model.py fits these where they exist)
+#              and on this host also aetrain's node-shared sum (allreduce_bench -N, mode nodesum_gap<G>ms),
+#              which the one-host training runs (train.allreduce = node): the model fits the local
+#              setup to those rows and gives each rank 1/P of the optimizer
 #   study      cluster/scaling-study -r "1 2" (strong and weak) on this host and on the shaped
 #              namespace hosts (as a hostfile with their mpirun arguments) -> study/scaling.csv
 #   overlap    aetrain at P = 2 across the hosts at the first rate with bucket_mb = 1 on the
@@ -90,6 +94,11 @@ host_xargs() { printf '%s ' "${NETNS_MPIRUN_ARGS[@]:2}"; echo "--map-by node --b
 if has layertime; then
   log "layertime: $config"
   "${runner[@]}" "$root/build/layertime" -s 3 -o "$out/layertime.csv" "$config"
+  # the same at the smaller batches per rank of the strong points and projections: sgemm is slower
+  # per sample on fewer rows, which the model interpolates
+  for b in 50 25 12 6; do
+    "${runner[@]}" "$root/build/layertime" -b "$b" -s 2 -o "$out/layertime-b$b.csv" "$config" >/dev/null
+  done
 fi
 
 if has allreduce || has gap; then
@@ -108,6 +117,10 @@ if has allreduce || has gap; then
   if has gap; then
     log "allreduce: P = 2 on this host, ${gap} ms of compute before each call"
     "${runner[@]}" mpirun -n 2 --bind-to none "$root/build/allreduce_bench" -s 1 -m 262144 -M 16777216 \
+      -x "$gbytes" -g "$gap" -l local -o "$out/allreduce.csv" -a >/dev/null
+    # what training on this host runs: the node-shared sum of the sharded step (train.allreduce = node)
+    log "node sum: P = 2 on this host, ${gap} ms of compute before each call"
+    "${runner[@]}" mpirun -n 2 --bind-to none "$root/build/allreduce_bench" -N -s 1 -m 262144 -M 16777216 \
       -x "$gbytes" -g "$gap" -l local -o "$out/allreduce.csv" -a >/dev/null
   fi
   hosts_up
@@ -179,6 +192,8 @@ fi
 
 if has model; then
   args=(--layertime "$out/layertime.csv" --allreduce "$out/allreduce.csv" --out "$out" --png "$png")
+  more_b=$(ls "$out"/layertime-b*.csv 2>/dev/null | paste -sd, -)
+  [ -z "$more_b" ] || args+=(--layertime-batches "$more_b")
   [ ! -f "$out/study/scaling.csv" ] || args+=(--measured "$out/study/scaling.csv")
   [ ! -f "$out/overlap.csv" ] || args+=(--overlap-csv "$out/overlap.csv")
   read -r -a more <<<"${MODEL_ARGS:-}"

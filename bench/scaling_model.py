@@ -12,6 +12,8 @@ Inputs (bench/scaling-model.sh measures them):
 
 The model of one step on P ranks, b samples per rank:
   compute   = b x sum(forward per sample) + b x sum(backward per sample) + optimizer
+              (per-sample times at b: measured at several batches with --layertime-batches,
+              interpolated in log(b); else those of the config's batch)
   allreduce = min(ring, recursive doubling) of n bytes:
               ring 2(P-1)/P n beta + 2(P-1) alpha;  recursive doubling ceil(log2 P) (alpha + n beta)
   exposed   = bucket_mb = 0: the allreduce of the whole gradient buffer after backward;
@@ -83,7 +85,38 @@ def read_layertime(path):
     for l in layers:
         l["p_off"] = off
         off += l["params"]
-    return {"layers": layers, "opt_s": opt_s, "batch": batch, "n_params": off}
+    return {"layers": layers, "opt_s": opt_s, "batch": batch, "n_params": off, "at": []}
+
+
+def add_batches(lt, paths):
+    """More bench/layertime profiles of the same model at other batches: each layer's per-sample
+    times then depend on the batch (sgemm is slower per sample on fewer rows), interpolated
+    linearly in log(batch) between the measured batches and held constant beyond them."""
+    prof = {lt["batch"]: {l["index"]: (l["fwd"], l["bwd"]) for l in lt["layers"]}}
+    for path in paths:
+        o = read_layertime(path)
+        if [l["params"] for l in o["layers"]] != [l["params"] for l in lt["layers"]]:
+            die("%s: not the layers of the main --layertime" % path)
+        prof[o["batch"]] = {l["index"]: (l["fwd"], l["bwd"]) for l in o["layers"]}
+    lt["at"] = sorted(prof.items())
+
+
+def per_sample(lt, l, b):
+    """(forward, backward) seconds per sample of layer l at b samples per rank."""
+    at = lt["at"]
+    if len(at) < 2:
+        return l["fwd"], l["bwd"]
+    if b <= at[0][0]:
+        return at[0][1][l["index"]]
+    if b >= at[-1][0]:
+        return at[-1][1][l["index"]]
+    for (b0, p0), (b1, p1) in zip(at, at[1:]):
+        if b0 <= b <= b1:
+            w = (math.log(b) - math.log(b0)) / (math.log(b1) - math.log(b0))
+            f0, k0 = p0[l["index"]]
+            f1, k1 = p1[l["index"]]
+            return f0 + w * (f1 - f0), k0 + w * (k1 - k0)
+    return l["fwd"], l["bwd"]
 
 
 def fit_alpha_beta(points, nmin=0, nmax=float("inf"), alpha0=0.0):
@@ -157,8 +190,8 @@ def step_time(lt, p, b, alpha, beta, bucket_mb, overlap, opt_per_bucket=False, s
     later buckets are summed; without it, one optimizer step after the last sum. sharded: the P
     ranks share one host and each steps 1/P of the parameters (train.shard_optimizer)."""
     layers = lt["layers"]
-    fwd = b * sum(l["fwd"] for l in layers)
-    bwd = {l["index"]: b * l["bwd"] for l in layers}
+    fwd = b * sum(per_sample(lt, l, b)[0] for l in layers)
+    bwd = {l["index"]: b * per_sample(lt, l, b)[1] for l in layers}
     t_back = sum(bwd.values())
     compute = fwd + t_back + lt["opt_s"] / (p if sharded and p > 1 else 1)
     total_bytes = 4 * (lt["n_params"] + GRAD_EXTRA)
@@ -218,6 +251,9 @@ def fit_overlap(lt, b, alpha, beta, bucket_mb, exposed_s):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--layertime", required=True)
+    ap.add_argument("--layertime-batches", default="",
+                    help="comma-separated bench/layertime CSVs of the same model at other batches (per-sample "
+                         "times by batch, interpolated in log(batch))")
     ap.add_argument("--allreduce", required=True)
     ap.add_argument("--measured", help="cluster/scaling-study scaling.csv")
     ap.add_argument("--overlap-csv", help="bucketed runs: setup,bucket_mb,...,allreduce_exposed_frac")
@@ -246,6 +282,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
 
     lt = read_layertime(a.layertime)
+    add_batches(lt, [x for x in a.layertime_batches.split(",") if x])
     batch = a.batch or lt["batch"]  # bench/layertime ran at the resolved config's batch
     strong_batch = a.strong_batch or 64 * batch
     layers = lt["layers"]

@@ -9,6 +9,9 @@
 #   - the projection at 10 Gb/s, 2 us: weak efficiency at P = 64 without buckets is
 #     5.5 / (5.5 + ring) = 0.4036; with 0.5 MB buckets and full overlap (the last layer's
 #     bucket hidden behind the first layer's backward, the first layer's exposed) 0.4559;
+#   - with a second layertime at batch 50 (1.2x per sample) and node-sum rows for the
+#     host: the strong point at 50 per rank uses the batch-50 times, the host's ranks
+#     the node-sum fit and half of the optimizer each;
 #   - the PNGs are drawn (`aetrain plot --scaling --log`, a style column) at the
 #     scaling picture's size, and a bad style is refused naming the file and line.
 . "$(dirname "$0")/common.bash"
@@ -73,6 +76,38 @@ check "weak efficiency at P = 64, 10 Gb/s, 0.5 MB buckets, full overlap: 0.4559"
   'abs(s["weak_eff"]["10G-full@64"] - 5.5 / (5.5 + 0.252 + 2 * 63 / 64 * 4e6 * 8e-10 * 1e3 + 6 * (2e-3 + 16 * 8e-7))) < 2e-4'
 check "overlap 0 with buckets: no better than one allreduce" \
   's["weak_eff"]["10G-ovl0.00@64"] <= s["weak_eff"]["10G-none@64"]'
+# per-sample times by batch (--layertime-batches: the same layers 1.2x slower per sample at 50)
+# and a host summing through node-shared memory (nodesum rows: alpha 1 us, beta 0.1 ns/byte; each
+# of the 2 ranks runs half of the optimizer): weak P = 2 = 5.5 - 0.5 + 0.502 ms, strong P = 2 at 50
+# per rank = 50 x 1.2 x 45 us + 0.5 + 0.502 ms
+sed 's/,100$/,50/; s/^0,a,1000000,1.0e-05,2.0e-05/0,a,1000000,1.2e-05,2.4e-05/; s/^1,b,250000,5.0e-06,1.0e-05/1,b,250000,6.0e-06,1.2e-05/; s/^-1,optimizer,1250000,0,1.0e-05/-1,optimizer,1250000,0,2.0e-05/' \
+  "$WORK/lt.csv" >"$WORK/lt50.csv"
+cp "$WORK/ar.csv" "$WORK/ar2.csv"
+"$PY" - "$WORK/ar2.csv" <<'EOF2'
+import sys
+with open(sys.argv[1], "a") as f:
+    n = 4096
+    while n <= 64 << 20:
+        f.write("%d,2,%.9e,nodesum,10,synth\n" % (n, 2 * 1e-6 + n * 1e-10))
+        n *= 2
+EOF2
+if "$PY" "$M" --layertime "$WORK/lt.csv" --layertime-batches "$WORK/lt50.csv" --allreduce "$WORK/ar2.csv" \
+  --measured "$WORK/scaling.csv" --links 10 --latency-us 2 --pmax 64 --out "$WORK/out2" >"$WORK/model2.txt" 2>&1; then
+  ok "scaling_model.py ran with --layertime-batches and nodesum rows"
+else
+  bad "scaling_model.py with --layertime-batches and nodesum rows failed"
+  cat "$WORK/model2.txt"
+fi
+model_ms() { # model_ms MODE P: the model's step of that validation row
+  "$PY" -c "import csv,sys; print([r for r in csv.DictReader(open(sys.argv[1])) if r['mode'] == sys.argv[2] and r['ranks'] == sys.argv[3]][0]['model_ms'])" \
+    "$WORK/out2/validation.csv" "$1" "$2"
+}
+if "$PY" -c "import sys; sys.exit(0 if abs(float(sys.argv[1]) - 5.502) < 1e-3 and abs(float(sys.argv[2]) - 3.702) < 1e-3 else 1)" \
+  "$(model_ms weak 2)" "$(model_ms strong 2)"; then
+  ok "node sum, sharded optimizer, per-sample times at 50: weak P = 2 $(model_ms weak 2) ms, strong $(model_ms strong 2) ms"
+else
+  bad "weak P = 2 $(model_ms weak 2) ms (want 5.502), strong $(model_ms strong 2) ms (want 3.702)"
+fi
 for png in "$WORK/p.png" "$WORK/p_strong.png"; do
   if [ "$(od -An -tx1 -N8 "$png" 2>/dev/null | tr -d ' \n')" = 89504e470d0a1a0a ] &&
     [ "$("$PY" -c "import struct,sys; d=open(sys.argv[1],'rb').read(24); print('%dx%d' % struct.unpack('>II', d[16:24]))" "$png")" = 1180x440 ]; then
