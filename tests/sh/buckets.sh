@@ -20,52 +20,7 @@ TOL=1e-5
 mkdir -p "$WORK/data"
 "$TOOL" mkdata "$WORK/data" 300 60 12
 
-# write_cfg NAME < model-and-loss sections
-write_cfg() {
-  { cat; cat <<EOC
-[optim]
-kind = adam
-lr = 2e-3
-[train]
-batch = 25
-epochs = 3
-max_steps = 20
-validation = 50
-probe = false
-seed = 7
-[data]
-dataset = $WORK/data
-[run]
-dir = $WORK/runs
-EOC
-  } > "$WORK/$1.ini"
-}
-
-write_cfg tied <<EOC
-[model]
-encoder = dense(40, elu, name=e1), dense(20, relu, name=e2), dense(8, tanh, name=code)
-decoder = dense(20, relu), dense(40, elu, tied=e2), dense(144, sigmoid, tied=e1)
-[loss]
-kind = bce
-l2 = 1e-4
-EOC
-write_cfg bnsync <<EOC
-[model]
-encoder = conv(4, 3, bias=0), bn(act=relu, sync=1), maxpool(2),
-          conv(8, 3, bias=0), bn(act=relu, sync=1, name=code)
-decoder = conv(4, 3, bias=0), bn(act=relu, sync=1), upsample(2), conv(1, 3, sigmoid)
-[loss]
-kind = bce
-EOC
-
-compare() { # compare LABEL RUN_A RUN_B
-  local out
-  if out=$("$TOOL" compare "$(newest_ckpt "$WORK/runs/$2")" "$(newest_ckpt "$WORK/runs/$3")" "$TOL"); then
-    ok "$1: $out"
-  else
-    bad "$1: $out"
-  fi
-}
+write_tied_bnsync
 
 # the mode a bucketed run used, from its log line
 MODE_TESTALL='buckets of >= .* MB started during backward, driven by MPI_Testall between layers$'
@@ -111,14 +66,6 @@ bucketed tied 3 1e-6 tiny-b1e-6 tiny-b0 "${tiny[@]}" # an empty slice
 # elementwise updates: the checkpoints (parameters, optimizer state, batch-norm state) are bitwise
 # equal, with L2 and tied weights, and with synchronized batch norm. Only on the communication
 # thread: with MPI_Testall the sums do not move while the optimizer steps, and the log says so.
-bitequal() { # bitequal LABEL RUN_A RUN_B
-  local out
-  if out=$("$TOOL" bitequal "$(newest_ckpt "$WORK/runs/$2")" "$(newest_ckpt "$WORK/runs/$3")"); then
-    ok "$1: $out"
-  else
-    bad "$1: $out"
-  fi
-}
 STEP_ON='optimizer: each bucket.s parameters stepped as soon as its sum is in'
 STEP_OFF='optimizer: one step after every sum is in \(optim.clip_norm'
 STEP_TESTALL='optimizer: one step after every sum is in \(train.bucket_step needs the communication thread'

@@ -47,3 +47,66 @@ make_data() { # make_data DIR NTRAIN NTEST [SIDE]
   mkdir -p "$1"
   "$TOOL" mkdata "$@"
 }
+
+# write_cfg NAME [EXTRA_OPTIM] < model-and-loss sections: WORK/NAME.ini, 20 steps of Adam (lr 2e-3,
+# batch 25, seed 7; EXTRA_OPTIM: more [optim] lines) on WORK/data, run folders in WORK/runs
+write_cfg() {
+  { cat; cat <<EOC
+[optim]
+kind = adam
+lr = 2e-3
+${2:-}
+[train]
+batch = 25
+epochs = 3
+max_steps = 20
+validation = 50
+probe = false
+seed = 7
+[data]
+dataset = $WORK/data
+[run]
+dir = $WORK/runs
+EOC
+  } > "$WORK/$1.ini"
+}
+
+# WORK/tied.ini and WORK/bnsync.ini (12 x 12 images) for the gradient-sum tests: a dense
+# autoencoder with tied weights and L2 (a decoder layer adds into an encoder layer's gradient), and
+# a conv autoencoder with synchronized batch norm (its batch statistics ride in the summed buffer)
+write_tied_bnsync() {
+  write_cfg tied <<EOC
+[model]
+encoder = dense(40, elu, name=e1), dense(20, relu, name=e2), dense(8, tanh, name=code)
+decoder = dense(20, relu), dense(40, elu, tied=e2), dense(144, sigmoid, tied=e1)
+[loss]
+kind = bce
+l2 = 1e-4
+EOC
+  write_cfg bnsync <<EOC
+[model]
+encoder = conv(4, 3, bias=0), bn(act=relu, sync=1), maxpool(2),
+          conv(8, 3, bias=0), bn(act=relu, sync=1, name=code)
+decoder = conv(4, 3, bias=0), bn(act=relu, sync=1), upsample(2), conv(1, 3, sigmoid)
+[loss]
+kind = bce
+EOC
+}
+
+compare() { # compare LABEL RUN_A RUN_B: the newest checkpoints' params and state within TOL
+  local out
+  if out=$("$TOOL" compare "$(newest_ckpt "$WORK/runs/$2")" "$(newest_ckpt "$WORK/runs/$3")" "$TOL"); then
+    ok "$1: $out"
+  else
+    bad "$1: $out"
+  fi
+}
+
+bitequal() { # bitequal LABEL RUN_A RUN_B: the newest checkpoints bitwise equal
+  local out
+  if out=$("$TOOL" bitequal "$(newest_ckpt "$WORK/runs/$2")" "$(newest_ckpt "$WORK/runs/$3")"); then
+    ok "$1: $out"
+  else
+    bad "$1: $out"
+  fi
+}

@@ -17,36 +17,7 @@ TOL=1e-5
 mkdir -p "$WORK/data"
 "$TOOL" mkdata "$WORK/data" 300 60 12
 
-# write_cfg NAME EXTRA_OPTIM < model-and-loss sections
-write_cfg() {
-  { cat; cat <<EOC
-[optim]
-kind = adam
-lr = 2e-3
-${2:-}
-[train]
-batch = 25
-epochs = 3
-max_steps = 20
-validation = 50
-probe = false
-seed = 7
-[data]
-dataset = $WORK/data
-[run]
-dir = $WORK/runs
-EOC
-  } > "$WORK/$1.ini"
-}
-
-write_cfg bnsync <<EOC
-[model]
-encoder = conv(4, 3, bias=0), bn(act=relu, sync=1), maxpool(2),
-          conv(8, 3, bias=0), bn(act=relu, sync=1, name=code)
-decoder = conv(4, 3, bias=0), bn(act=relu, sync=1), upsample(2), conv(1, 3, sigmoid)
-[loss]
-kind = bce
-EOC
+write_tied_bnsync
 write_cfg vae <<EOC
 [model]
 encoder = dense(32, relu), dense(4, name=stats), sample(name=code)

@@ -41,26 +41,6 @@ done
 
 mkdir -p "$WORK/data"
 "$TOOL" mkdata "$WORK/data" 300 60 12
-write_cfg() { # write_cfg NAME < model-and-loss sections
-  { cat; cat <<EOC
-[optim]
-kind = adam
-lr = 2e-3
-[train]
-batch = 25
-epochs = 3
-max_steps = 20
-validation = 50
-probe = false
-seed = 7
-threads = 1
-[data]
-dataset = $WORK/data
-[run]
-dir = $WORK/runs
-EOC
-  } > "$WORK/$1.ini"
-}
 write_cfg dense <<EOC
 [model]
 encoder = dense(40, elu), dense(8, tanh, name=code)
@@ -69,21 +49,7 @@ decoder = dense(40, relu), dense(144, sigmoid)
 kind = bce
 l2 = 1e-4
 EOC
-write_cfg tied <<EOC
-[model]
-encoder = dense(40, elu, name=e1), dense(20, relu, name=e2), dense(8, tanh, name=code)
-decoder = dense(20, relu), dense(40, elu, tied=e2), dense(144, sigmoid, tied=e1)
-[loss]
-kind = bce
-l2 = 1e-4
-EOC
-write_cfg bnsync <<EOC
-[model]
-encoder = conv(4, 3, bias=0), bn(act=relu, sync=1), maxpool(2), conv(8, 3, bias=0), bn(act=relu, sync=1, name=code)
-decoder = conv(4, 3, bias=0), bn(act=relu, sync=1), upsample(2), conv(1, 3, sigmoid)
-[loss]
-kind = bce
-EOC
+write_tied_bnsync
 
 NODE_LINE='gradient allreduce: the [0-9]+ ranks of each node sum through shared memory$'
 MPI_LINE='gradient allreduce: MPI_Allreduce \(train.allreduce = node: '
@@ -94,16 +60,6 @@ logline() { # logline RUN PATTERN
     bad "$1: no log line /$2/: $(grep 'gradient allreduce' "$WORK/runs/$1/log.txt" || echo none)"
   fi
 }
-ck() { newest_ckpt "$WORK/runs/$1"; }
-bitequal() { # bitequal LABEL RUN_A RUN_B
-  local out
-  if out=$("$TOOL" bitequal "$(ck "$2")" "$(ck "$3")"); then ok "$1: $out"; else bad "$1: $out"; fi
-}
-compare() { # compare LABEL RUN_A RUN_B
-  local out
-  if out=$("$TOOL" compare "$(ck "$2")" "$(ck "$3")" "$TOL"); then ok "$1: $out"; else bad "$1: $out"; fi
-}
-
 SHARD_LINE='optimizer: the node holds the parameters and optimizer state once; each of its [0-9]+ ranks steps'
 for cfg in dense bnsync tied; do
   for p in 2 3; do
