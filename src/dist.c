@@ -181,19 +181,26 @@ ae_status ae_dist_hostnames(char *buf, size_t cap, ae_error *err)
     return AE_OK;
 }
 
-static ae_status allreduce(void *buf, size_t n, MPI_Datatype type, size_t elem, MPI_Op op, const char *what,
-                           ae_error *err)
+/* In-place MPI_Allreduce over comm, in pieces of at most CHUNK elements. */
+static ae_status allreduce_on(MPI_Comm comm, void *buf, size_t n, MPI_Datatype type, size_t elem, MPI_Op op,
+                              const char *what, ae_error *err)
 {
-    if (!g.active || g.size == 1) return AE_OK;
     char *p = buf;
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t cnt = n - off < CHUNK ? n - off : CHUNK;
         coll_enter(what);
-        int rc = MPI_Allreduce(MPI_IN_PLACE, p + off * elem, (int)cnt, type, op, g.comm);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, p + off * elem, (int)cnt, type, op, comm);
         coll_leave();
         if (rc != MPI_SUCCESS) return mpi_fail(rc, what, err);
     }
     return AE_OK;
+}
+
+static ae_status allreduce(void *buf, size_t n, MPI_Datatype type, size_t elem, MPI_Op op, const char *what,
+                           ae_error *err)
+{
+    if (!g.active || g.size == 1) return AE_OK;
+    return allreduce_on(g.comm, buf, n, type, elem, op, what, err);
 }
 
 ae_status ae_dist_allreduce_sum(float *buf, size_t n, ae_error *err)
@@ -617,6 +624,17 @@ static int node_room(size_t bytes, char *why, size_t cap)
     return 1;
 }
 
+/* An empty handle: no communicator, no window. */
+static ae_dist_shm *shm_new(ae_error *err)
+{
+    ae_dist_shm *h = ae_calloc(1, sizeof *h, err);
+    if (h) {
+        h->node = MPI_COMM_NULL;
+        h->win = MPI_WIN_NULL;
+    }
+    return h;
+}
+
 /* Split off the node's communicator into h->node and allocate this rank's
  * `mine` bytes of one shared window, once the node's first rank has found
  * room for `room` bytes (the whole node's). No room: AE_OK with h->win still
@@ -658,10 +676,8 @@ ae_status ae_dist_node_alloc(size_t *bytes, void **ptr, ae_dist_shm **handle, ch
     *ptr = NULL;
     *handle = NULL;
     if (why_cap) why[0] = '\0';
-    ae_dist_shm *h = ae_calloc(1, sizeof *h, err);
+    ae_dist_shm *h = shm_new(err);
     if (!h) return AE_ERR_NOMEM;
-    h->node = MPI_COMM_NULL;
-    h->win = MPI_WIN_NULL;
     if (!g.active) {
         if (!(h->heap = ae_malloc(*bytes ? *bytes : 1, err))) {
             free(h);
@@ -779,10 +795,8 @@ ae_status ae_dist_nodesum_create(size_t n, size_t tail, ae_dist_nodesum **out, f
     ae_status st = AE_OK;
     size_t bytes = (n * sizeof(float) + 4095) & ~(size_t)4095;
     void *base = NULL;
-    if (!(s->shm = ae_calloc(1, sizeof *s->shm, err))) st = AE_ERR_NOMEM;
+    if (!(s->shm = shm_new(err))) st = AE_ERR_NOMEM;
     if (!st) {
-        s->shm->node = MPI_COMM_NULL;
-        s->shm->win = MPI_WIN_NULL;
         st = node_window(s->shm, bytes, bytes * (size_t)g.local_size, "gradients", &base, why, why_cap, err);
     }
     if (!st && s->shm->win == MPI_WIN_NULL) {
@@ -855,13 +869,9 @@ ae_status ae_dist_nodesum_run(ae_dist_nodesum *s, int owned, ae_error *err)
     }
     if (!one_node) {
         /* the chunk's node sums, summed between the nodes, then written into the node's buffers */
-        for (size_t off = s->lo; off < s->hi; off += CHUNK) {
-            size_t cnt = s->hi - off < CHUNK ? s->hi - off : CHUNK;
-            coll_enter("MPI_Allreduce(sum between nodes)");
-            int rc = MPI_Allreduce(MPI_IN_PLACE, mine + off, (int)cnt, MPI_FLOAT, MPI_SUM, s->rail);
-            coll_leave();
-            if (rc != MPI_SUCCESS) return mpi_fail(rc, "MPI_Allreduce(sum between nodes)", err);
-        }
+        st = allreduce_on(s->rail, mine + s->lo, s->hi - s->lo, MPI_FLOAT, sizeof(float), MPI_SUM,
+                          "MPI_Allreduce(sum between nodes)", err);
+        if (st) return st;
         for (int q = 0; q < s->L && everywhere < s->hi; q++)
             if (q != s->lr)
                 memcpy(s->peer[q] + everywhere, mine + everywhere, (s->hi - everywhere) * sizeof(float));
@@ -880,11 +890,10 @@ ae_status ae_dist_nodesum_agree(ae_dist_nodesum *s, int *flag, ae_error *err)
 {
     if (!s) return AE_OK;
     atomic_thread_fence(memory_order_seq_cst);
-    coll_enter("MPI_Allreduce(node gradient check)");
-    int rc = MPI_Allreduce(MPI_IN_PLACE, flag, 1, MPI_INT, MPI_MAX, s->shm->node);
-    coll_leave();
+    ae_status st = allreduce_on(s->shm->node, flag, 1, MPI_INT, sizeof(int), MPI_MAX,
+                                "MPI_Allreduce(node gradient check)", err);
     atomic_thread_fence(memory_order_seq_cst);
-    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Allreduce(node gradient check)", err);
+    return st;
 }
 
 ae_status ae_dist_nodesum_barrier(ae_dist_nodesum *s, ae_error *err)

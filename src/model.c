@@ -234,7 +234,7 @@ void ae_model_bind_params(ae_model *m, float *p)
     m->params = p;
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
-        size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
+        size_t nw = ae_layer_n_weights(l);
         if (l->n_params) {
             l->W = nw ? p + l->p_off : NULL;
             l->b = l->use_bias ? p + l->p_off + nw : NULL;
@@ -249,7 +249,7 @@ void ae_model_bind_grads(ae_model *m, float *g)
     m->extra = g + m->n_params + m->n_aux;
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
-        size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
+        size_t nw = ae_layer_n_weights(l);
         if (l->n_params) {
             l->dW = nw ? g + l->p_off : NULL;
             l->db = l->use_bias ? g + l->p_off + nw : NULL;
@@ -386,7 +386,7 @@ double ae_model_add_l2(ae_model *m)
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
         if (!l->W || l->no_decay) continue;
-        size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
+        size_t nw = ae_layer_n_weights(l);
         pen += ae_loss_l2(l->W, nw, m->l2, l->dW);
     }
     return pen;
@@ -408,9 +408,7 @@ void ae_model_add_l2_grad_range(ae_model *m, size_t lo, size_t hi)
     for (int i = 0; i < m->n_layers; i++) {
         ae_layer *l = &m->layers[i];
         size_t a, b;
-        if (!l->W || l->no_decay ||
-            !clip_span(l->p_off, l->n_params - (l->use_bias ? (size_t)l->units : 0), lo, hi, &a, &b))
-            continue;
+        if (!l->W || l->no_decay || !clip_span(l->p_off, ae_layer_n_weights(l), lo, hi, &a, &b)) continue;
         ae_loss_l2_grad(m->params + a, b - a, m->l2, m->grads + a);
     }
 }

@@ -1974,7 +1974,7 @@ ae_status ae_train_encode(const char *ckpt, const char *out, int train_split, ae
         for (int i = 0; !st && i < m->n_encoder; i++) {
             const ae_layer *l = &m->layers[i];
             if (!l->W || l->tied) continue;
-            size_t nw = l->n_params - (l->use_bias ? (size_t)l->units : 0);
+            size_t nw = ae_layer_n_weights(l);
             snprintf(path, sizeof path, "%s_%s_W.npy", stem, l->name);
             st = write_npy(path, "<f4", l->in_size, nw / l->in_size, l->W, sizeof(float), err);
             if (!st && l->b) {

@@ -150,6 +150,12 @@ static inline int ae_layer_logits_only(const ae_layer *l, const ae_ctx *ctx)
     return ctx->logits_only && l->fused_out && l->z;
 }
 
+/* The layer's weight count: its parameters without the bias (W, then b, in its span). */
+static inline size_t ae_layer_n_weights(const ae_layer *l)
+{
+    return l->n_params - (l->use_bias ? (size_t)l->units : 0);
+}
+
 /* Find a layer kind by name; NULL if none. */
 const ae_layer_kind *ae_layers_find(const char *name);
 /* Comma-separated names of all kinds, for messages. */
