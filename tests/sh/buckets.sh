@@ -100,19 +100,6 @@ fi
 # a stalled rank: the others wait in the bucketed allreduce and the watchdog ends the job
 cat "$WORK/tied.ini" > "$WORK/stall.ini"
 printf '[train]\nwatchdog = 3\nbucket_mb = 1e-6\n' >> "$WORK/stall.ini"
-stalled() { # stalled LABEL PATTERN [--set ...]
-  local label=$1 pattern=$2 out rc
-  shift 2
-  set +e
-  out=$(AE_FAULT=stall:1:5 mpi 2 -x AE_FAULT "$AETRAIN" train "$WORK/stall.ini" --run "stall-$label" --quiet "$@" 2>&1)
-  rc=$?
-  set -e
-  if [ "$rc" -ne 0 ] && grep -qE "waited [0-9]+ s in $pattern at step 5" <<<"$out"; then
-    ok "stalled rank, $label: exit $rc: $(grep -E -m1 waited <<<"$out")"
-  else
-    bad "stalled rank, $label: exit $rc: $out"
-  fi
-}
 stalled MPI_Testall 'MPI_(Waitall|Testall|Iallreduce)\(sum\)' --set train.comm_thread=false
 stalled thread "the wait for the communication thread's MPI_Allreduce\(sum\)" --set train.comm_thread=true
 

@@ -110,3 +110,20 @@ bitequal() { # bitequal LABEL RUN_A RUN_B: the newest checkpoints bitwise equal
     bad "$1: $out"
   fi
 }
+
+# stalled LABEL PATTERN [ARGS...]: with rank 1 stalled at step 5 (AE_FAULT), training WORK/stall.ini
+# (which sets a short [train] watchdog) at P = 2 exits non-zero, the other rank reporting that it
+# waited in the collective PATTERN at step 5
+stalled() {
+  local label=$1 pattern=$2 out rc
+  shift 2
+  set +e
+  out=$(AE_FAULT=stall:1:5 mpi 2 -x AE_FAULT "$AETRAIN" train "$WORK/stall.ini" --run "stall-$label" --quiet "$@" 2>&1)
+  rc=$?
+  set -e
+  if [ "$rc" -ne 0 ] && grep -qE "waited [0-9]+ s in $pattern at step 5" <<<"$out"; then
+    ok "stalled rank, $label: exit $rc: $(grep -E -m1 waited <<<"$out")"
+  else
+    bad "stalled rank, $label: exit $rc: $out"
+  fi
+}
