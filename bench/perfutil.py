@@ -99,6 +99,14 @@ def num(v):
         return float("nan")
 
 
+def median(v):
+    v = sorted(x for x in v if not math.isnan(x))
+    if not v:
+        return float("nan")
+    h = len(v) // 2
+    return v[h] if len(v) % 2 else 0.5 * (v[h - 1] + v[h])
+
+
 def ratio(a, b):
     return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
 
@@ -121,6 +129,29 @@ def table(rows, head):
     return "\n".join(lines)
 
 
+def medians(rows, key, fields):
+    """rows of several rounds -> {key value: the first row with each field replaced by its median over
+    the rounds, and "_rounds": that key's samples_per_s per round, in round order}."""
+    out = {}
+    for r in rows:
+        out.setdefault(r[key], []).append(r)
+    for k, g in out.items():
+        g.sort(key=lambda r: int(r.get("round") or 1))
+        m = dict(g[0])
+        for f in fields:
+            m[f] = "%.6g" % median([num(r.get(f)) for r in g])
+        m["_rounds"] = [num(r["samples_per_s"]) for r in g]
+        out[k] = m
+    return out
+
+
+def spread(s, k):
+    """a ratio, with its range over the rounds when there are several"""
+    if s.get("rounds", 1) > 1 and not math.isnan(s[k + "_min"]):
+        return "%s (%s-%s)" % (fmt(s[k]), fmt(s[k + "_min"]), fmt(s[k + "_max"]))
+    return fmt(s[k])
+
+
 def summary(d):
     roof = read(os.path.join(d, "roofline.csv"))
     ae = read(os.path.join(d, "aetrain.csv"))
@@ -134,9 +165,11 @@ def summary(d):
     out = []
     for m in models:
         R = {r["layout"]: r for r in roof if r["model"] == m}
-        A = {r["layout"]: r for r in ae if r["model"] == m}
-        T = {r["setting"]: r for r in pt if r["model"] == m}
+        A = medians([r for r in ae if r["model"] == m], "layout", ("samples_per_s", "allreduce_share"))
+        T = medians([r for r in pt if r["model"] == m and not r["setting"].startswith("best=")], "setting",
+                    ("samples_per_s",))
         s = {"model": m}
+        s["rounds"] = max((len(v["_rounds"]) for v in A.values()), default=0)
         s["batch"] = A.get("p1t1", {}).get("global_batch", "")
         s["gemm_gflop_per_sample"] = ratio(num(R.get("p1t1", {}).get("step_gflop")), num(s["batch"] or "nan"))
         for lay in ("p1t2", "p1t1", "p2t1"):
@@ -165,6 +198,13 @@ def summary(d):
         s["ddp_strong_speedup_p2"] = ratio(s["torch_ddp2"], s["torch_t1"])
         s["ae_weak_eff_p2"] = ratio(s["ae_p2t1w"], 2 * s["ae_p1t1"])
         s["ddp_weak_eff_p2"] = ratio(s["torch_ddp2w"], 2 * s["torch_t1"])
+        # the same ratio within each round: its spread over the rounds
+        for key, D, num_k, den_k in (("ae", A, "p2t1w", "p1t1"), ("ddp", T, "ddp2w", "t1")):
+            per = [ratio(num(w), 2 * num(o)) for w, o in zip(D.get(num_k, {}).get("_rounds", []),
+                                                            D.get(den_k, {}).get("_rounds", []))]
+            per = [x for x in per if not math.isnan(x)]
+            s[key + "_weak_eff_p2_min"] = min(per) if per else float("nan")
+            s[key + "_weak_eff_p2_max"] = max(per) if per else float("nan")
         s["ae_over_ddp_weak_eff"] = ratio(s["ae_weak_eff_p2"], s["ddp_weak_eff_p2"])
         s["peak_gflops_t1"], s["peak_gflops_t2"] = peak.get("1", float("nan")), peak.get("2", float("nan"))
         out.append(s)
@@ -183,12 +223,14 @@ def summary(d):
         "roof_p1t2", "roof_p1t1", "roof_p2t1", "ae_p1t2", "ae_p1t1", "ae_p2t1", "ae_p2t1w", "torch_t1",
         "torch_t2", "torch_ddp2", "torch_ddp2w")] for s in out]
     print(table(rows, head))
-    print("\nratios (each measured side by side in this run)")
+    nr = max((s["rounds"] for s in out), default=1)
+    print("\nratios (each measured side by side in this run%s)" % (
+        "; medians of %d rounds, weak: median (range of the rounds' own ratios)" % nr if nr > 1 else ""))
     head = ["model", "ae best", "ae/roof", "ae/roof p1t1", "pt best", "ae/pt", "ae/pt p1t1", "ae/ddp p2",
             "weak ae", "weak ddp", "weak ae/ddp", "allreduce p2"]
     rows = [[s["model"], s["ae_best_layout"], fmt(s["ae_over_roof_best"]), fmt(s["ae_over_roof_p1t1"]),
              s["torch_best_setting"], fmt(s["ae_best_over_torch_best"]), fmt(s["ae_p1t1_over_torch_t1"]),
-             fmt(s["ae_p2t1_over_torch_ddp2"]), fmt(s["ae_weak_eff_p2"]), fmt(s["ddp_weak_eff_p2"]),
+             fmt(s["ae_p2t1_over_torch_ddp2"]), spread(s, "ae_weak_eff_p2"), spread(s, "ddp_weak_eff_p2"),
              fmt(s["ae_over_ddp_weak_eff"]),
              fmt(100 * s["ae_allreduce_share_p2t1"], 0) + "%" if not math.isnan(s["ae_allreduce_share_p2t1"])
              else "-"] for s in out]
@@ -200,14 +242,6 @@ def summary(d):
 
 
 # ---- buckets --------------------------------------------------------------------------------------
-
-def median(v):
-    v = sorted(x for x in v if not math.isnan(x))
-    if not v:
-        return float("nan")
-    h = len(v) // 2
-    return v[h] if len(v) % 2 else 0.5 * (v[h - 1] + v[h])
-
 
 def buckets(path):
     """Medians over rounds of bench/buckets.sh rows per (label, config, bucket_mb, comm_thread), and

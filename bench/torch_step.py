@@ -19,8 +19,11 @@ ddp2, which share the config's global batch):
 (coretype: openblas_get_corename() of the OpenBLAS this process runs) and, on stderr, which
 OPENBLAS_CORETYPE was set and why.
 
+--bind core (bench/run.sh's default) pins each process of one thread to a core of its own (DDP
+rank r to the r-th core this process may use) and a 2-thread one to two, as run.sh binds aetrain.
+
   /usr/bin/python3 bench/torch_step.py --model simple32 [--settings t1,t2,ddp2,ddp2w]
-        [--seconds 8] [--warmup 1] [--coretype NAME] [--header]
+        [--seconds 8] [--warmup 1] [--coretype NAME] [--bind core|none] [--header]
 """
 import argparse
 import os
@@ -195,7 +198,15 @@ def run_steps(name, batch, seconds, warmup_s, threads, rank=0, world=1):
     return steps, time.perf_counter() - t0
 
 
-def ddp_worker(rank, world, name, batch, seconds, warmup_s, port, out):
+def pin(first, count, bind):
+    """With bind == "core": this process on `count` cores from the `first`-th one it may use."""
+    if bind == "core":
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[(first + i) % len(cpus)] for i in range(count)})
+
+
+def ddp_worker(rank, world, name, batch, seconds, warmup_s, port, out, bind):
+    pin(rank, 1, bind)
     import torch.distributed as dist
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
@@ -213,6 +224,7 @@ def worker(args):
     per_proc = B if (weak or procs == 1) else B // procs
     glob = per_proc * procs
     if procs == 1:
+        pin(0, threads, args.bind)
         steps, sec = run_steps(args.model, per_proc, args.seconds, args.warmup, threads)
     else:
         import socket
@@ -222,8 +234,8 @@ def worker(args):
             port = s.getsockname()[1]
         ctx = mp.get_context("spawn")
         out = ctx.SimpleQueue()
-        mp.spawn(ddp_worker, args=(procs, args.model, per_proc, args.seconds, args.warmup, port, out),
-                 nprocs=procs, join=True)
+        mp.spawn(ddp_worker, nprocs=procs, join=True,
+                 args=(procs, args.model, per_proc, args.seconds, args.warmup, port, out, args.bind))
         steps, sec = out.get()
     print("%s,%s,%d,%d,%d,%d,%d,%.3f,%.6g,%s" % (args.model, args.worker, procs, threads, per_proc, glob, steps,
                                                 sec, glob * steps / sec, library_core()),
@@ -238,6 +250,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=8.0, help="timed seconds per setting")
     ap.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per setting")
     ap.add_argument("--coretype", default="", help="OPENBLAS_CORETYPE (default: what aetrain would use)")
+    ap.add_argument("--bind", default="none", choices=["core", "none"],
+                    help="core: every process on cores of its own (default: the OS places them)")
     ap.add_argument("--header", action="store_true", help="print the CSV header first")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -259,7 +273,8 @@ def main():
         env = dict(os.environ, OPENBLAS_CORETYPE=core, OPENBLAS_NUM_THREADS=str(threads),
                    OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         cmd = [sys.executable, os.path.abspath(__file__), "--model", args.model, "--worker", s,
-               "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--batch", str(args.batch)]
+               "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--batch", str(args.batch),
+               "--bind", args.bind]
         r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, universal_newlines=True)
         sys.stdout.write(r.stdout)
         sys.stdout.flush()

@@ -14,9 +14,7 @@
 #ifndef AE_VERSION
 #define AE_VERSION "0.0.0"
 #endif
-#ifndef AE_GIT_COMMIT
-#define AE_GIT_COMMIT "unknown"
-#endif
+#include "ae_gitcommit.h" /* AE_GIT_COMMIT, generated at build time */
 
 #define MAX_SETS 256
 

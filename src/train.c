@@ -44,9 +44,7 @@
 #ifndef AE_VERSION
 #define AE_VERSION "0.0.0"
 #endif
-#ifndef AE_GIT_COMMIT
-#define AE_GIT_COMMIT "unknown"
-#endif
+#include "ae_gitcommit.h" /* AE_GIT_COMMIT, generated at build time */
 
 #define PATH_CAP 4096
 #define PROGRESS_PERIOD_S 0.25
