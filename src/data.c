@@ -551,20 +551,38 @@ void ae_data_view_float(size_t n, size_t d, float *xf, uint8_t *y, int nclass, a
     set_name(out, "float", NULL);
 }
 
-void ae_data_gather_x(const ae_dataset *ds, const uint32_t *idx, size_t n, float *out)
+/* every cache line of the uint8 row r (one prefetch per row fetched only its first line of 13): into
+ * all caches, or with outer != 0 into the outer ones only */
+static inline void prefetch_row(const ae_dataset *ds, uint32_t r, int outer)
 {
-    /* random rows miss the caches: every cache line of the row GATHER_AHEAD places on is requested
-     * before its turn (one prefetch per row fetched only its first line of 13) */
-    enum { GATHER_AHEAD = 4, LINE = 64 };
+    const uint8_t *row = ds->x8 + (size_t)r * ds->d;
+    for (size_t off = 0; off < ds->d; off += 64) {
+        if (outer) __builtin_prefetch(row + off, 0, 1);
+        else __builtin_prefetch(row + off, 0, 3);
+    }
+    if (outer) __builtin_prefetch(row + ds->d - 1, 0, 1);
+    else __builtin_prefetch(row + ds->d - 1, 0, 3);
+}
+
+void ae_data_gather_x_next(const ae_dataset *ds, const uint32_t *idx, size_t n, const uint32_t *next,
+                           size_t n_next, float *out)
+{
+    /* random rows miss the caches: each row is requested GATHER_AHEAD rows before its turn, and the
+     * next gather's rows one by one alongside, into the outer caches, so that they come from there
+     * rather than from memory (measured: 41 -> 24 us for 256 MNIST rows on a Zen 4) */
+    enum { GATHER_AHEAD = 4 };
+    if (!ds->x8) n_next = 0;
     for (size_t i = 0; i < n; i++) {
         assert(idx[i] < ds->n);
-        if (i + GATHER_AHEAD < n && ds->x8) {
-            const uint8_t *row = ds->x8 + (size_t)idx[i + GATHER_AHEAD] * ds->d;
-            for (size_t off = 0; off < ds->d; off += LINE) __builtin_prefetch(row + off);
-            __builtin_prefetch(row + ds->d - 1);
-        }
+        if (i + GATHER_AHEAD < n && ds->x8) prefetch_row(ds, idx[i + GATHER_AHEAD], 0);
+        if (next && i < n_next && next[i] < ds->n) prefetch_row(ds, next[i], 1);
         row_to_float(ds, idx[i], out + i * ds->d);
     }
+}
+
+void ae_data_gather_x(const ae_dataset *ds, const uint32_t *idx, size_t n, float *out)
+{
+    ae_data_gather_x_next(ds, idx, n, NULL, 0, out);
 }
 
 void ae_data_gather_y(const ae_dataset *ds, const uint32_t *idx, size_t n, uint8_t *out)

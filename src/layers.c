@@ -56,7 +56,7 @@ void ae_act_forward(ae_act act, float *x, size_t n, size_t w)
     switch (act) {
     case AE_ACT_LINEAR: break;
     case AE_ACT_SIGMOID:
-        for (size_t i = 0; i < len; i++) x[i] = ae_fast_sigmoid(x[i]);
+        ae_fast_sigmoid_n(x, len);
         break;
     case AE_ACT_TANH:
         for (size_t i = 0; i < len; i++) x[i] = tanhf(x[i]);

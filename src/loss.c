@@ -40,10 +40,36 @@ static inline float bce_logit(float z, float t, float scale, float *d)
     return (z > 0.0f ? z : 0.0f) - z * t + log1p_unit(e);
 }
 
+#ifdef AE_HAVE_V16
+/* bce_logit on 16 lanes: the loss added to *acc, the gradient stored to d (when not NULL) */
+static inline __m512 bce_logit16(const float *z, const float *t, __m512 scale, float *d, __m512 acc)
+{
+    const __m512 vz = _mm512_loadu_ps(z), vt = _mm512_loadu_ps(t), zero = _mm512_setzero_ps();
+    __m512 e = ae_exp16(_mm512_or_ps(vz, _mm512_set1_ps(-0.0f))); /* exp(-|z|) */
+    if (d) {
+        __m512 r = ae_rcp16(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
+        __m512 sig = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vz, zero, _CMP_GE_OQ), _mm512_mul_ps(e, r), r);
+        _mm512_storeu_ps(d, _mm512_mul_ps(scale, _mm512_sub_ps(sig, vt)));
+    }
+    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(5.126102362e-03f), e, _mm512_set1_ps(-2.907406539e-02f));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(7.751608640e-02f));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(-1.360224783e-01f));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(1.907688081e-01f));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(-2.483539879e-01f));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(3.331812024e-01f));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(-4.999944568e-01f));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(9.999999404e-01f));
+    /* max(z, 0) - z t + e q(e); NaN in z reaches the loss (vmaxps' second operand) */
+    __m512 l = _mm512_fnmadd_ps(vz, vt, _mm512_max_ps(zero, vz));
+    return _mm512_add_ps(acc, _mm512_fmadd_ps(e, q, l));
+}
+#endif
+
 double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, float scale, float *d)
 {
-    /* one pass, in blocks of LANES running float sums (the loop over a block's lanes vectorizes; one
-     * running sum would serialize it), each block's sums added in double */
+    /* one pass, in blocks of LANES running float sums (one running sum would serialize the pass),
+     * each block's sums added in double; with AVX-512 the lanes are one register (bce_logit16: the
+     * same formulas, its 1 / (1 + e) by vrcp14ps and a Newton step), else a loop GCC vectorizes */
     enum { LANES = 16, BLOCK = 512 };
     double s = 0.0;
     size_t len = n * w;
@@ -53,12 +79,18 @@ double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, fl
         const float *restrict zb = z + i0, *restrict tb = t + i0;
         float *restrict db = d ? d + i0 : NULL;
         float acc[LANES] = {0};
+#ifdef AE_HAVE_V16
+        __m512 vacc = _mm512_setzero_ps(), vscale = _mm512_set1_ps(scale);
+        for (; i + LANES <= m; i += LANES) vacc = bce_logit16(zb + i, tb + i, vscale, db ? db + i : NULL, vacc);
+        _mm512_storeu_ps(acc, vacc);
+#else
         if (db)
             for (; i + LANES <= m; i += LANES)
                 for (int j = 0; j < LANES; j++) acc[j] += bce_logit(zb[i + j], tb[i + j], scale, &db[i + j]);
         else
             for (; i + LANES <= m; i += LANES)
                 for (int j = 0; j < LANES; j++) acc[j] += bce_logit(zb[i + j], tb[i + j], scale, &dummy[j]);
+#endif
         for (; i < m; i++) s += bce_logit(zb[i], tb[i], scale, db ? &db[i] : &dummy[0]);
         for (int j = 0; j < LANES; j++) s += acc[j];
     }

@@ -453,7 +453,7 @@ static ae_status step_shares(const loop *L, ae_metrics_row *row, ae_error *err)
  * micro-batch); last: the step's last pass, during whose backward the
  * gradient buckets start (the earlier passes have finished writing). */
 static void local_pass(loop *L, const uint32_t *perm_batch, size_t lo, size_t hi, size_t nb, int sync, size_t span,
-                       int last)
+                       int last, const uint32_t *next, size_t n_next)
 {
     ae_model *m = L->m;
     int n = (int)(hi - lo);
@@ -461,7 +461,7 @@ static void local_pass(loop *L, const uint32_t *perm_batch, size_t lo, size_t hi
     int is_ae = m->type == AE_MODEL_AUTOENCODER;
     float scale = ae_model_loss_scale(m, (int64_t)nb);
     /* an empty slice still runs the (empty) passes: synchronized layers reduce in them */
-    ae_data_gather_x(L->train, perm_batch + lo, (size_t)n, L->xbuf);
+    ae_data_gather_x_next(L->train, perm_batch + lo, (size_t)n, next, n_next, L->xbuf);
     if (!is_ae) ae_data_gather_y(L->train, perm_batch + lo, (size_t)n, L->ybuf);
     ae_ctx ctx = {.training = 1, .seed = L->seed, .epoch = L->epoch, .step = L->step, .sample0 = (int64_t)lo,
                   .batch = (int64_t)nb, .sync_count = (int64_t)span, .reduce = sync ? reduce_cb : NULL,
@@ -543,9 +543,19 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         zero_grads(m);
         /* every rank runs every pass, an empty slice too: synchronized layers reduce in them */
         for (int j = 0; j < L->passes; j++) {
-            ae_train_pass pr;
+            ae_train_pass pr, nx = {0};
             ae_train_pass_range(nb, L->passes, P, j, r, &pr);
-            local_pass(L, batch, pr.lo, pr.hi, nb, 1, pr.g_hi - pr.g_lo, j == L->passes - 1);
+            /* the rows this rank gathers next: the next pass's, or the next step's first pass's */
+            const uint32_t *next = NULL;
+            if (j + 1 < L->passes) {
+                ae_train_pass_range(nb, L->passes, P, j + 1, r, &nx);
+                next = batch + nx.lo;
+            } else if (start + nb < ds->n && L->step_in_epoch + 1 < L->steps_per_epoch) {
+                size_t nb2 = ds->n - start - nb < (size_t)L->batch ? ds->n - start - nb : (size_t)L->batch;
+                ae_train_pass_range(nb2, L->passes, P, 0, r, &nx);
+                next = batch + nb + nx.lo;
+            }
+            local_pass(L, batch, pr.lo, pr.hi, nb, 1, pr.g_hi - pr.g_lo, j == L->passes - 1, next, nx.hi - nx.lo);
         }
         extra[EX_STOP] = stop_req;
         t1 = ae_dist_time();
@@ -595,7 +605,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
             zero_grads(m);
             size_t lo, hi;
             ae_train_split(nb, M, j, &lo, &hi);
-            local_pass(L, batch, lo, hi, nb, 0, 0, 1);
+            local_pass(L, batch, lo, hi, nb, 0, 0, 1, NULL, 0);
             m->extra[EX_STOP] = j == j0 ? stop_req : 0.0f;
         }
         ae_model_bind_grads(m, NULL);

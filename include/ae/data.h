@@ -76,6 +76,10 @@ void ae_data_view_float(size_t n, size_t d, float *xf, uint8_t *y, int nclass, a
 
 /* Gather rows idx[0..n) into out (n x d floats, [0,1] for uint8 data). */
 void ae_data_gather_x(const ae_dataset *ds, const uint32_t *idx, size_t n, float *out);
+/* The same, and meanwhile the rows next[0..n_next) that the next gather will read are requested
+ * into the outer caches (a hint: the result is that of ae_data_gather_x; next may be NULL). */
+void ae_data_gather_x_next(const ae_dataset *ds, const uint32_t *idx, size_t n, const uint32_t *next,
+                           size_t n_next, float *out);
 /* Gather labels idx[0..n) into out. */
 void ae_data_gather_y(const ae_dataset *ds, const uint32_t *idx, size_t n, uint8_t *out);
 /* Same as gather for the contiguous range [start, start+n). */
