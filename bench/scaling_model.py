@@ -30,6 +30,17 @@ default) is fitted to those instead, and each of its P ranks runs 1/P of the opt
 alpha and beta of each measured setup are a least-squares fit (relative errors) of the ring
 formula to its allreduce times. The projection uses links of --links Gb/s (beta = 8 / rate,
 divided by --link-efficiency) with --latency-us alpha, for P = 2, 4, ... --pmax.
+With --ranks-per-node L > 1 the projection adds aetrain's default on nodes of L ranks
+(train.allreduce = node, bucket_mb = 0, the optimizer sharded over each node), P = N nodes x L:
+  nodesum   = the node sum of the S-byte buffer among the node's L ranks: each rank reads its
+              chunk of every buffer (S bytes) and writes its own (S / L), at the per-rank rate
+              fitted to the nodesum rows (which are L = 2: 1.5 S bytes), and no faster than the
+              node's memory moves (L + 1) S bytes at --node-gbs GB/s (0: not limiting), plus the
+              fit's alpha per barrier level, ceil(log2 L)
+  rails     = N > 1: the ranks of local index q of every node allreduce chunk q (S / L bytes);
+              the L rails share one link each way: min(ring, recursive doubling) of S / L bytes
+              among N at L x beta
+  step      = compute (optimizer / L) + nodesum + rails
 Weak scaling keeps b = the config's batch; strong keeps the global batch (--strong-batch, default
 the config's batch x 64) and gives each rank 1/P of it. Efficiency = T(1 rank) / T(P) (weak) or
 T(1 rank) / (P x T(P)) (strong).
@@ -228,6 +239,29 @@ def step_time(lt, p, b, alpha, beta, bucket_mb, overlap, opt_per_bucket=False, s
             "algorithm": "+".join(sorted(algs))}
 
 
+def node_step_time(lt, p, b, L, node_alpha, node_beta, node_gbs, alpha, beta):
+    """aetrain's default on nodes of L ranks (P = N x L; P < L: one node of P): the node sum among
+    the node's ranks, then the rails between nodes; each rank steps 1/L of the optimizer. node_alpha,
+    node_beta: the nodesum fit (ring formula at 2 ranks: 2 alpha + S beta for S bytes)."""
+    lr = min(p, L)
+    n_nodes = (p + L - 1) // L
+    base = step_time(lt, 1, b, 0, 0, 0, 0)
+    compute = base["compute"] - lt["opt_s"] + lt["opt_s"] / lr
+    S = 4.0 * (lt["n_params"] + GRAD_EXTRA)
+    ns = 0.0
+    if lr > 1:
+        per_rank = node_beta * S * (1.0 + 1.0 / lr) / 1.5  # the fit's 2 ranks move 1.5 S bytes each
+        node = (lr + 1) * S / (node_gbs * 1e9) if node_gbs > 0 else 0.0
+        ns = max(per_rank, node) + 2 * node_alpha * math.ceil(math.log2(lr))
+    rails, alg = 0.0, "nodesum"
+    if n_nodes > 1:
+        rails, a2 = allreduce_cost(S / lr, n_nodes, alpha, beta * lr)
+        alg += "+" + a2
+    comm = ns + rails
+    return {"compute": compute, "comm": comm, "exposed": comm, "step": compute + comm, "algorithm": alg,
+            "nodesum": ns, "rails": rails}
+
+
 def fit_overlap(lt, b, alpha, beta, bucket_mb, exposed_s):
     """The overlap in [0, 1] whose modelled exposed time is the measured one (bisection: the
     exposed time falls as the overlap grows)."""
@@ -273,6 +307,10 @@ def main():
                     help="allreduce rows to fit: allreduce (back to back), gap (with compute before each "
                          "call, allreduce_gap*), auto (gap where a setup has such rows)")
     ap.add_argument("--fit-max", type=float, default=float("inf"), help="largest message (bytes) in the fits")
+    ap.add_argument("--ranks-per-node", type=int, default=1,
+                    help="also project nodes of this many ranks (node sum, rails, sharded optimizer; 1: no)")
+    ap.add_argument("--node-gbs", type=float, default=0.0,
+                    help="memory bandwidth of such a node, GB/s, the node sum's limit (0: not limiting)")
     ap.add_argument("--target", default="64,25,0.9", help="P,Gb/s,efficiency of the stated target")
     ap.add_argument("--out", default=".")
     ap.add_argument("--png", help="draw the picture here (weak; the strong one next to it)")
@@ -457,6 +495,38 @@ def main():
                                  "allreduce_ms": "%.5g" % (1e3 * m["comm"]), "exposed_ms": "%.5g" % (1e3 * m["exposed"]),
                                  "algorithm": m["algorithm"], "samples_per_s": "%.6g" % (b * p / m["step"]),
                                  "efficiency": "%.4f" % eff})
+    L = a.ranks_per_node
+    if L > 1:
+        node_fit = [k for k in fits if k in sharded]
+        if not node_fit:
+            die("--ranks-per-node %d: %s has no nodesum rows (bench/allreduce.c -N) to fit the node sum to"
+                % (L, a.allreduce))
+        nal, nbe = fits[node_fit[0]]
+        vname = "node%d" % L
+        variants.append((vname, 0.0, 0.0, False))
+        for g in links:
+            beta = 8.0 / (g * 1e9) / a.link_efficiency
+            for mode in ("weak", "strong"):
+                t1 = None
+                for p in ps:
+                    b = batch if mode == "weak" else strong_batch / p
+                    if b < 1:
+                        continue
+                    m = node_step_time(lt, p, b, L, nal, nbe, a.node_gbs, alpha, beta)
+                    t1 = m["step"] if p == 1 else t1
+                    eff = t1 / m["step"] if mode == "weak" else t1 / (p * m["step"])
+                    proj.append({"setup": "%gG-%s" % (g, vname), "mode": mode, "ranks": p, "link_gbps": g,
+                                 "bucket_mb": 0, "overlap": "0.000", "batch_per_rank": "%.6g" % b,
+                                 "global_batch": "%.6g" % (b * p), "step_ms": "%.5g" % (1e3 * m["step"]),
+                                 "compute_ms": "%.5g" % (1e3 * m["compute"]), "allreduce_ms": "%.5g" % (1e3 * m["comm"]),
+                                 "exposed_ms": "%.5g" % (1e3 * m["exposed"]), "algorithm": m["algorithm"],
+                                 "samples_per_s": "%.6g" % (b * p / m["step"]), "efficiency": "%.4f" % eff,
+                                 "ranks_per_node": L, "nodesum_ms": "%.5g" % (1e3 * m["nodesum"]),
+                                 "rails_ms": "%.5g" % (1e3 * m["rails"])})
+        print("\nnodes of %d ranks (%s): the node sum fitted to %s (alpha %.2f us, %.3f GB/s at 2 ranks), "
+              "node memory %s; the rails share the link" % (
+                  L, vname, node_fit[0], 1e6 * nal, 1e-9 / nbe,
+                  "%g GB/s" % a.node_gbs if a.node_gbs > 0 else "not limiting (--node-gbs 0)"))
     write_csv(os.path.join(a.out, "projections.csv"), proj)
     show = [2, 8, 64, 256, 1024]
     print("\nprojection: %s Gb/s links at %g us (beta = 8 / rate / %g), weak batch %d per rank, strong global "

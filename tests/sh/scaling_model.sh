@@ -12,6 +12,8 @@
 #   - with a second layertime at batch 50 (1.2x per sample) and node-sum rows for the
 #     host: the strong point at 50 per rank uses the batch-50 times, the host's ranks
 #     the node-sum fit and half of the optimizer each;
+#   - nodes of 4 ranks (--ranks-per-node): the node sum from the node-sum fit (or the node's
+#     memory bandwidth), the rails between nodes, a quarter of the optimizer each;
 #   - the PNGs are drawn (`aetrain plot --scaling --log`, a style column) at the
 #     scaling picture's size, and a bad style is refused naming the file and line.
 . "$(dirname "$0")/common.bash"
@@ -108,6 +110,31 @@ if "$PY" -c "import sys; sys.exit(0 if abs(float(sys.argv[1]) - 5.502) < 1e-3 an
 else
   bad "weak P = 2 $(model_ms weak 2) ms (want 5.502), strong $(model_ms strong 2) ms (want 3.702)"
 fi
+# nodes of 4 ranks (--ranks-per-node 4) on the same node-sum fit, 10 Gb/s at 2 us, batch 100:
+#   P = 4, one node: compute 5.5 - 1 + 1/4 ms; node sum 0.1 ns/byte x S x 1.25 / 1.5 (ms: 1e-7 x S) + 2 x 1 us x 2 levels
+#   P = 8, two nodes: + the rails, recursive doubling of S / 4 bytes at 4 x 0.8 ns/byte + 2 us
+#   --node-gbs 50: the node moves (4 + 1) S bytes at 50 GB/s, slower than the ranks' own rate
+S=5000016
+want4=$("$PY" -c "print(5.5 / (4.75 + 1e-7 * $S * 1.25 / 1.5 + 0.004))")
+want8=$("$PY" -c "print(5.5 / (4.75 + 1e-7 * $S * 1.25 / 1.5 + 0.004 + 0.002 + $S / 4 * 3.2e-6))")
+want4bw=$("$PY" -c "print(5.5 / (4.75 + 5 * $S / 50e6 + 0.004))")
+node_eff() { "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['weak_eff'][sys.argv[2]])" "$1/summary.json" "$2"; }
+close() { "$PY" -c "import sys; sys.exit(0 if abs(float(sys.argv[1]) / float(sys.argv[2]) - 1) < 1e-4 else 1)" "$1" "$2"; }
+if "$PY" "$M" --layertime "$WORK/lt.csv" --allreduce "$WORK/ar2.csv" --links 10 --latency-us 2 --pmax 64 \
+  --ranks-per-node 4 --out "$WORK/out3" >"$WORK/model3.txt" 2>&1 &&
+  "$PY" "$M" --layertime "$WORK/lt.csv" --allreduce "$WORK/ar2.csv" --links 10 --latency-us 2 --pmax 64 \
+    --ranks-per-node 4 --node-gbs 50 --out "$WORK/out4" >"$WORK/model4.txt" 2>&1; then
+  e4=$(node_eff "$WORK/out3" 10G-node4@4) e8=$(node_eff "$WORK/out3" 10G-node4@8) e4bw=$(node_eff "$WORK/out4" 10G-node4@4)
+  close "$e4" "$want4" && ok "nodes of 4: one node's weak efficiency $e4 (want $want4)" || bad "nodes of 4: P = 4 $e4, want $want4"
+  close "$e8" "$want8" && ok "nodes of 4: two nodes $e8 (want $want8)" || bad "nodes of 4: P = 8 $e8, want $want8"
+  close "$e4bw" "$want4bw" && ok "node memory at 50 GB/s limits the node sum: $e4bw (want $want4bw)" ||
+    bad "--node-gbs 50: P = 4 $e4bw, want $want4bw"
+else
+  bad "scaling_model.py --ranks-per-node 4 failed"
+  cat "$WORK/model3.txt" "$WORK/model4.txt"
+fi
+expect_fail 1 "ar.csv has no nodesum rows" "$PY" "$M" --layertime "$WORK/lt.csv" --allreduce "$WORK/ar.csv" \
+  --ranks-per-node 4 --out "$WORK/out5"
 for png in "$WORK/p.png" "$WORK/p_strong.png"; do
   if [ "$(od -An -tx1 -N8 "$png" 2>/dev/null | tr -d ' \n')" = 89504e470d0a1a0a ] &&
     [ "$("$PY" -c "import struct,sys; d=open(sys.argv[1],'rb').read(24); print('%dx%d' % struct.unpack('>II', d[16:24]))" "$png")" = 1180x440 ]; then
