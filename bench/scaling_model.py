@@ -476,25 +476,34 @@ def main():
     variants = [("none", 0.0, 0.0, False), ("ovl%.2f" % overlap, a.bucket_mb, overlap, False),
                 ("full", a.bucket_mb, 1.0, False), ("full+opt", a.bucket_mb, 1.0, True)]
     proj = []
-    for g in links:
+
+    def project(setup, g, step_of, extra):
+        """weak and strong rows of one setup: step_of(p, b, beta) -> a step_time dict; extra(m) -> its
+        bucket_mb, overlap and any more columns"""
         beta = 8.0 / (g * 1e9) / a.link_efficiency
+        for mode in ("weak", "strong"):
+            t1 = None
+            for p in ps:
+                b = batch if mode == "weak" else strong_batch / p
+                if b < 1:
+                    continue
+                m = step_of(p, b, beta)
+                t1 = m["step"] if p == 1 else t1
+                eff = t1 / m["step"] if mode == "weak" else t1 / (p * m["step"])
+                ex = extra(m)
+                row = {"setup": setup, "mode": mode, "ranks": p, "link_gbps": g, "bucket_mb": ex.pop("bucket_mb"),
+                       "overlap": ex.pop("overlap"), "batch_per_rank": "%.6g" % b,
+                       "global_batch": "%.6g" % (b * p), "step_ms": "%.5g" % (1e3 * m["step"]),
+                       "compute_ms": "%.5g" % (1e3 * m["compute"]), "allreduce_ms": "%.5g" % (1e3 * m["comm"]),
+                       "exposed_ms": "%.5g" % (1e3 * m["exposed"]), "algorithm": m["algorithm"],
+                       "samples_per_s": "%.6g" % (b * p / m["step"]), "efficiency": "%.4f" % eff}
+                row.update(ex)  # after the common columns, as before
+                proj.append(row)
+
+    for g in links:
         for vname, bmb, o, ob in variants:
-            setup = "%gG-%s" % (g, vname)
-            for mode in ("weak", "strong"):
-                t1 = None
-                for p in ps:
-                    b = batch if mode == "weak" else strong_batch / p
-                    if b < 1:
-                        continue
-                    m = step_time(lt, p, b, alpha, beta, bmb, o, ob)
-                    t1 = m["step"] if p == 1 else t1
-                    eff = t1 / m["step"] if mode == "weak" else t1 / (p * m["step"])
-                    proj.append({"setup": setup, "mode": mode, "ranks": p, "link_gbps": g, "bucket_mb": bmb,
-                                 "overlap": "%.3f" % o, "batch_per_rank": "%.6g" % b, "global_batch": "%.6g" % (b * p),
-                                 "step_ms": "%.5g" % (1e3 * m["step"]), "compute_ms": "%.5g" % (1e3 * m["compute"]),
-                                 "allreduce_ms": "%.5g" % (1e3 * m["comm"]), "exposed_ms": "%.5g" % (1e3 * m["exposed"]),
-                                 "algorithm": m["algorithm"], "samples_per_s": "%.6g" % (b * p / m["step"]),
-                                 "efficiency": "%.4f" % eff})
+            project("%gG-%s" % (g, vname), g, lambda p, b, beta: step_time(lt, p, b, alpha, beta, bmb, o, ob),
+                    lambda m: {"bucket_mb": bmb, "overlap": "%.3f" % o})
     L = a.ranks_per_node
     if L > 1:
         node_fit = [k for k in fits if k in sharded]
@@ -505,24 +514,10 @@ def main():
         vname = "node%d" % L
         variants.append((vname, 0.0, 0.0, False))
         for g in links:
-            beta = 8.0 / (g * 1e9) / a.link_efficiency
-            for mode in ("weak", "strong"):
-                t1 = None
-                for p in ps:
-                    b = batch if mode == "weak" else strong_batch / p
-                    if b < 1:
-                        continue
-                    m = node_step_time(lt, p, b, L, nal, nbe, a.node_gbs, alpha, beta)
-                    t1 = m["step"] if p == 1 else t1
-                    eff = t1 / m["step"] if mode == "weak" else t1 / (p * m["step"])
-                    proj.append({"setup": "%gG-%s" % (g, vname), "mode": mode, "ranks": p, "link_gbps": g,
-                                 "bucket_mb": 0, "overlap": "0.000", "batch_per_rank": "%.6g" % b,
-                                 "global_batch": "%.6g" % (b * p), "step_ms": "%.5g" % (1e3 * m["step"]),
-                                 "compute_ms": "%.5g" % (1e3 * m["compute"]), "allreduce_ms": "%.5g" % (1e3 * m["comm"]),
-                                 "exposed_ms": "%.5g" % (1e3 * m["exposed"]), "algorithm": m["algorithm"],
-                                 "samples_per_s": "%.6g" % (b * p / m["step"]), "efficiency": "%.4f" % eff,
-                                 "ranks_per_node": L, "nodesum_ms": "%.5g" % (1e3 * m["nodesum"]),
-                                 "rails_ms": "%.5g" % (1e3 * m["rails"])})
+            project("%gG-%s" % (g, vname), g,
+                    lambda p, b, beta: node_step_time(lt, p, b, L, nal, nbe, a.node_gbs, alpha, beta),
+                    lambda m: {"bucket_mb": 0, "overlap": "0.000", "ranks_per_node": L,
+                               "nodesum_ms": "%.5g" % (1e3 * m["nodesum"]), "rails_ms": "%.5g" % (1e3 * m["rails"])})
         print("\nnodes of %d ranks (%s): the node sum fitted to %s (alpha %.2f us, %.3f GB/s at 2 ranks), "
               "node memory %s; the rails share the link" % (
                   L, vname, node_fit[0], 1e6 * nal, 1e-9 / nbe,
