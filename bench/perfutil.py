@@ -175,7 +175,7 @@ def summary(d):
         for lay in ("p1t2", "p1t1", "p2t1"):
             s["roof_" + lay] = num(R.get(lay, {}).get("samples_per_s_bound"))
             s["roof_gflops_" + lay] = num(R.get(lay, {}).get("gflops"))
-        for lay in ("p1t2", "p1t1", "p2t1", "p2t1w"):
+        for lay in ("p1t2", "p1t1", "p2t1", "p2t1w", "p1t1x2"):
             s["ae_" + lay] = num(A.get(lay, {}).get("samples_per_s"))
         s["ae_allreduce_share_p2t1"] = num(A.get("p2t1", {}).get("allreduce_share"))
         s["ae_allreduce_share_p2t1w"] = num(A.get("p2t1w", {}).get("allreduce_share"))
@@ -206,6 +206,10 @@ def summary(d):
             s[key + "_weak_eff_p2_min"] = min(per) if per else float("nan")
             s[key + "_weak_eff_p2_max"] = max(per) if per else float("nan")
         s["ae_over_ddp_weak_eff"] = ratio(s["ae_weak_eff_p2"], s["ddp_weak_eff_p2"])
+        # two independent P = 1 runs side by side: the machine's ceiling of weak scaling, and aetrain's
+        # weak efficiency against it (what the P = 2 step's sum and waiting cost)
+        s["pair_weak_eff_p2"] = ratio(s["ae_p1t1x2"], 2 * s["ae_p1t1"])
+        s["ae_weak_over_pair"] = ratio(s["ae_weak_eff_p2"], s["pair_weak_eff_p2"])
         s["peak_gflops_t1"], s["peak_gflops_t2"] = peak.get("1", float("nan")), peak.get("2", float("nan"))
         out.append(s)
     if out:
@@ -216,22 +220,22 @@ def summary(d):
                 w.writerow({k: (("%.6g" % v) if isinstance(v, float) else v) for k, v in s.items()})
 
     print("\nsamples/s (roofline = the step's sgemm calls alone; pN tM = N ranks x M threads; "
-          "w = weak scaling, batch per rank fixed)")
+          "w = weak scaling, batch per rank fixed; p1t1x2 = two independent P = 1 runs side by side)")
     head = ["model", "batch", "roof p1t2", "roof p1t1", "roof p2t1", "ae p1t2", "ae p1t1", "ae p2t1", "ae p2t1w",
-            "pt t1", "pt t2", "ddp2", "ddp2w"]
+            "ae p1t1x2", "pt t1", "pt t2", "ddp2", "ddp2w"]
     rows = [[s["model"], s["batch"]] + [fmt(s[k]) for k in (
-        "roof_p1t2", "roof_p1t1", "roof_p2t1", "ae_p1t2", "ae_p1t1", "ae_p2t1", "ae_p2t1w", "torch_t1",
+        "roof_p1t2", "roof_p1t1", "roof_p2t1", "ae_p1t2", "ae_p1t1", "ae_p2t1", "ae_p2t1w", "ae_p1t1x2", "torch_t1",
         "torch_t2", "torch_ddp2", "torch_ddp2w")] for s in out]
     print(table(rows, head))
     nr = max((s["rounds"] for s in out), default=1)
     print("\nratios (each measured side by side in this run%s)" % (
         "; medians of %d rounds, weak: median (range of the rounds' own ratios)" % nr if nr > 1 else ""))
     head = ["model", "ae best", "ae/roof", "ae/roof p1t1", "pt best", "ae/pt", "ae/pt p1t1", "ae/ddp p2",
-            "weak ae", "weak ddp", "weak ae/ddp", "allreduce p2"]
+            "weak ae", "weak ddp", "weak ae/ddp", "weak pair", "weak ae/pair", "allreduce p2"]
     rows = [[s["model"], s["ae_best_layout"], fmt(s["ae_over_roof_best"]), fmt(s["ae_over_roof_p1t1"]),
              s["torch_best_setting"], fmt(s["ae_best_over_torch_best"]), fmt(s["ae_p1t1_over_torch_t1"]),
              fmt(s["ae_p2t1_over_torch_ddp2"]), spread(s, "ae_weak_eff_p2"), spread(s, "ddp_weak_eff_p2"),
-             fmt(s["ae_over_ddp_weak_eff"]),
+             fmt(s["ae_over_ddp_weak_eff"]), fmt(s["pair_weak_eff_p2"]), fmt(s["ae_weak_over_pair"]),
              fmt(100 * s["ae_allreduce_share_p2t1"], 0) + "%" if not math.isnan(s["ae_allreduce_share_p2t1"])
              else "-"] for s in out]
     print(table(rows, head))

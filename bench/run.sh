@@ -2,7 +2,8 @@
 # Speed and scaling of aetrain, measured side by side on this machine in one
 # run: for each model, the roofline (the step's sgemm calls alone,
 # bench/roofline.c), aetrain's whole-step throughput at P = 1 (2 threads),
-# P = 1 (1 thread) and P = 2 (1 thread each), PyTorch 1.13 on the same model
+# P = 1 (1 thread) and P = 2 (1 thread each), two independent P = 1 runs side by side (the
+# machine's own ceiling of weak scaling), PyTorch 1.13 on the same model
 # (bench/torch_step.py: 1 thread, 2 threads, DDP gloo 2 x 1), and weak
 # scaling at P = 2 (batch per rank fixed) for aetrain and DDP. Prints tables
 # of samples/s and of ratios; writes bench/results/{roofline,aetrain,torch,
@@ -96,6 +97,33 @@ ae_run() {
   rm -rf "$work/runs/$tag"
 }
 
+# Two independent aetrain runs at P = 1 x 1 thread side by side, one per core (bound: taskset), no
+# MPI between them: NAME CONFIG BATCH STEPS -> "samples/s of both together". With nothing to wait for,
+# what they lose against one run alone is what the two cores lose to each other (shared caches,
+# memory bandwidth, the host): the ceiling of weak scaling on this machine.
+ae_pair() {
+  local tag=$1 cfg=$2 b=$3 n=$4 k pin=() pids=()
+  for k in 0 1; do
+    [ "$bind" = core ] && pin=(taskset -c "$k")
+    "${pin[@]}" "$aetrain" train "$cfg" --quiet --run "$tag-$k" \
+      --set "run.dir=$work/runs" --set "data.dataset=$work/data" --set train.epochs=1000000 \
+      --set "train.max_steps=$n" --set "train.batch=$b" --set train.threads=1 --set train.probe=false \
+      --set train.checkpoint_epochs=0 --set train.validation=0 --set train.eval_every=0 --set train.knn=0 \
+      >"$work/$tag-$k.out" 2>&1 &
+    pids+=($!)
+  done
+  if ! wait "${pids[0]}" || ! wait "${pids[1]}"; then
+    cat "$work/$tag-0.out" "$work/$tag-1.out" >&2
+    echo "run.sh: aetrain failed: $tag" >&2
+    return 1
+  fi
+  local a b2
+  a=$("$py" "$root/bench/perfutil.py" run "$work/runs/$tag-0" | cut -d' ' -f1)
+  b2=$("$py" "$root/bench/perfutil.py" run "$work/runs/$tag-1" | cut -d' ' -f1)
+  rm -rf "$work/runs/$tag-0" "$work/runs/$tag-1"
+  "$py" -c "print('%.6g' % ($a + $b2))"
+}
+
 # The OpenBLAS core aetrain runs with (its own choice, or the user's OPENBLAS_CORETYPE); the roofline
 # and PyTorch get the same one so that all three use the same sgemm kernels.
 core=$(ae_run coreprobe "$(config_of simple32)" 1 1 256 1 | cut -d' ' -f3)
@@ -111,10 +139,10 @@ if "$py" -c "import sys; sys.exit(0 if float('$load') > 0.5 else 1)"; then
   echo "run.sh: warning: other jobs are running (load $load): the numbers will be noisy" >&2
 fi
 nmodels=$(echo "${models//,/ }" | wc -w)
-# per model: 3 roofline runs and a calibration once; per round 4 aetrain layouts (~1.3 x secs each:
+# per model: 3 roofline runs and a calibration once; per round 5 aetrain layouts (~1.3 x secs each:
 # P = 1 x 2 threads can be slower) and 4 PyTorch settings (secs + warm-up); ~18 s a round of process
 # start-up, data loading and final evaluations
-echo "models: $models; $secs s per setting, $rounds round(s), processes bound: $bind; expect about $("$py" -c "print(round($nmodels * ($rounds * (9.2 * $secs + 4 * $warm + 14) + 3.6 * $roof_s + 4) / 60 + 0.1, 1))") min"
+echo "models: $models; $secs s per setting, $rounds round(s), processes bound: $bind; expect about $("$py" -c "print(round($nmodels * ($rounds * (10.2 * $secs + 4 * $warm + 16) + 3.6 * $roof_s + 4) / 60 + 0.1, 1))") min"
 
 echo "model,layout,ranks,threads,batch,core,step_gflop,step_ms,gflops,samples_per_s_bound,peak_n,peak_gflops" >"$res/roofline.csv"
 echo "model,layout,ranks,threads_per_rank,batch_per_rank,global_batch,steps,samples_per_s,allreduce_share,openblas_core,round" >"$res/aetrain.csv"
@@ -176,6 +204,10 @@ for r in $(seq 1 "$rounds"); do
       echo "$m,$name,$p,$t,$((gb / p)),$gb,$n,$sps,$share,$c,$r" >>"$res/aetrain.csv"
       printf '   aetrain %-9s %6d steps  %10.0f samples/s  allreduce %4.1f%%\n' "$name" "$n" "$sps" "$("$py" -c "print(100 * $share)")"
     done
+    sps=$(ae_pair "$m-p1t1x2" "$cfg" "$B" "$n")
+    [ -n "$sps" ] || exit 1
+    echo "$m,p1t1x2,1,1,$B,$B,$n,$sps,0,$core,$r" >>"$res/aetrain.csv"
+    printf '   aetrain %-9s %6d steps  %10.0f samples/s  (two independent P = 1 runs side by side)\n' p1t1x2 "$n" "$sps"
 
     # PyTorch: 1 thread, 2 threads, DDP 2 x 1 (global batch B), DDP 2 x 1 with B per process (weak)
     if [ "$have_torch" = 1 ]; then
