@@ -16,6 +16,14 @@
 #define AE_LN2_HI 0.693359375f
 #define AE_LN2_LO -2.12194440e-4f
 #define AE_ROUND_MAGIC 12582912.0f
+/* exp(f) = 1 + f + f^2 (P5 + P4 f + ... + P0 f^5) on the reduced range: one polynomial for the scalar
+ * and the 16-lane exp */
+#define AE_EXP_P0 1.9875691500e-4f
+#define AE_EXP_P1 1.3981999507e-3f
+#define AE_EXP_P2 8.3334519073e-3f
+#define AE_EXP_P3 4.1665795894e-2f
+#define AE_EXP_P4 1.6666665459e-1f
+#define AE_EXP_P5 5.0000001201e-1f
 
 static inline float ae_fast_exp(float x0)
 {
@@ -27,8 +35,7 @@ static inline float ae_fast_exp(float x0)
     float t = (x * AE_LOG2E + AE_ROUND_MAGIC) - AE_ROUND_MAGIC;
     x = x - t * AE_LN2_HI - t * AE_LN2_LO;
     float z = x * x;
-    float y = ((((1.9875691500e-4f * x + 1.3981999507e-3f) * x + 8.3334519073e-3f) * x + 4.1665795894e-2f) * x +
-               1.6666665459e-1f) * x + 5.0000001201e-1f;
+    float y = ((((AE_EXP_P0 * x + AE_EXP_P1) * x + AE_EXP_P2) * x + AE_EXP_P3) * x + AE_EXP_P4) * x + AE_EXP_P5;
     y = y * z + x + 1.0f;
     uint32_t e = (uint32_t)((int32_t)t + 127) << 23;
     float p;
@@ -54,11 +61,11 @@ static inline __m512 ae_exp16(__m512 x)
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 f = _mm512_fnmadd_ps(t, _mm512_set1_ps(AE_LN2_HI), x);
     f = _mm512_fnmadd_ps(t, _mm512_set1_ps(AE_LN2_LO), f);
-    __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), f, _mm512_set1_ps(1.3981999507e-3f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(8.3334519073e-3f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(4.1665795894e-2f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.6666665459e-1f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 y = _mm512_fmadd_ps(_mm512_set1_ps(AE_EXP_P0), f, _mm512_set1_ps(AE_EXP_P1));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(AE_EXP_P2));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(AE_EXP_P3));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(AE_EXP_P4));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(AE_EXP_P5));
     y = _mm512_fmadd_ps(y, _mm512_mul_ps(f, f), _mm512_add_ps(f, _mm512_set1_ps(1.0f)));
     return _mm512_scalef_ps(y, t);
 }

@@ -20,11 +20,20 @@ double ae_loss_mse(const float *y, const float *t, size_t n, size_t w, float sca
 
 /* log(1 + e) for e in [0, 1]: e q(e), q a degree-8 Chebyshev fit of log1p(e) / e (relative error
  * within 2.5e-7 in float; no range reduction, as e = exp(-|z|) is already in [0, 1]). */
+#define LOG1P_Q8 5.126102362e-03f
+#define LOG1P_Q7 -2.907406539e-02f
+#define LOG1P_Q6 7.751608640e-02f
+#define LOG1P_Q5 -1.360224783e-01f
+#define LOG1P_Q4 1.907688081e-01f
+#define LOG1P_Q3 -2.483539879e-01f
+#define LOG1P_Q2 3.331812024e-01f
+#define LOG1P_Q1 -4.999944568e-01f
+#define LOG1P_Q0 9.999999404e-01f
+
 static inline float log1p_unit(float e)
 {
-    float q = ((((((((5.126102362e-03f * e - 2.907406539e-02f) * e + 7.751608640e-02f) * e - 1.360224783e-01f) * e +
-                  1.907688081e-01f) * e - 2.483539879e-01f) * e + 3.331812024e-01f) * e - 4.999944568e-01f) * e +
-              9.999999404e-01f);
+    float q = ((((((((LOG1P_Q8 * e + LOG1P_Q7) * e + LOG1P_Q6) * e + LOG1P_Q5) * e + LOG1P_Q4) * e + LOG1P_Q3) * e +
+                 LOG1P_Q2) * e + LOG1P_Q1) * e + LOG1P_Q0);
     return e * q;
 }
 
@@ -51,14 +60,14 @@ static inline __m512 bce_logit16(const float *z, const float *t, __m512 scale, f
         __m512 sig = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vz, zero, _CMP_GE_OQ), _mm512_mul_ps(e, r), r);
         _mm512_storeu_ps(d, _mm512_mul_ps(scale, _mm512_sub_ps(sig, vt)));
     }
-    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(5.126102362e-03f), e, _mm512_set1_ps(-2.907406539e-02f));
-    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(7.751608640e-02f));
-    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(-1.360224783e-01f));
-    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(1.907688081e-01f));
-    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(-2.483539879e-01f));
-    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(3.331812024e-01f));
-    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(-4.999944568e-01f));
-    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(9.999999404e-01f));
+    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(LOG1P_Q8), e, _mm512_set1_ps(LOG1P_Q7));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(LOG1P_Q6));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(LOG1P_Q5));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(LOG1P_Q4));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(LOG1P_Q3));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(LOG1P_Q2));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(LOG1P_Q1));
+    q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(LOG1P_Q0));
     /* max(z, 0) - z t + e q(e); NaN in z reaches the loss (vmaxps' second operand) */
     __m512 l = _mm512_fnmadd_ps(vz, vt, _mm512_max_ps(zero, vz));
     return _mm512_add_ps(acc, _mm512_fmadd_ps(e, q, l));
