@@ -76,18 +76,23 @@ if ! "$py" -c 'import torch' 2>/dev/null; then
   echo "run.sh: no PyTorch for $py (apt-get install -y python3-torch): the PyTorch columns stay empty" >&2
 fi
 
+# The aetrain command of one timed run: NAME CONFIG BATCH STEPS THREADS -> the array train_cmd (many
+# epochs of the 60000 random training images, max_steps ends the run; no validation split, test
+# evaluation only at the end and on 512 images, no checkpoints but the last, no probe)
+set_train_cmd() {
+  train_cmd=("$aetrain" train "$2" --quiet --run "$1" --set "run.dir=$work/runs" --set "data.dataset=$work/data"
+    --set train.epochs=1000000 --set "train.max_steps=$4" --set "train.batch=$3" --set "train.threads=$5"
+    --set train.probe=false --set train.checkpoint_epochs=0 --set train.validation=0 --set train.eval_every=0
+    --set train.knn=0)
+}
+
 # aetrain, whole training steps: NAME CONFIG RANKS THREADS GLOBAL_BATCH STEPS -> "samples/s allreduce_share core"
-# (many epochs of the 60000 random training images, max_steps ends the run; no validation split,
-# test evaluation only at the end and on 512 images, no checkpoints but the last, no probe)
 ae_run() {
   local tag=$1 cfg=$2 p=$3 t=$4 b=$5 n=$6 placement="--bind-to none"
   [ "$bind" = core ] && placement="--map-by slot:PE=$t --bind-to core"
+  set_train_cmd "$tag" "$cfg" "$b" "$n" "$t"
   # shellcheck disable=SC2086
-  if ! mpirun -n "$p" $placement ${MPIRUN_ARGS:-} "$aetrain" train "$cfg" --quiet --run "$tag" \
-    --set "run.dir=$work/runs" --set "data.dataset=$work/data" --set train.epochs=1000000 \
-    --set "train.max_steps=$n" --set "train.batch=$b" --set "train.threads=$t" --set train.probe=false \
-    --set train.checkpoint_epochs=0 --set train.validation=0 --set train.eval_every=0 --set train.knn=0 \
-    >"$work/$tag.out" 2>&1; then
+  if ! mpirun -n "$p" $placement ${MPIRUN_ARGS:-} "${train_cmd[@]}" >"$work/$tag.out" 2>&1; then
     cat "$work/$tag.out" >&2
     echo "run.sh: aetrain failed: $tag" >&2
     return 1
@@ -105,11 +110,8 @@ ae_pair() {
   local tag=$1 cfg=$2 b=$3 n=$4 k pin=() pids=()
   for k in 0 1; do
     [ "$bind" = core ] && pin=(taskset -c "$k")
-    "${pin[@]}" "$aetrain" train "$cfg" --quiet --run "$tag-$k" \
-      --set "run.dir=$work/runs" --set "data.dataset=$work/data" --set train.epochs=1000000 \
-      --set "train.max_steps=$n" --set "train.batch=$b" --set train.threads=1 --set train.probe=false \
-      --set train.checkpoint_epochs=0 --set train.validation=0 --set train.eval_every=0 --set train.knn=0 \
-      >"$work/$tag-$k.out" 2>&1 &
+    set_train_cmd "$tag-$k" "$cfg" "$b" "$n" 1
+    "${pin[@]}" "${train_cmd[@]}" >"$work/$tag-$k.out" 2>&1 &
     pids+=($!)
   done
   if ! wait "${pids[0]}" || ! wait "${pids[1]}"; then
@@ -149,13 +151,10 @@ echo "model,layout,ranks,threads_per_rank,batch_per_rank,global_batch,steps,samp
 echo "model,setting,procs,threads,batch_per_proc,global_batch,steps,seconds,samples_per_s,coretype,round" >"$res/torch.csv"
 # roof CPUS ARGS...: the roofline on the cores CPUS (a taskset list) when processes are bound
 roof() {
-  local cpus=$1
+  local pin=()
+  [ "$bind" = core ] && pin=(taskset -c "$1")
   shift
-  if [ "$bind" = core ]; then
-    OPENBLAS_CORETYPE=$core taskset -c "$cpus" "$work/roofline" -c -s "$roof_s" "$@"
-  else
-    OPENBLAS_CORETYPE=$core "$work/roofline" -c -s "$roof_s" "$@"
-  fi
+  OPENBLAS_CORETYPE=$core "${pin[@]}" "$work/roofline" -c -s "$roof_s" "$@"
 }
 
 # the plain sgemm peak at 1 and 2 threads
