@@ -212,6 +212,10 @@ static const key_def keys[] = {
            "bucket_mb > 0: run the buckets' allreduces on a communication thread (needs MPI_THREAD_MULTIPLE)"),
     K_BOOL("train", "bucket_step", bucket_step, "true",
            "bucket_mb > 0, comm_thread: step each bucket's parameters once its sum is in (not with [optim] clip_norm)"),
+    K_BOOL("train", "balance", balance, "false",
+           "P > 1: each rank's share of every batch follows its measured speed (at most 5/4 of the equal share), "
+           "so a slower rank holds up the step less; the sum is the same up to float rounding, but not bitwise "
+           "the same from run to run (not with deterministic = true)"),
     K_BOOL("train", "flush_denormals", flush_denormals, "true",
            "flush denormal floats to zero while training (x86 FTZ/DAZ): each one costs ~100 cycles on Intel"),
     K_FLT("train", "watchdog", watchdog, "600", AT_LEAST(0),
@@ -1355,6 +1359,10 @@ ae_status ae_config_validate(ae_spec *spec, ae_error *err)
                           "%d does not combine with [train] deterministic = true: micro_shards already bounds the "
                           "per-pass batch (a pass computes batch / micro_shards samples; raise micro_shards instead)",
                           spec->accum > 1 ? spec->accum : spec->micro_batch);
+    if (spec->deterministic && spec->balance)
+        return cross_fail(err, &at, "train", "balance",
+                          "true does not combine with [train] deterministic = true: the ranks' shares would follow "
+                          "their timing, which deterministic mode keeps out of the result");
     if (spec->optim.nesterov && (spec->optim.kind != AE_OPT_SGD || !(spec->optim.momentum > 0)))
         return cross_fail(err, &at, "optim", "nesterov", "needs kind = sgd and momentum > 0");
     if (!isfinite(spec->sched.base_lr) || !(spec->sched.base_lr > 0))

@@ -273,6 +273,18 @@ ae_status ae_dist_ordered_sum(float *const *pieces, int k, float *out, size_t n,
     return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Waitall(ordered sum)", err);
 }
 
+ae_status ae_dist_allgather_i64(int64_t mine, int64_t *all, ae_error *err)
+{
+    if (!g.active || g.size == 1) {
+        all[0] = mine;
+        return AE_OK;
+    }
+    coll_enter("MPI_Allgather(step times)");
+    int rc = MPI_Allgather(&mine, 1, MPI_INT64_T, all, 1, MPI_INT64_T, g.comm);
+    coll_leave();
+    return rc == MPI_SUCCESS ? AE_OK : mpi_fail(rc, "MPI_Allgather(step times)", err);
+}
+
 ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err)
 {
     return allreduce(buf, n, MPI_DOUBLE, sizeof(double), MPI_MAX, "MPI_Allreduce(max)", err);

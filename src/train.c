@@ -117,11 +117,55 @@ void ae_train_split(size_t n, int parts, int part, size_t *lo, size_t *hi)
 
 void ae_train_pass_range(size_t nb, int passes, int nranks, int pass, int rank, ae_train_pass *out)
 {
+    ae_train_pass_range_w(nb, passes, nranks, NULL, pass, rank, out);
+}
+
+void ae_train_pass_range_w(size_t nb, int passes, int nranks, const int64_t *w, int pass, int rank,
+                           ae_train_pass *out)
+{
     ae_train_split(nb, passes, pass, &out->g_lo, &out->g_hi);
     size_t a, b;
-    ae_train_split(out->g_hi - out->g_lo, nranks, rank, &a, &b);
+    ae_train_balance_split(out->g_hi - out->g_lo, nranks, w, rank, &a, &b);
     out->lo = out->g_lo + a;
     out->hi = out->g_lo + b;
+}
+
+void ae_train_balance_split(size_t n, int nranks, const int64_t *w, int rank, size_t *lo, size_t *hi)
+{
+    if (!w) {
+        ae_train_split(n, nranks, rank, lo, hi);
+        return;
+    }
+    unsigned __int128 before = 0, total = 0;
+    for (int q = 0; q < nranks; q++) {
+        if (q == rank) before = total;
+        total += (unsigned __int128)w[q];
+    }
+    unsigned __int128 upto = before + (unsigned __int128)w[rank];
+    *lo = (size_t)((unsigned __int128)n * before / total);
+    *hi = rank == nranks - 1 ? n : (size_t)((unsigned __int128)n * upto / total);
+}
+
+void ae_train_balance_clamp(int64_t *w, int nranks)
+{
+    int64_t top = 1;
+    for (int q = 0; q < nranks; q++)
+        if (w[q] > top) top = w[q];
+    if (nranks < 2) return;
+    /* the rank with top and every other at the floor: share top / (top + (P - 1) floor) <= 5 / (4 P) */
+    unsigned __int128 num = (unsigned __int128)top * (unsigned)(4 * nranks - 5), den = 5u * (unsigned)(nranks - 1);
+    int64_t floor_w = (int64_t)((num + den - 1) / den);
+    for (int q = 0; q < nranks; q++) {
+        if (w[q] <= 0 || w[q] > top) w[q] = top;
+        if (w[q] < floor_w) w[q] = floor_w;
+    }
+}
+
+int ae_train_balance_max(int pass_max, int nranks)
+{
+    if (nranks < 2) return pass_max;
+    int64_t cap = (int64_t)pass_max * 5 / 4 + 1, all = (int64_t)pass_max * nranks;
+    return (int)(cap < all ? cap : all);
 }
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
@@ -192,6 +236,15 @@ typedef struct loop {
      * thread's time in MPI_Allreduce before the wait) */
     double t_steps, t_allreduce, t_overlap;
     double lr;
+    /* train.balance (P > 1, not deterministic; bal_w = NULL: off): the ranks' speeds in samples per
+     * second x 1024, a running mean over the steps (bal_w), this step's as gathered (bal_raw), and the
+     * clamped weights the slices follow (bal_use, once bal_ready); bal_tail: this rank's time of the
+     * last step after its last synchronization (its optimizer), which the next measurement adds */
+    int64_t *bal_w, *bal_raw, *bal_use;
+    int bal_ready, bal_have_tail;
+    double bal_tail;
+    double bal_share_hi, bal_share_lo; /* sums over the balanced steps of the largest and smallest share */
+    int64_t bal_steps;
 } loop;
 
 /* train.shard_optimizer: auto, true, false (the config's order); auto shards from this size on,
@@ -268,6 +321,7 @@ static void loop_unshare(loop *L)
 static void loop_free(loop *L)
 {
     free(L->bkt);
+    free(L->bal_w);
     ae_dist_reqs_free(L->reqs);
     loop_unshare(L);
     if (L->ns) ae_model_bind_grads(L->m, NULL);
@@ -359,6 +413,12 @@ static ae_status loop_init(loop *L, ae_model *m, const ae_spec *spec, const ae_d
     L->passes = ae_train_passes(spec->batch, ae_dist_size(), spec->accum, spec->micro_batch);
     L->det = spec->deterministic;
     L->shards = spec->micro_shards;
+    if (!L->det && spec->balance && ae_dist_size() > 1) {
+        size_t P = (size_t)ae_dist_size();
+        if (!(L->bal_w = ae_calloc(3 * P, sizeof(int64_t), err))) return AE_ERR_NOMEM;
+        L->bal_raw = L->bal_w + P;
+        L->bal_use = L->bal_raw + P;
+    }
     if (L->det) {
         if (ae_dist_size() > L->shards)
             return ae_error_set(err, AE_ERR_CONFIG, "%s: [train] micro_shards = %d is fewer than the %d ranks",
@@ -421,6 +481,37 @@ static void bucket_done(int layer, void *user)
     if (!st) ae_dist_progress(L->reqs, &L->bkt_err);
     /* with the thread, the hook's own time is not communication (ae_dist_reqs_hidden_s counts that) */
     if (!ae_dist_reqs_threaded(L->reqs)) L->t_overlap += ae_dist_time() - t0;
+}
+
+/* Collective (train.balance): every rank's speed in this step, its n_local samples over its time
+ * from the last step's last synchronization to this step's sum (busy: this step's part; the
+ * previous step's optimizer adds L->bal_tail), gathered; the next steps' slices follow the running
+ * mean of the speeds (the newest step counts half), clamped (ae_train_balance_clamp). A step
+ * counts when it is full, every rank had samples and the previous step was measured: the weights
+ * are the same integers on every rank. At the fixed point every rank reaches the sum at once. */
+static ae_status balance_update(loop *L, size_t nb, size_t n_local, double busy, ae_error *err)
+{
+    int P = ae_dist_size();
+    double c = busy + L->bal_tail, v = c > 0 ? 1024.0 * (double)n_local / c : 0.0;
+    int64_t mine = L->bal_have_tail && nb == (size_t)L->batch && v >= 1.0 && v < 1e15 ? (int64_t)llround(v) : 0;
+    ae_status st = ae_dist_allgather_i64(mine, L->bal_raw, err);
+    if (st) return st;
+    for (int q = 0; q < P; q++)
+        if (L->bal_raw[q] <= 0) return AE_OK;
+    for (int q = 0; q < P; q++) L->bal_w[q] = L->bal_ready ? (L->bal_w[q] + L->bal_raw[q]) / 2 : L->bal_raw[q];
+    memcpy(L->bal_use, L->bal_w, sizeof(int64_t) * (size_t)P);
+    ae_train_balance_clamp(L->bal_use, P);
+    L->bal_ready = 1;
+    size_t lo, hi, most = 0, least = (size_t)L->batch;
+    for (int q = 0; q < P; q++) {
+        ae_train_balance_split((size_t)L->batch, P, L->bal_use, q, &lo, &hi);
+        if (hi - lo > most) most = hi - lo;
+        if (hi - lo < least) least = hi - lo;
+    }
+    L->bal_share_hi += (double)most * P / L->batch;
+    L->bal_share_lo += (double)least * P / L->batch;
+    L->bal_steps++;
+    return AE_OK;
 }
 
 /* Zero the gradients, aux sums and step scalars the passes of a step add into. */
@@ -535,7 +626,9 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     float *extra = m->extra;
     float stop_req = stop_signal ? 1.0f : 0.0f;
     ae_status st;
-    double t1, t2, t_opt = 0.0; /* t_opt: the per-bucket steps' time inside [t1, t2] */
+    double t1, t2, t_exit, t_opt = 0.0; /* t_opt: the per-bucket steps' time inside [t1, t2] */
+    const int64_t *W = L->bal_ready ? L->bal_use : NULL; /* train.balance: the ranks' weights */
+    size_t n_local = 0;
     int stepped = 0, bad = 0;
     size_t c_lo = 0, c_hi = 0; /* train.shard_optimizer: this rank's chunk of the parameters */
     if (!L->det) {
@@ -544,15 +637,16 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         /* every rank runs every pass, an empty slice too: synchronized layers reduce in them */
         for (int j = 0; j < L->passes; j++) {
             ae_train_pass pr, nx = {0};
-            ae_train_pass_range(nb, L->passes, P, j, r, &pr);
+            ae_train_pass_range_w(nb, L->passes, P, W, j, r, &pr);
+            n_local += pr.hi - pr.lo;
             /* the rows this rank gathers next: the next pass's, or the next step's first pass's */
             const uint32_t *next = NULL;
             if (j + 1 < L->passes) {
-                ae_train_pass_range(nb, L->passes, P, j + 1, r, &nx);
+                ae_train_pass_range_w(nb, L->passes, P, W, j + 1, r, &nx);
                 next = batch + nx.lo;
             } else if (start + nb < ds->n && L->step_in_epoch + 1 < L->steps_per_epoch) {
                 size_t nb2 = ds->n - start - nb < (size_t)L->batch ? ds->n - start - nb : (size_t)L->batch;
-                ae_train_pass_range(nb2, L->passes, P, 0, r, &nx);
+                ae_train_pass_range_w(nb2, L->passes, P, W, 0, r, &nx);
                 next = batch + nb + nx.lo;
             }
             local_pass(L, batch, pr.lo, pr.hi, nb, 1, pr.g_hi - pr.g_lo, j == L->passes - 1, next, nx.hi - nx.lo);
@@ -594,7 +688,12 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
                 stepped = 1;
             }
         } else if ((st = ae_dist_allreduce_sum(m->grads, ntot, err))) return st;
-        t2 = ae_dist_time();
+        t2 = t_exit = ae_dist_time();
+        if (L->bal_w) {
+            if ((st = balance_update(L, nb, n_local, t1 - t0, err))) return st;
+            t_exit = ae_dist_time();
+            L->t_allreduce += t_exit - t2;
+        }
     } else {
         /* rank 0's first piece starts the chain in the model's own buffer; every other piece gets its
          * own buffer (a rank after 0 can add its pieces only once the prefix sum has arrived) */
@@ -612,7 +711,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         t1 = ae_dist_time();
         /* NaN and inf propagate through the float sums to the non-finite check below */
         if ((st = ae_dist_ordered_sum(L->piece, k, m->grads, ntot, err))) return st;
-        t2 = ae_dist_time();
+        t2 = t_exit = ae_dist_time();
     }
     if (m->n_aux) {
         ae_ctx uctx = {.training = 1, .seed = L->seed, .epoch = L->epoch, .step = L->step, .batch = (int64_t)nb};
@@ -641,7 +740,8 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         /* every chunk is stepped before the next forward reads the parameters */
         double tb = ae_dist_time();
         if ((st = ae_dist_nodesum_barrier(L->ns, err))) return st;
-        L->t_allreduce += ae_dist_time() - tb;
+        t_exit = ae_dist_time();
+        L->t_allreduce += t_exit - tb;
     }
     L->run_sum += (double)extra[EX_LOSS] * (double)nb;
     L->run_cnt += (double)nb;
@@ -649,6 +749,8 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     L->step_in_epoch++;
     *stop = extra[EX_STOP] > 0.0f;
     double t3 = ae_dist_time();
+    L->bal_tail = t3 - t_exit;
+    L->bal_have_tail = 1;
     L->t_steps += t3 - t0;
     L->t_allreduce += t2 - t1 - t_opt;
     return AE_OK;
@@ -958,7 +1060,12 @@ static int spec_passes(const ae_spec *spec, int P)
 {
     return ae_train_passes(spec->batch, P, spec->accum, spec->micro_batch);
 }
-static int pass_batch(const ae_spec *spec, int P) { return ae_train_pass_max(spec->batch, spec_passes(spec, P), P); }
+static int pass_batch(const ae_spec *spec, int P)
+{
+    int pm = ae_train_pass_max(spec->batch, spec_passes(spec, P), P);
+    /* train.balance: a rank's slice may grow to 5/4 of the equal share */
+    return spec->balance && !spec->deterministic ? ae_train_balance_max(pm, P) : pm;
+}
 
 #define MIB (1024.0 * 1024.0)
 
@@ -1468,6 +1575,9 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     if (!st) st = loop_init(&L, m, spec, &d.train, err);
     if (!st && !(ebuf = ae_alloc_floats((size_t)m->max_batch * d.train.d, err))) st = AE_ERR_NOMEM;
     if ((st = ae_dist_agree(st, err))) goto done;
+    if (L.bal_w)
+        ae_report_log("balance: each rank's share of a batch follows its measured speed, at most 5/4 of the equal "
+                      "share (at most %d samples a pass; train.balance)", pass_batch(spec, P));
     if (m->type == AE_MODEL_AUTOENCODER && m->code_size >= m->in_size)
         ae_report_warn("%s: the code has %zu values, not fewer than the input's %zu: without sparsity, corruption or "
                        "a bottleneck elsewhere the autoencoder can learn the identity", spec->source, m->code_size,
@@ -1732,6 +1842,11 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
     }
     ae_report_log("throughput: %.0f samples/s (%d rank%s), %lld steps", res->samples_per_s, P, P == 1 ? "" : "s",
                   (long long)L.step);
+    double share_hi = L.bal_steps ? L.bal_share_hi / (double)L.bal_steps : 1.0;
+    double share_lo = L.bal_steps ? L.bal_share_lo / (double)L.bal_steps : 1.0;
+    if (L.bal_w)
+        ae_report_log("balance: over %lld balanced steps the largest rank's share of a batch was %.3f of the equal "
+                      "share on average, the smallest %.3f", (long long)L.bal_steps, share_hi, share_lo);
     if (spec->target_loss > 0 && !reached_target)
         ae_report_log("target not reached: the %s loss stayed above %g", d.val.n > 0 ? "validation" : "training",
                       (double)spec->target_loss);
@@ -1749,7 +1864,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                  "\"peak_rss_mb_codes\": %.1f, \"codes_mb\": %.4g, "
                  "\"data_bytes\": %zu, \"data_shared_ranks\": %d, \"allreduce_bytes_per_step\": %.0f, "
                  "\"target_loss\": %.9g, \"target_epoch\": %lld, \"target_step\": %lld, "
-                 "\"time_to_target_s\": %.6g, \"train_time_to_target_s\": %.6g, \"global_batch\": %d}\n",
+                 "\"time_to_target_s\": %.6g, \"train_time_to_target_s\": %.6g, \"global_batch\": %d, "
+                 "\"balance_share_max\": %.4f, \"balance_share_min\": %.4f}\n",
                  res->test_loss, is_ae ? te.mse : -1.0, is_ae ? te.bce : -1.0, is_ae ? -1.0 : te.accuracy,
                  isfinite(res->probe_acc) ? res->probe_acc : -1.0, isfinite(res->knn_acc) ? res->knn_acc : -1.0,
                  is_ae ? te.code_mean : -1.0, te.penalty,
@@ -1758,7 +1874,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                  mem.sharing,
                  mem.allreduce_bytes, (double)spec->target_loss, (long long)res->target_epoch,
                  (long long)res->target_step, res->target_epoch ? res->time_to_target_s : -1.0,
-                 res->target_epoch ? res->train_time_to_target_s : -1.0, spec->batch);
+                 res->target_epoch ? res->train_time_to_target_s : -1.0, spec->batch, share_hi, share_lo);
         if ((st = write_text(rc.dir, "result.json", text, err))) ae_report_warn("%s", err->msg);
         st = AE_OK;
     }

@@ -1262,6 +1262,68 @@ static void test_train_pass_partition(void)
     CU_ASSERT_EQUAL(ae_train_pass_max(64, 2, 3), 11);
 }
 
+/* train.balance: for random weights (clamped), every n <= MAX_NB and P <= MAX_RANKS the slices follow
+ * each other from 0 to n; each is within one sample of its weight's share n w_q / W, and at most
+ * ae_train_balance_max of the equal split's largest; equal weights (any value) and NULL give
+ * ae_train_split's slices. Known values: the clamp's floor, and a split of 300 samples. */
+static void test_train_balance_split(void)
+{
+    uint64_t x = 88172645463325252ull; /* xorshift64 */
+    int bad = 0;
+    for (int n = 0; n <= MAX_NB; n++)
+        for (int P = 1; P <= MAX_RANKS; P++)
+            for (int t = 0; t < 8; t++) {
+                int64_t w[MAX_RANKS];
+                for (int q = 0; q < P; q++) {
+                    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                    w[q] = t == 0 ? 7 : (int64_t)(x % (t < 4 ? 100 : 1000000000000ull)) - 5; /* some <= 0 */
+                }
+                ae_train_balance_clamp(w, P);
+                int64_t W = 0;
+                for (int q = 0; q < P; q++) W += w[q];
+                size_t next = 0, most = (size_t)ae_train_balance_max((int)((n + P - 1) / P), P);
+                for (int q = 0; q < P; q++) {
+                    size_t lo, hi, elo, ehi;
+                    ae_train_balance_split((size_t)n, P, w, q, &lo, &hi);
+                    double share = (double)n * (double)w[q] / (double)W;
+                    bad += lo != next || hi < lo || hi - lo > most || fabs((double)(hi - lo) - share) >= 1.0;
+                    next = hi;
+                    if (t == 0) {
+                        ae_train_split((size_t)n, P, q, &elo, &ehi);
+                        bad += lo != elo || hi != ehi;
+                    }
+                    ae_train_balance_split((size_t)n, P, NULL, q, &lo, &hi);
+                    ae_train_split((size_t)n, P, q, &elo, &ehi);
+                    bad += lo != elo || hi != ehi;
+                }
+                bad += next != (size_t)n;
+                if (bad) {
+                    fprintf(stderr, "\n    n %d, P %d, case %d: balanced slices wrong\n", n, P, t);
+                    CU_FAIL("balanced split");
+                    return;
+                }
+            }
+    /* P = 2: the floor is ceil(1000 x 3 / 5) = 600; 300 samples: floor(300 x 1000 / 1600) = 187 for rank 0 */
+    int64_t w2[2] = {1000, 100};
+    ae_train_balance_clamp(w2, 2);
+    CU_ASSERT(w2[0] == 1000 && w2[1] == 600);
+    size_t lo, hi;
+    ae_train_balance_split(300, 2, w2, 1, &lo, &hi);
+    CU_ASSERT(lo == 187 && hi == 300);
+    CU_ASSERT_EQUAL(ae_train_balance_max(150, 2), 188);
+    /* P = 4: floor ceil(500 x 11 / 15) = 367; a weight <= 0 (no measurement) becomes the largest */
+    int64_t w4[4] = {400, 100, 0, 500};
+    ae_train_balance_clamp(w4, 4);
+    CU_ASSERT(w4[0] == 400 && w4[1] == 367 && w4[2] == 500 && w4[3] == 500);
+    CU_ASSERT_EQUAL(ae_train_balance_max(3, 1), 3);
+    CU_ASSERT_EQUAL(ae_train_balance_max(1, 2), 2);
+    /* the weighted passes: pass 1 of 2 of 10 samples is [5, 10); weights 3 : 1 give rank 0 [5, 8) */
+    int64_t w31[2] = {3, 1};
+    ae_train_pass pr;
+    ae_train_pass_range_w(10, 2, 2, w31, 1, 0, &pr);
+    CU_ASSERT(pr.g_lo == 5 && pr.g_hi == 10 && pr.lo == 5 && pr.hi == 8);
+}
+
 /* micro_batch m: the passes keep every rank's pass at most m samples, and are the fewest that do; without
  * it the passes are accum. */
 static void test_train_passes_micro_batch(void)
@@ -1354,5 +1416,6 @@ void ae_test_register_train(void)
     CU_add_test(s, "test_train_reduction_sum_is_w_mean", test_train_reduction_sum_is_w_mean);
     CU_add_test(s, "test_train_pass_partition", test_train_pass_partition);
     CU_add_test(s, "test_train_passes_micro_batch", test_train_passes_micro_batch);
+    CU_add_test(s, "test_train_balance_split", test_train_balance_split);
     CU_add_test(s, "test_train_bn_sync_count", test_train_bn_sync_count);
 }

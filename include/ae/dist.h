@@ -43,6 +43,8 @@ ae_status ae_dist_allreduce_sum_f64(double *buf, size_t n, ae_error *err);
  * NaN and infinities propagate. Collective, also with one process. */
 ae_status ae_dist_ordered_sum(float *const *pieces, int k, float *out, size_t n, ae_error *err);
 ae_status ae_dist_allreduce_max_f64(double *buf, size_t n, ae_error *err);
+/* all[q] = rank q's `mine`, for every rank q (all holds ae_dist_size() values). Collective. */
+ae_status ae_dist_allgather_i64(int64_t mine, int64_t *all, ae_error *err);
 
 /* Nonblocking in-place sums (the bucketed gradient allreduce): a set of
  * requests, created and freed in pairs (free accepts NULL). Every rank must

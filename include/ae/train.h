@@ -72,6 +72,32 @@ typedef struct ae_train_pass {
 
 void ae_train_pass_range(size_t nb, int passes, int nranks, int pass, int rank, ae_train_pass *out);
 
+/* ---- load balancing (train.balance): the ranks' shares of each pass ---- */
+
+/* Rank `rank`'s slice of [0, n) when the ranks' shares follow the integer
+ * weights w[0..nranks) (w > 0, their sum below 2^63): the cut before rank q
+ * is floor(n W_q / W), W_q the sum of the weights before q and W of all.
+ * Integer arithmetic only, so every rank computes the same cuts from the
+ * same weights; equal weights give ae_train_split's slices; w = NULL is
+ * ae_train_split. */
+void ae_train_balance_split(size_t n, int nranks, const int64_t *w, int rank, size_t *lo, size_t *hi);
+
+/* Clamps the weights in place into [ceil(w_max (4P - 5) / (5 (P - 1))),
+ * w_max], P = nranks >= 2: the bound under which no rank's share of a pass
+ * exceeds 5/4 of the equal share (so its slice has at most
+ * ae_train_balance_max samples). Weights <= 0 become w_max. */
+void ae_train_balance_clamp(int64_t *w, int nranks);
+
+/* The most samples a rank computes in one pass when the shares are
+ * balanced, for passes of at most pass_max samples per rank when equal:
+ * min(nranks x pass_max, floor(5 pass_max / 4) + 1); pass_max for one rank. */
+int ae_train_balance_max(int pass_max, int nranks);
+
+/* ae_train_pass_range with the ranks' slices of each pass by
+ * ae_train_balance_split (w = NULL: ae_train_pass_range). */
+void ae_train_pass_range_w(size_t nb, int passes, int nranks, const int64_t *w, int pass, int rank,
+                           ae_train_pass *out);
+
 /* Passes per step: accum, or with micro_batch > 0 the fewest that keep a
  * rank's pass at most micro_batch samples, ceil(batch / (nranks x
  * micro_batch)). */
