@@ -175,7 +175,7 @@ def summary(d):
         for lay in ("p1t2", "p1t1", "p2t1"):
             s["roof_" + lay] = num(R.get(lay, {}).get("samples_per_s_bound"))
             s["roof_gflops_" + lay] = num(R.get(lay, {}).get("gflops"))
-        for lay in ("p1t2", "p1t1", "p2t1", "p2t1w", "p1t1x2"):
+        for lay in ("p1t2", "p1t1", "p2t1", "p2t1w", "p2t1wb", "p1t1x2"):
             s["ae_" + lay] = num(A.get(lay, {}).get("samples_per_s"))
         s["ae_allreduce_share_p2t1"] = num(A.get("p2t1", {}).get("allreduce_share"))
         s["ae_allreduce_share_p2t1w"] = num(A.get("p2t1w", {}).get("allreduce_share"))
@@ -198,8 +198,10 @@ def summary(d):
         s["ddp_strong_speedup_p2"] = ratio(s["torch_ddp2"], s["torch_t1"])
         s["ae_weak_eff_p2"] = ratio(s["ae_p2t1w"], 2 * s["ae_p1t1"])
         s["ddp_weak_eff_p2"] = ratio(s["torch_ddp2w"], 2 * s["torch_t1"])
+        s["aebal_weak_eff_p2"] = ratio(s["ae_p2t1wb"], 2 * s["ae_p1t1"])
         # the same ratio within each round: its spread over the rounds
-        for key, D, num_k, den_k in (("ae", A, "p2t1w", "p1t1"), ("ddp", T, "ddp2w", "t1")):
+        for key, D, num_k, den_k in (("ae", A, "p2t1w", "p1t1"), ("ddp", T, "ddp2w", "t1"),
+                                     ("aebal", A, "p2t1wb", "p1t1")):
             per = [ratio(num(w), 2 * num(o)) for w, o in zip(D.get(num_k, {}).get("_rounds", []),
                                                             D.get(den_k, {}).get("_rounds", []))]
             per = [x for x in per if not math.isnan(x)]
@@ -222,19 +224,21 @@ def summary(d):
     print("\nsamples/s (roofline = the step's sgemm calls alone; pN tM = N ranks x M threads; "
           "w = weak scaling, batch per rank fixed; p1t1x2 = two independent P = 1 runs side by side)")
     head = ["model", "batch", "roof p1t2", "roof p1t1", "roof p2t1", "ae p1t2", "ae p1t1", "ae p2t1", "ae p2t1w",
-            "ae p1t1x2", "pt t1", "pt t2", "ddp2", "ddp2w"]
+            "ae p2t1wb", "ae p1t1x2", "pt t1", "pt t2", "ddp2", "ddp2w"]
     rows = [[s["model"], s["batch"]] + [fmt(s[k]) for k in (
-        "roof_p1t2", "roof_p1t1", "roof_p2t1", "ae_p1t2", "ae_p1t1", "ae_p2t1", "ae_p2t1w", "ae_p1t1x2", "torch_t1",
+        "roof_p1t2", "roof_p1t1", "roof_p2t1", "ae_p1t2", "ae_p1t1", "ae_p2t1", "ae_p2t1w", "ae_p2t1wb", "ae_p1t1x2",
+        "torch_t1",
         "torch_t2", "torch_ddp2", "torch_ddp2w")] for s in out]
     print(table(rows, head))
     nr = max((s["rounds"] for s in out), default=1)
     print("\nratios (each measured side by side in this run%s)" % (
         "; medians of %d rounds, weak: median (range of the rounds' own ratios)" % nr if nr > 1 else ""))
     head = ["model", "ae best", "ae/roof", "ae/roof p1t1", "pt best", "ae/pt", "ae/pt p1t1", "ae/ddp p2",
-            "weak ae", "weak ddp", "weak ae/ddp", "weak pair", "weak ae/pair", "allreduce p2"]
+            "weak ae", "weak ae bal", "weak ddp", "weak ae/ddp", "weak pair", "weak ae/pair", "allreduce p2"]
     rows = [[s["model"], s["ae_best_layout"], fmt(s["ae_over_roof_best"]), fmt(s["ae_over_roof_p1t1"]),
              s["torch_best_setting"], fmt(s["ae_best_over_torch_best"]), fmt(s["ae_p1t1_over_torch_t1"]),
-             fmt(s["ae_p2t1_over_torch_ddp2"]), spread(s, "ae_weak_eff_p2"), spread(s, "ddp_weak_eff_p2"),
+             fmt(s["ae_p2t1_over_torch_ddp2"]), spread(s, "ae_weak_eff_p2"), spread(s, "aebal_weak_eff_p2"),
+             spread(s, "ddp_weak_eff_p2"),
              fmt(s["ae_over_ddp_weak_eff"]), fmt(s["pair_weak_eff_p2"]), fmt(s["ae_weak_over_pair"]),
              fmt(100 * s["ae_allreduce_share_p2t1"], 0) + "%" if not math.isnan(s["ae_allreduce_share_p2t1"])
              else "-"] for s in out]

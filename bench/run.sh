@@ -5,7 +5,8 @@
 # P = 1 (1 thread) and P = 2 (1 thread each), two independent P = 1 runs side by side (the
 # machine's own ceiling of weak scaling), PyTorch 1.13 on the same model
 # (bench/torch_step.py: 1 thread, 2 threads, DDP gloo 2 x 1), and weak
-# scaling at P = 2 (batch per rank fixed) for aetrain and DDP. Prints tables
+# scaling at P = 2 (batch per rank fixed) for aetrain (also with train.balance: the
+# ranks' shares by their speed) and DDP. Prints tables
 # of samples/s and of ratios; writes bench/results/{roofline,aetrain,torch,
 # summary}.csv and summary.txt. See docs/performance.md.
 #
@@ -83,14 +84,15 @@ set_train_cmd() {
   train_cmd=("$aetrain" train "$2" --quiet --run "$1" --set "run.dir=$work/runs" --set "data.dataset=$work/data"
     --set train.epochs=1000000 --set "train.max_steps=$4" --set "train.batch=$3" --set "train.threads=$5"
     --set train.probe=false --set train.checkpoint_epochs=0 --set train.validation=0 --set train.eval_every=0
-    --set train.knn=0)
+    --set train.knn=0 ${6:+--set "$6"})
 }
 
-# aetrain, whole training steps: NAME CONFIG RANKS THREADS GLOBAL_BATCH STEPS -> "samples/s allreduce_share core"
+# aetrain, whole training steps: NAME CONFIG RANKS THREADS GLOBAL_BATCH STEPS [KEY=VALUE]
+#   -> "samples/s allreduce_share core"
 ae_run() {
   local tag=$1 cfg=$2 p=$3 t=$4 b=$5 n=$6 placement="--bind-to none"
   [ "$bind" = core ] && placement="--map-by slot:PE=$t --bind-to core"
-  set_train_cmd "$tag" "$cfg" "$b" "$n" "$t"
+  set_train_cmd "$tag" "$cfg" "$b" "$n" "$t" "${7:-}"
   # shellcheck disable=SC2086
   if ! mpirun -n "$p" $placement ${MPIRUN_ARGS:-} "${train_cmd[@]}" >"$work/$tag.out" 2>&1; then
     cat "$work/$tag.out" >&2
@@ -141,10 +143,10 @@ if "$py" -c "import sys; sys.exit(0 if float('$load') > 0.5 else 1)"; then
   echo "run.sh: warning: other jobs are running (load $load): the numbers will be noisy" >&2
 fi
 nmodels=$(echo "${models//,/ }" | wc -w)
-# per model: 3 roofline runs and a calibration once; per round 5 aetrain layouts (~1.3 x secs each:
+# per model: 3 roofline runs and a calibration once; per round 6 aetrain layouts (~1.3 x secs each:
 # P = 1 x 2 threads can be slower) and 4 PyTorch settings (secs + warm-up); ~18 s a round of process
 # start-up, data loading and final evaluations
-echo "models: $models; $secs s per setting, $rounds round(s), processes bound: $bind; expect about $("$py" -c "print(round($nmodels * ($rounds * (10.2 * $secs + 4 * $warm + 16) + 3.6 * $roof_s + 4) / 60 + 0.1, 1))") min"
+echo "models: $models; $secs s per setting, $rounds round(s), processes bound: $bind; expect about $("$py" -c "print(round($nmodels * ($rounds * (11.5 * $secs + 4 * $warm + 16) + 3.6 * $roof_s + 4) / 60 + 0.1, 1))") min"
 
 echo "model,layout,ranks,threads,batch,core,step_gflop,step_ms,gflops,samples_per_s_bound,peak_n,peak_gflops" >"$res/roofline.csv"
 echo "model,layout,ranks,threads_per_rank,batch_per_rank,global_batch,steps,samples_per_s,allreduce_share,openblas_core,round" >"$res/aetrain.csv"
@@ -196,9 +198,10 @@ for r in $(seq 1 "$rounds"); do
       echo "== $m: round $r"
     fi
     B=${batch_of[$m]} n=${steps_of[$m]}
-    for lay in p1t2:1:2:$B p1t1:1:1:$B p2t1:2:1:$B p2t1w:2:1:$((2 * B)); do
-      IFS=: read -r name p t gb <<<"$lay"
-      out=$(ae_run "$m-$name" "$cfg" "$p" "$t" "$gb" "$n")
+    # p2t1wb: weak, the ranks' shares of each batch by their speed (train.balance)
+    for lay in p1t2:1:2:$B p1t1:1:1:$B p2t1:2:1:$B p2t1w:2:1:$((2 * B)) p2t1wb:2:1:$((2 * B)):train.balance=true; do
+      IFS=: read -r name p t gb kv <<<"$lay"
+      out=$(ae_run "$m-$name" "$cfg" "$p" "$t" "$gb" "$n" "$kv")
       read -r sps share c <<<"$out"
       echo "$m,$name,$p,$t,$((gb / p)),$gb,$n,$sps,$share,$c,$r" >>"$res/aetrain.csv"
       printf '   aetrain %-9s %6d steps  %10.0f samples/s  allreduce %4.1f%%\n' "$name" "$n" "$sps" "$("$py" -c "print(100 * $share)")"
