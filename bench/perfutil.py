@@ -6,6 +6,8 @@
   perfutil.py run RUN_DIR           a finished aetrain run -> "samples_per_s allreduce_share openblas_core"
   perfutil.py summary RESULTS_DIR   roofline.csv + aetrain.csv + torch.csv -> summary.csv and the tables
   perfutil.py buckets OUT.csv       bench/buckets.sh rows -> a markdown table of medians per setting
+  perfutil.py steps RUN_DIR [SKIP]  a run with train.step_times -> how the ranks' step times differ, what
+                                    waiting for the slowest costs, and what train.balance would save
 """
 import csv
 import json
@@ -272,6 +274,75 @@ def buckets(path):
             fmt(median([num(r["allreduce_exposed_frac"]) for r in g])), len(g)))
 
 
+def steps(d, skip=10):
+    """The ranks' per-step times of a run with train.step_times (steps/rank-R.csv), after `skip`
+    warm-up steps. A rank's work in step s is what it does between the ranks' common exit from step
+    s - 1's sum and its arrival at step s's: its `after` of s - 1 plus its `compute` of s. A
+    synchronous step lasts the largest work; the ratio of the mean work to the mean largest one is
+    what synchronization leaves of the ranks' speed (1 = no waiting). The lag-1 correlation of a
+    rank's deviation from the step's mean says how persistent the differences are (train.balance
+    can only follow persistent ones); the replay gives the ranks shares by the running mean of their
+    speeds (newest half, clamped to 5/4 of the equal share, as aetrain does), each rank's work in
+    proportion to its samples."""
+    import glob
+    files = sorted(glob.glob(os.path.join(d, "steps", "rank-*.csv")))
+    if not files:
+        sys.exit("perfutil.py: no steps/rank-*.csv in %s (train.step_times = true writes them)" % d)
+    ranks = []
+    for f in files:
+        ranks.append({int(r["step"]): r for r in read(f)})
+    common = sorted(set.intersection(*[set(r) for r in ranks]))
+    common = [s for s in common if s - 1 in ranks[0] and s > skip]
+    P = len(ranks)
+    if len(common) < 3:
+        sys.exit("perfutil.py: fewer than 3 steps after the %d warm-up steps" % skip)
+    work = [[num(r[s - 1]["after_s"]) + num(r[s]["compute_s"]) for s in common] for r in ranks]
+    samples = [[num(r[s]["samples"]) for s in common] for r in ranks]
+    n = len(common)
+    mean_w = [sum(w) / n for w in work]
+    step_mean = [sum(work[q][i] for q in range(P)) / P for i in range(n)]
+    step_max = [max(work[q][i] for q in range(P)) for i in range(n)]
+    eff = sum(step_mean) / sum(step_max)
+
+    def pct(v, p):
+        v = sorted(v)
+        return v[min(len(v) - 1, int(p * len(v)))]
+
+    def lag1(x):
+        m = sum(x) / len(x)
+        a = sum((x[i] - m) * (x[i + 1] - m) for i in range(len(x) - 1))
+        b = sum((v - m) ** 2 for v in x)
+        return a / b if b > 0 else float("nan")
+
+    print("%d ranks, %d steps after %d warm-up steps; times in ms" % (P, n, skip))
+    print(table([[str(q), fmt(mean_w[q] * 1e3), fmt(pct(work[q], 0.1) * 1e3), fmt(pct(work[q], 0.5) * 1e3),
+                  fmt(pct(work[q], 0.9) * 1e3),
+                  fmt(sum(num(ranks[q][s]["sum_s"]) for s in common) / n * 1e3),
+                  fmt(sum(num(ranks[q][s]["step_s"]) for s in common) / n * 1e3),
+                  fmt(lag1([work[q][i] - step_mean[i] for i in range(n)]))] for q in range(P)],
+                ["rank", "work mean", "p10", "p50", "p90", "sum+wait", "step", "lag-1 corr"]))
+    print("mean work %.3f ms, mean of the largest %.3f ms: synchronization keeps %.3f of the ranks' speed"
+          % (sum(step_mean) / n * 1e3, sum(step_max) / n * 1e3, eff))
+    # the replay: per-sample times of this run, shares by the running mean of speeds, clamped
+    tot, w, ready = 0.0, [0.0] * P, False
+    for i in range(n):
+        per = [work[q][i] / samples[q][i] if samples[q][i] > 0 else float("nan") for q in range(P)]
+        gb = sum(samples[q][i] for q in range(P))
+        if ready and P > 1:
+            top = max(w)
+            lo = top * (4 * P - 5) / (5 * (P - 1))
+            c = [min(max(x, lo), top) for x in w]
+            share = [gb * x / sum(c) for x in c]
+        else:
+            share = [gb / P] * P
+        tot += max(per[q] * share[q] for q in range(P))
+        if all(x == x and x > 0 for x in per):
+            w = [1 / per[q] if not ready else (w[q] + 1 / per[q]) / 2 for q in range(P)]
+            ready = True
+    print("replayed with train.balance's shares: the mean step %.3f ms, synchronization keeps %.3f"
+          % (tot / n * 1e3, sum(step_mean) / tot))
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -286,6 +357,8 @@ def main():
         summary(sys.argv[2])
     elif cmd == "buckets" and len(sys.argv) == 3:
         buckets(sys.argv[2])
+    elif cmd == "steps" and len(sys.argv) in (3, 4):
+        steps(sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 10)
     else:
         sys.exit(__doc__)
 

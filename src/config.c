@@ -216,6 +216,9 @@ static const key_def keys[] = {
            "P > 1: each rank's share of every batch follows its measured speed (at most 5/4 of the equal share), "
            "so a slower rank holds up the step less; the sum is the same up to float rounding, but not bitwise "
            "the same from run to run (not with deterministic = true)"),
+    K_BOOL("train", "step_times", step_times, "false",
+           "every rank writes its per-step times (compute, gradient sum with its waiting, optimizer) to "
+           "steps/rank-R.csv in the run folder (bench/perfutil.py steps RUN reads them)"),
     K_BOOL("train", "flush_denormals", flush_denormals, "true",
            "flush denormal floats to zero while training (x86 FTZ/DAZ): each one costs ~100 cycles on Intel"),
     K_FLT("train", "watchdog", watchdog, "600", AT_LEAST(0),

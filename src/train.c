@@ -245,6 +245,7 @@ typedef struct loop {
     double bal_tail;
     double bal_share_hi, bal_share_lo; /* sums over the balanced steps of the largest and smallest share */
     int64_t bal_steps;
+    FILE *steps_f; /* train.step_times: this rank's steps/rank-R.csv, one row a step (NULL = off) */
 } loop;
 
 /* train.shard_optimizer: auto, true, false (the config's order); auto shards from this size on,
@@ -322,6 +323,7 @@ static void loop_free(loop *L)
 {
     free(L->bkt);
     free(L->bal_w);
+    if (L->steps_f) fclose(L->steps_f);
     ae_dist_reqs_free(L->reqs);
     loop_unshare(L);
     if (L->ns) ae_model_bind_grads(L->m, NULL);
@@ -705,6 +707,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
             size_t lo, hi;
             ae_train_split(nb, M, j, &lo, &hi);
             local_pass(L, batch, lo, hi, nb, 0, 0, 1, NULL, 0);
+            n_local += hi - lo;
             m->extra[EX_STOP] = j == j0 ? stop_req : 0.0f;
         }
         ae_model_bind_grads(m, NULL);
@@ -751,6 +754,9 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     double t3 = ae_dist_time();
     L->bal_tail = t3 - t_exit;
     L->bal_have_tail = 1;
+    if (L->steps_f)
+        fprintf(L->steps_f, "%lld,%zu,%.7f,%.7f,%.7f,%.7f\n", (long long)L->step, n_local, t1 - t0, t2 - t1,
+                t3 - t2, t3 - t0);
     L->t_steps += t3 - t0;
     L->t_allreduce += t2 - t1 - t_opt;
     return AE_OK;
@@ -772,6 +778,23 @@ static int mkdir_p(const char *path)
         *p = '/';
     }
     return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+/* train.step_times: RUN/steps/rank-R.csv (R with 5 digits), appended to on a resume, its header
+ * when new: per step its number (after it), this rank's samples, and the step's four times in
+ * seconds: compute (forward, backward, the gather: from the step's start to its gradient sum),
+ * sum (the sum, the waiting for the other ranks in it, and the balance exchange), after (the
+ * optimizer and the rest), step (all). Every rank makes the folder, which on a shared file system
+ * is one. Written through stdio's buffer: a row costs no system call. */
+static ae_status open_step_times(loop *L, const char *dir, ae_error *err)
+{
+    char path[PATH_CAP + 32];
+    snprintf(path, sizeof path, "%s/steps", dir);
+    if (mkdir_p(path) != 0) return ae_error_set(err, AE_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/steps/rank-%05d.csv", dir, ae_dist_rank());
+    if (!(L->steps_f = fopen(path, "a"))) return ae_error_set(err, AE_ERR_IO, "%s: %s", path, strerror(errno));
+    if (fseek(L->steps_f, 0, SEEK_END) == 0 && ftell(L->steps_f) == 0) fprintf(L->steps_f, "step,samples,compute_s,sum_s,after_s,step_s\n");
+    return AE_OK;
 }
 
 typedef struct run_ctx {
@@ -1574,6 +1597,7 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
                           m->out_size, d.train.nclass);
     if (!st) st = loop_init(&L, m, spec, &d.train, err);
     if (!st && !(ebuf = ae_alloc_floats((size_t)m->max_batch * d.train.d, err))) st = AE_ERR_NOMEM;
+    if (!st && spec->step_times) st = open_step_times(&L, rc.dir, err);
     if ((st = ae_dist_agree(st, err))) goto done;
     if (L.bal_w)
         ae_report_log("balance: each rank's share of a batch follows its measured speed, at most 5/4 of the equal "

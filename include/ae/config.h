@@ -106,6 +106,7 @@ typedef struct ae_spec {
     int allreduce_mpi;                           /* allreduce = node | mpi (bucket_mb = 0) */
     int shard_optimizer;                         /* auto | true | false (allreduce = node) */
     int bucket_step;                             /* bucket_step = true: optimizer per bucket as its sum arrives */
+    int step_times;                              /* step_times = false: steps/rank-R.csv per rank */
     int balance;                                 /* balance = false: shares of a batch by the ranks' speed */
     int flush_denormals;                         /* flush_denormals = true: FTZ/DAZ while training */
     float watchdog;                              /* watchdog = 600 (s in one collective before aborting; 0 = off) */

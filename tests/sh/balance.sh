@@ -4,7 +4,7 @@
 # to float rounding (also with a rank made slower, whose share then shrinks, with tied weights and with
 # synchronized batch norm over slices of unequal size); a rank sleeping in every step gets the
 # smallest share the clamp allows (3/4 of the equal one at P = 2) and the other the largest (5/4);
-# deterministic mode refuses it.
+# deterministic mode refuses it. train.step_times writes every rank's per-step times.
 . "$(dirname "$0")/common.bash"
 make_data "$WORK/data" 600 200 12
 TOL=1e-5
@@ -21,7 +21,8 @@ jv() { sed -E "s/.*\"$2\": ([-0-9.e]+).*/\1/" "$WORK/runs/$1/result.json"; }
 
 mpi 1 "$AETRAIN" train "$WORK/ae.ini" --run ae-p1 --quiet
 mpi 2 "$AETRAIN" train "$WORK/ae.ini" --run ae-p2b --quiet --set train.balance=true
-AE_FAULT=slow:1:30 mpi 2 -x AE_FAULT "$AETRAIN" train "$WORK/ae.ini" --run ae-p2slow --quiet --set train.balance=true
+AE_FAULT=slow:1:30 mpi 2 -x AE_FAULT "$AETRAIN" train "$WORK/ae.ini" --run ae-p2slow --quiet --set train.balance=true \
+  --set train.step_times=true
 AE_FAULT=slow:2:30 mpi 3 -x AE_FAULT "$AETRAIN" train "$WORK/ae.ini" --run ae-p3slow --quiet --set train.balance=true
 compare "balanced P = 2 vs P = 1" ae-p1 ae-p2b
 compare "balanced P = 2, rank 1 slower, vs P = 1" ae-p1 ae-p2slow
@@ -36,6 +37,24 @@ else
 fi
 grep -q 'balance: over [0-9]* balanced steps' "$WORK/runs/ae-p2slow/log.txt" && ok "the log reports the shares" ||
   bad "no balance line in the log"
+# train.step_times: one row a step on each rank; the sleeping rank's compute holds its 30 ms, and the
+# other rank waits for it inside the sum
+st="$WORK/runs/ae-p2slow/steps"
+rows=$(cat "$st/rank-00000.csv" "$st/rank-00001.csv" 2>/dev/null | grep -c '^[0-9]' || true)
+[ "$rows" = 40 ] && ok "step_times: 20 rows on each rank" || bad "step_times: $rows rows in $(ls "$st" 2>&1)"
+c1=$(awk -F, 'NR > 1 && $1 > 2 { s += $3; n++ } END { print s / n }' "$st/rank-00001.csv")
+w0=$(awk -F, 'NR > 1 && $1 > 2 { s += $4; n++ } END { print s / n }' "$st/rank-00000.csv")
+if awk -v c="$c1" -v w="$w0" 'BEGIN { exit !(c >= 0.030 && w > 0.010) }'; then
+  ok "step_times: rank 1 computes $c1 s a step, rank 0 waits $w0 s in the sum"
+else
+  bad "step_times: rank 1 compute '$c1', rank 0 sum '$w0'"
+fi
+if out=$(python3 "$SRC/bench/perfutil.py" steps "$WORK/runs/ae-p2slow" 2) &&
+  grep -qE 'synchronization keeps 0\.[0-8]' <<<"$out"; then
+  ok "perfutil.py steps: $(grep -m1 'synchronization keeps' <<<"$out")"
+else
+  bad "perfutil.py steps: $out"
+fi
 # off (the default), every rank computes its equal share
 [ "$(jv ae-p1 balance_share_max)" = 1.0000 ] && ok "off: share 1" || bad "off: share $(jv ae-p1 balance_share_max)"
 
