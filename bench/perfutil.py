@@ -274,6 +274,24 @@ def buckets(path):
             fmt(median([num(r["allreduce_exposed_frac"]) for r in g])), len(g)))
 
 
+def step_work(d, skip=10):
+    """(P, work, samples) of a run with train.step_times: work[q][i] is rank q's time between the
+    ranks' common exit from step s - 1's sum and its arrival at step s's (its `after` of s - 1 plus
+    its `compute` of s), samples[q][i] its samples of step s, for the steps s > skip every rank has."""
+    import glob
+    files = sorted(glob.glob(os.path.join(d, "steps", "rank-*.csv")))
+    if not files:
+        sys.exit("perfutil.py: no steps/rank-*.csv in %s (train.step_times = true writes them)" % d)
+    ranks = [{int(r["step"]): r for r in read(f)} for f in files]
+    common = sorted(set.intersection(*[set(r) for r in ranks]))
+    common = [s for s in common if s - 1 in ranks[0] and s > skip]
+    if len(common) < 3:
+        sys.exit("perfutil.py: %s: fewer than 3 steps after the %d warm-up steps" % (d, skip))
+    work = [[num(r[s - 1]["after_s"]) + num(r[s]["compute_s"]) for s in common] for r in ranks]
+    samples = [[num(r[s]["samples"]) for s in common] for r in ranks]
+    return len(ranks), work, samples, ranks, common
+
+
 def steps(d, skip=10):
     """The ranks' per-step times of a run with train.step_times (steps/rank-R.csv), after `skip`
     warm-up steps. A rank's work in step s is what it does between the ranks' common exit from step
@@ -284,20 +302,7 @@ def steps(d, skip=10):
     can only follow persistent ones); the replay gives the ranks shares by the running mean of their
     speeds (newest half, clamped to 5/4 of the equal share, as aetrain does), each rank's work in
     proportion to its samples."""
-    import glob
-    files = sorted(glob.glob(os.path.join(d, "steps", "rank-*.csv")))
-    if not files:
-        sys.exit("perfutil.py: no steps/rank-*.csv in %s (train.step_times = true writes them)" % d)
-    ranks = []
-    for f in files:
-        ranks.append({int(r["step"]): r for r in read(f)})
-    common = sorted(set.intersection(*[set(r) for r in ranks]))
-    common = [s for s in common if s - 1 in ranks[0] and s > skip]
-    P = len(ranks)
-    if len(common) < 3:
-        sys.exit("perfutil.py: fewer than 3 steps after the %d warm-up steps" % skip)
-    work = [[num(r[s - 1]["after_s"]) + num(r[s]["compute_s"]) for s in common] for r in ranks]
-    samples = [[num(r[s]["samples"]) for s in common] for r in ranks]
+    P, work, samples, ranks, common = step_work(d, skip)
     n = len(common)
     mean_w = [sum(w) / n for w in work]
     step_mean = [sum(work[q][i] for q in range(P)) / P for i in range(n)]

@@ -41,6 +41,14 @@ With --ranks-per-node L > 1 the projection adds aetrain's default on nodes of L 
               the L rails share one link each way: min(ring, recursive doubling) of S / L bytes
               among N at L x beta
   step      = compute (optimizer / L) + nodesum + rails
+With --step-times RUN (a run of P0 >= 2 ranks with train.step_times, e.g. at the config's batch
+on this machine) the projection adds "+jitter" variants of the bucketed and the node projections:
+each rank's work in a step is the step's common work times (1 + d), d drawn independently for
+every rank and step from the run's deviations d = (w_q / mean - 1) x sqrt(P0 / (P0 - 1)) (the
+factor makes a deviation from the mean of P0 one from the common value), and a synchronous step
+waits for the largest: compute x E[max of P draws of (1 + d)] (Monte Carlo, seeded). A run with
+train.balance gives the deviations balance leaves. The draws cannot exceed the run's largest
+deviation, so at large P the tail is underestimated.
 Weak scaling keeps b = the config's batch; strong keeps the global batch (--strong-batch, default
 the config's batch x 64) and gives each rank 1/P of it. Efficiency = T(1 rank) / T(P) (weak) or
 T(1 rank) / (P x T(P)) (strong).
@@ -54,9 +62,13 @@ import csv
 import json
 import math
 import os
+import random
 import re
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import perfutil  # noqa: E402  (bench/perfutil.py: the reader of train.step_times)
 
 GRAD_EXTRA = 4  # floats after the gradients in the allreduced buffer (AE_GRAD_EXTRA)
 MB = 1048576.0
@@ -262,6 +274,28 @@ def node_step_time(lt, p, b, L, node_alpha, node_beta, node_gbs, alpha, beta):
             "nodesum": ns, "rails": rails}
 
 
+def step_deviations(run_dir):
+    """The deviations of a train.step_times run: (w_q / step mean - 1) x sqrt(P0 / (P0 - 1))."""
+    p0, work, _, _, common = perfutil.step_work(run_dir)
+    if p0 < 2:
+        die("--step-times %s: one rank: no deviations between ranks" % run_dir)
+    k = math.sqrt(p0 / (p0 - 1.0))
+    devs = []
+    for i in range(len(common)):
+        m = sum(work[q][i] for q in range(p0)) / p0
+        devs.extend(k * (work[q][i] / m - 1.0) for q in range(p0))
+    return p0, devs
+
+
+def jitter_factor(devs, p, seed=1):
+    """E[max of p independent draws of 1 + d] (Monte Carlo: 2000 steps, 500 from P = 128 on)."""
+    if p <= 1:
+        return 1.0
+    rng = random.Random(seed)
+    trials = 2000 if p < 128 else 500
+    return sum(1.0 + max(rng.choice(devs) for _ in range(p)) for _ in range(trials)) / trials
+
+
 def fit_overlap(lt, b, alpha, beta, bucket_mb, exposed_s):
     """The overlap in [0, 1] whose modelled exposed time is the measured one (bisection: the
     exposed time falls as the overlap grows)."""
@@ -311,6 +345,7 @@ def main():
                     help="also project nodes of this many ranks (node sum, rails, sharded optimizer; 1: no)")
     ap.add_argument("--node-gbs", type=float, default=0.0,
                     help="memory bandwidth of such a node, GB/s, the node sum's limit (0: not limiting)")
+    ap.add_argument("--step-times", help="a run folder with train.step_times (P >= 2): add +jitter variants")
     ap.add_argument("--target", default="64,25,0.9", help="P,Gb/s,efficiency of the stated target")
     ap.add_argument("--out", default=".")
     ap.add_argument("--png", help="draw the picture here (weak; the strong one next to it)")
@@ -522,6 +557,34 @@ def main():
               "node memory %s; the rails share the link" % (
                   L, vname, node_fit[0], 1e6 * nal, 1e-9 / nbe,
                   "%g GB/s" % a.node_gbs if a.node_gbs > 0 else "not limiting (--node-gbs 0)"))
+    if a.step_times:
+        p0, devs = step_deviations(a.step_times)
+        jf = {p: jitter_factor(devs, p) for p in ps}
+        print("\njitter (%s, %d ranks, %d deviations, sd %.3f): a step's compute x %s" % (
+            a.step_times, p0, len(devs), math.sqrt(sum(d * d for d in devs) / len(devs)),
+            ", ".join("%.3f at P = %d" % (jf[p], p) for p in ps if p in (2, 64, 1024))))
+
+        def jittered(step_of):
+            def f(p, b, beta):
+                m = dict(step_of(p, b, beta))
+                m["compute"] *= jf[p]
+                m["step"] = m["compute"] + m["exposed"]
+                return m
+            return f
+        for vname, bmb, o, ob in list(variants):
+            if not (vname.startswith("ovl") or vname.startswith("node")):
+                continue
+            variants.append((vname + "+jitter", bmb, o, ob))
+            for g in links:
+                if vname.startswith("node"):
+                    base = (lambda p, b, beta: node_step_time(lt, p, b, L, nal, nbe, a.node_gbs, alpha, beta))
+                    ex = (lambda m: {"bucket_mb": 0, "overlap": "0.000", "ranks_per_node": L,
+                                     "nodesum_ms": "%.5g" % (1e3 * m["nodesum"]),
+                                     "rails_ms": "%.5g" % (1e3 * m["rails"])})
+                else:
+                    base = (lambda p, b, beta, bmb=bmb, o=o, ob=ob: step_time(lt, p, b, alpha, beta, bmb, o, ob))
+                    ex = (lambda m, bmb=bmb, o=o: {"bucket_mb": bmb, "overlap": "%.3f" % o})
+                project("%gG-%s+jitter" % (g, vname), g, jittered(base), ex)
     write_csv(os.path.join(a.out, "projections.csv"), proj)
     show = [2, 8, 64, 256, 1024]
     print("\nprojection: %s Gb/s links at %g us (beta = 8 / rate / %g), weak batch %d per rank, strong global "

@@ -14,6 +14,8 @@
 #     the node-sum fit and half of the optimizer each;
 #   - nodes of 4 ranks (--ranks-per-node): the node sum from the node-sum fit (or the node's
 #     memory bandwidth), the rails between nodes, a quarter of the optimizer each;
+#   - --step-times: a synthetic 2-rank trace's deviations stretch the compute by the expected
+#     largest of P draws (exact at P = 64: x 1.141421);
 #   - the PNGs are drawn (`aetrain plot --scaling --log`, a style column) at the
 #     scaling picture's size, and a bad style is refused naming the file and line.
 . "$(dirname "$0")/common.bash"
@@ -132,6 +134,33 @@ if "$PY" "$M" --layertime "$WORK/lt.csv" --allreduce "$WORK/ar2.csv" --links 10 
 else
   bad "scaling_model.py --ranks-per-node 4 failed"
   cat "$WORK/model3.txt" "$WORK/model4.txt"
+fi
+# --step-times: a 2-rank run whose ranks take 1.1 and 0.9 ms in turn (deviations +-0.1 from the mean,
+# +-0.1 sqrt(2) from the common value): at P = 64 some draw is +0.1414 in every step but with
+# probability 2^-64, so the compute is x 1.141421; at P = 2 x 1.0707 (3/4 of the steps +0.1414)
+mkdir -p "$WORK/jrun/steps"
+for q in 0 1; do
+  "$PY" - "$WORK/jrun/steps/rank-0000$q.csv" "$q" <<'EOF'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("step,samples,compute_s,sum_s,after_s,step_s\n")
+    for s in range(1, 201):
+        c = 1.1e-3 if (s + int(sys.argv[2])) % 2 else 0.9e-3
+        f.write("%d,50,%.7f,0.0001,0,%.7f\n" % (s, c, c + 1e-4))
+EOF
+done
+if "$PY" "$M" --layertime "$WORK/lt.csv" --allreduce "$WORK/ar.csv" --links 10 --latency-us 2 --pmax 64 \
+  --bucket-mb 0.5 --overlap 0 --step-times "$WORK/jrun" --out "$WORK/outj" >"$WORK/modelj.txt" 2>&1; then
+  ep=$(node_eff "$WORK/outj" 10G-ovl0.00@64) ej=$(node_eff "$WORK/outj" 10G-ovl0.00+jitter@64)
+  wantj=$("$PY" -c "print(5.5 / (5.5 * (1 + 0.1 * 2 ** 0.5) + 5.5 / $ep - 5.5))")
+  close "$ej" "$wantj" && ok "jitter: P = 64 weak efficiency $ej (want $wantj, $ep without)" ||
+    bad "jitter: P = 64 $ej, want $wantj"
+  j2=$(sed -nE 's/.*x ([0-9.]+) at P = 2,.*/\1/p' "$WORK/modelj.txt")
+  "$PY" -c "import sys; sys.exit(0 if abs(float(sys.argv[1]) - 1.0707) < 0.01 else 1)" "${j2:-0}" &&
+    ok "jitter: x $j2 at P = 2 (want 1.0707)" || bad "jitter: '$j2' at P = 2, want 1.0707"
+else
+  bad "scaling_model.py --step-times failed"
+  cat "$WORK/modelj.txt"
 fi
 expect_fail 1 "ar.csv has no nodesum rows" "$PY" "$M" --layertime "$WORK/lt.csv" --allreduce "$WORK/ar.csv" \
   --ranks-per-node 4 --out "$WORK/out5"
