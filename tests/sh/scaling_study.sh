@@ -42,12 +42,17 @@ else
   bad "scaling-study -r '1 2' -m both failed"
   tail -n 30 "$WORK/study.out"
 fi
-if timeout -k 5 300 "$STUDY" -c "$WORK/m.ini" -r 1,2 -m strong -n 40 -l again -a -o "$OUT" >"$WORK/study2.out" 2>&1; then
+if timeout -k 5 300 "$STUDY" -c "$WORK/m.ini" -r 1,2 -m strong -n 40 -l again -a -o "$OUT" \
+  --set train.step_times=true >"$WORK/study2.out" 2>&1; then
   ok "scaling-study -m strong -l again -a (appended): exit 0"
 else
   bad "scaling-study -a failed"
   tail -n 30 "$WORK/study2.out"
 fi
+# --set train.step_times=true: each point's per-step times are kept, one file a rank
+st=$(ls "$OUT/steps/again-strong-2/steps" 2>/dev/null | tr '\n' ' ')
+[ "$st" = "rank-00000.csv rank-00001.csv " ] && [ ! -e "$OUT/steps/local-strong-2" ] &&
+  ok "step_times kept: $st" || bad "step_times: '$st' in $(ls "$OUT/steps" 2>&1)"
 cat "$OUT/scaling.csv"
 
 # the CSV, checked field by field (awk prints one line per problem)
