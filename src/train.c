@@ -793,7 +793,8 @@ static ae_status open_step_times(loop *L, const char *dir, ae_error *err)
     if (mkdir_p(path) != 0) return ae_error_set(err, AE_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
     snprintf(path, sizeof path, "%s/steps/rank-%05d.csv", dir, ae_dist_rank());
     if (!(L->steps_f = fopen(path, "a"))) return ae_error_set(err, AE_ERR_IO, "%s: %s", path, strerror(errno));
-    if (fseek(L->steps_f, 0, SEEK_END) == 0 && ftell(L->steps_f) == 0) fprintf(L->steps_f, "step,samples,compute_s,sum_s,after_s,step_s\n");
+    if (fseek(L->steps_f, 0, SEEK_END) == 0 && ftell(L->steps_f) == 0)
+        fprintf(L->steps_f, "step,samples,compute_s,sum_s,after_s,step_s\n");
     return AE_OK;
 }
 
