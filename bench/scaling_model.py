@@ -535,10 +535,12 @@ def main():
                 row.update(ex)  # after the common columns, as before
                 proj.append(row)
 
+    models = {}  # variant -> (step_of, extra) of its projection, which its +jitter variant stretches
     for g in links:
         for vname, bmb, o, ob in variants:
-            project("%gG-%s" % (g, vname), g, lambda p, b, beta: step_time(lt, p, b, alpha, beta, bmb, o, ob),
-                    lambda m: {"bucket_mb": bmb, "overlap": "%.3f" % o})
+            models[vname] = (lambda p, b, beta, bmb=bmb, o=o, ob=ob: step_time(lt, p, b, alpha, beta, bmb, o, ob),
+                             lambda m, bmb=bmb, o=o: {"bucket_mb": bmb, "overlap": "%.3f" % o})
+            project("%gG-%s" % (g, vname), g, *models[vname])
     L = a.ranks_per_node
     if L > 1:
         node_fit = [k for k in fits if k in sharded]
@@ -548,11 +550,12 @@ def main():
         nal, nbe = fits[node_fit[0]]
         vname = "node%d" % L
         variants.append((vname, 0.0, 0.0, False))
+        models[vname] = (lambda p, b, beta: node_step_time(lt, p, b, L, nal, nbe, a.node_gbs, alpha, beta),
+                         lambda m: {"bucket_mb": 0, "overlap": "0.000", "ranks_per_node": L,
+                                    "nodesum_ms": "%.5g" % (1e3 * m["nodesum"]),
+                                    "rails_ms": "%.5g" % (1e3 * m["rails"])})
         for g in links:
-            project("%gG-%s" % (g, vname), g,
-                    lambda p, b, beta: node_step_time(lt, p, b, L, nal, nbe, a.node_gbs, alpha, beta),
-                    lambda m: {"bucket_mb": 0, "overlap": "0.000", "ranks_per_node": L,
-                               "nodesum_ms": "%.5g" % (1e3 * m["nodesum"]), "rails_ms": "%.5g" % (1e3 * m["rails"])})
+            project("%gG-%s" % (g, vname), g, *models[vname])
         print("\nnodes of %d ranks (%s): the node sum fitted to %s (alpha %.2f us, %.3f GB/s at 2 ranks), "
               "node memory %s; the rails share the link" % (
                   L, vname, node_fit[0], 1e6 * nal, 1e-9 / nbe,
@@ -575,16 +578,9 @@ def main():
             if not (vname.startswith("ovl") or vname.startswith("node")):
                 continue
             variants.append((vname + "+jitter", bmb, o, ob))
+            step_of, extra = models[vname]
             for g in links:
-                if vname.startswith("node"):
-                    base = (lambda p, b, beta: node_step_time(lt, p, b, L, nal, nbe, a.node_gbs, alpha, beta))
-                    ex = (lambda m: {"bucket_mb": 0, "overlap": "0.000", "ranks_per_node": L,
-                                     "nodesum_ms": "%.5g" % (1e3 * m["nodesum"]),
-                                     "rails_ms": "%.5g" % (1e3 * m["rails"])})
-                else:
-                    base = (lambda p, b, beta, bmb=bmb, o=o, ob=ob: step_time(lt, p, b, alpha, beta, bmb, o, ob))
-                    ex = (lambda m, bmb=bmb, o=o: {"bucket_mb": bmb, "overlap": "%.3f" % o})
-                project("%gG-%s+jitter" % (g, vname), g, jittered(base), ex)
+                project("%gG-%s+jitter" % (g, vname), g, jittered(step_of), extra)
     write_csv(os.path.join(a.out, "projections.csv"), proj)
     show = [2, 8, 64, 256, 1024]
     print("\nprojection: %s Gb/s links at %g us (beta = 8 / rate / %g), weak batch %d per rank, strong global "

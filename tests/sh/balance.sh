@@ -17,7 +17,7 @@ kind = bce
 l2 = 1e-4
 EOC
 # jv RUN KEY: KEY of RUN's result.json
-jv() { sed -E "s/.*\"$2\": ([-0-9.e]+).*/\1/" "$WORK/runs/$1/result.json"; }
+jv() { json_num "$WORK/runs/$1/result.json" "$2"; }
 
 mpi 1 "$AETRAIN" train "$WORK/ae.ini" --run ae-p1 --quiet
 mpi 2 "$AETRAIN" train "$WORK/ae.ini" --run ae-p2b --quiet --set train.balance=true

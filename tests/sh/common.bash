@@ -35,6 +35,9 @@ expect_fail() {
   fi
 }
 
+# json_num FILE KEY: the number after "KEY": in a one-line JSON file (result.json)
+json_num() { sed -nE "s/.*\"$2\": *([-0-9.eE+]+).*/\1/p" "$1"; }
+
 # newest numbered checkpoint of a run folder
 newest_ckpt() { ls "$1"/ckpt/ckpt-s*.aeck | sort | tail -n 1; }
 

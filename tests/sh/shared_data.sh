@@ -26,8 +26,6 @@ dataset = $WORK/data
 [run]
 dir = $WORK/runs
 EOC
-# json_num FILE KEY: the number after "KEY": in a one-line JSON file
-json_num() { sed -nE "s/.*\"$2\": *([-0-9.eE+]+).*/\1/p" "$1"; }
 
 for p in 1 2 3; do
   for sh in true false; do

@@ -24,7 +24,6 @@ dataset = $WORK/data
 [run]
 dir = $WORK/runs
 EOC
-json_num() { sed -nE "s/.*\"$2\": *([-0-9.eE+]+).*/\1/p" "$1"; }
 # column COL of epoch E's row of a run's metrics.csv
 metric() { awk -F, -v e="$2" -v c="$3" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == c) k = i } $1 == e { print $k }' \
   "$WORK/runs/$1/metrics.csv"; }
