@@ -156,7 +156,7 @@ void ae_train_balance_clamp(int64_t *w, int nranks)
     unsigned __int128 num = (unsigned __int128)top * (unsigned)(4 * nranks - 5), den = 5u * (unsigned)(nranks - 1);
     int64_t floor_w = (int64_t)((num + den - 1) / den);
     for (int q = 0; q < nranks; q++) {
-        if (w[q] <= 0 || w[q] > top) w[q] = top;
+        if (w[q] <= 0) w[q] = top;
         if (w[q] < floor_w) w[q] = floor_w;
     }
 }
