@@ -77,6 +77,34 @@ static inline __m512 ae_rcp16(__m512 d)
 }
 #endif
 
+#if !defined(AE_HAVE_V16) && defined(__AVX2__) && defined(__FMA__)
+/* 8 lanes at once with AVX2 + FMA (Haswell and later, AMD Zen), where GCC's vectorization of the
+ * scalar functions spills its constants and running sums to the stack (the BCE of 256 x 784 logits
+ * measured 2x faster on Zen 3): the same range reduction, polynomial and 2^t as ae_fast_exp (NaN
+ * passes through: vmaxps / vminps return their second operand when one is NaN); 1 / d by a true
+ * division, which at 8 lanes costs no more than vrcpps and its Newton step here and is exact. */
+#include <immintrin.h>
+#define AE_HAVE_V8 1
+
+static inline __m256 ae_exp8(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_set1_ps(AE_EXP_HI), _mm256_max_ps(_mm256_set1_ps(AE_EXP_LO), x));
+    __m256 t = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(AE_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_fnmadd_ps(t, _mm256_set1_ps(AE_LN2_HI), x);
+    f = _mm256_fnmadd_ps(t, _mm256_set1_ps(AE_LN2_LO), f);
+    __m256 y = _mm256_fmadd_ps(_mm256_set1_ps(AE_EXP_P0), f, _mm256_set1_ps(AE_EXP_P1));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(AE_EXP_P2));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(AE_EXP_P3));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(AE_EXP_P4));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(AE_EXP_P5));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(f, f), _mm256_add_ps(f, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(t), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+static inline __m256 ae_rcp8(__m256 d) { return _mm256_div_ps(_mm256_set1_ps(1.0f), d); }
+#endif
+
 /* x = sigmoid(x), in place */
 static inline void ae_fast_sigmoid_n(float *x, size_t len)
 {
@@ -86,6 +114,12 @@ static inline void ae_fast_sigmoid_n(float *x, size_t len)
     for (; i + 16 <= len; i += 16) {
         __m512 e = ae_exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_loadu_ps(x + i)));
         _mm512_storeu_ps(x + i, ae_rcp16(_mm512_add_ps(one, e)));
+    }
+#elif defined(AE_HAVE_V8)
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= len; i += 8) {
+        __m256 e = ae_exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(x + i)));
+        _mm256_storeu_ps(x + i, ae_rcp8(_mm256_add_ps(one, e)));
     }
 #endif
     for (; i < len; i++) x[i] = ae_fast_sigmoid(x[i]);

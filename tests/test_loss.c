@@ -174,7 +174,8 @@ static void test_loss_bce_logits_values(void)
 
 /* 1000 logits over [-30, 30], with 0, -0, +-88.5 and +-100, and targets over [0, 1]: the loss
  * within 1e-6 relative and every gradient within 1e-7 x scale of the double formulas (with AVX-512,
- * 62 whole 16-lane registers and a scalar tail of 8); a NaN logit in a register makes the loss NaN. */
+ * 62 whole 16-lane registers and a scalar tail of 8; with AVX2 pairs of 8-lane ones); a NaN logit in a
+ * register makes the loss NaN. */
 static void test_loss_bce_logits_wide(void)
 {
     enum { N = 1000 };
