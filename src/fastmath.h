@@ -105,21 +105,38 @@ static inline __m256 ae_exp8(__m256 x)
 static inline __m256 ae_rcp8(__m256 d) { return _mm256_div_ps(_mm256_set1_ps(1.0f), d); }
 #endif
 
-/* x = sigmoid(x), in place */
+/* x = sigmoid(x), in place. The vector paths run the last partial register through the same code on a
+ * zero-padded copy: every element's sigmoid comes from the same instructions wherever it falls in x. */
 static inline void ae_fast_sigmoid_n(float *x, size_t len)
 {
     size_t i = 0;
 #ifdef AE_HAVE_V16
     const __m512 one = _mm512_set1_ps(1.0f);
-    for (; i + 16 <= len; i += 16) {
-        __m512 e = ae_exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_loadu_ps(x + i)));
-        _mm512_storeu_ps(x + i, ae_rcp16(_mm512_add_ps(one, e)));
+    float pad[16];
+    for (; i < len; i += 16) {
+        float *p = x + i;
+        if (len - i < 16) {
+            memset(pad, 0, sizeof pad);
+            memcpy(pad, x + i, (len - i) * sizeof(float));
+            p = pad;
+        }
+        __m512 e = ae_exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_loadu_ps(p)));
+        _mm512_storeu_ps(p, ae_rcp16(_mm512_add_ps(one, e)));
+        if (p == pad) memcpy(x + i, pad, (len - i) * sizeof(float));
     }
 #elif defined(AE_HAVE_V8)
     const __m256 one = _mm256_set1_ps(1.0f);
-    for (; i + 8 <= len; i += 8) {
-        __m256 e = ae_exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(x + i)));
-        _mm256_storeu_ps(x + i, ae_rcp8(_mm256_add_ps(one, e)));
+    float pad[8];
+    for (; i < len; i += 8) {
+        float *p = x + i;
+        if (len - i < 8) {
+            memset(pad, 0, sizeof pad);
+            memcpy(pad, x + i, (len - i) * sizeof(float));
+            p = pad;
+        }
+        __m256 e = ae_exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(p)));
+        _mm256_storeu_ps(p, ae_rcp8(_mm256_add_ps(one, e)));
+        if (p == pad) memcpy(x + i, pad, (len - i) * sizeof(float));
     }
 #endif
     for (; i < len; i++) x[i] = ae_fast_sigmoid(x[i]);

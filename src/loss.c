@@ -75,15 +75,15 @@ static inline float bce_logit(float z, float t, float scale, float *d)
 }
 
 #ifdef AE_HAVE_V16
-/* bce_logit on 16 lanes: the loss added to *acc, the gradient stored to d (when not NULL) */
-static inline __m512 bce_logit16(const float *z, const float *t, __m512 scale, float *d, __m512 acc)
+/* bce_logit on 16 lanes: returns the lanes' losses; *dv = the gradient (when dv is not NULL) */
+static inline __m512 bce_logit16(__m512 vz, __m512 vt, __m512 scale, __m512 *dv)
 {
-    const __m512 vz = _mm512_loadu_ps(z), vt = _mm512_loadu_ps(t), zero = _mm512_setzero_ps();
+    const __m512 zero = _mm512_setzero_ps();
     __m512 e = ae_exp16(_mm512_or_ps(vz, _mm512_set1_ps(-0.0f))); /* exp(-|z|) */
-    if (d) {
+    if (dv) {
         __m512 r = ae_rcp16(_mm512_add_ps(e, _mm512_set1_ps(1.0f)));
         __m512 sig = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vz, zero, _CMP_GE_OQ), _mm512_mul_ps(e, r), r);
-        _mm512_storeu_ps(d, _mm512_mul_ps(scale, _mm512_sub_ps(sig, vt)));
+        *dv = _mm512_mul_ps(scale, _mm512_sub_ps(sig, vt));
     }
     __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(LOG1P_Q8), e, _mm512_set1_ps(LOG1P_Q7));
     q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(LOG1P_Q6));
@@ -95,20 +95,21 @@ static inline __m512 bce_logit16(const float *z, const float *t, __m512 scale, f
     q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(LOG1P_Q0));
     /* max(z, 0) - z t + e q(e); NaN in z reaches the loss (vmaxps' second operand) */
     __m512 l = _mm512_fnmadd_ps(vz, vt, _mm512_max_ps(zero, vz));
-    return _mm512_add_ps(acc, _mm512_fmadd_ps(e, q, l));
+    return _mm512_fmadd_ps(e, q, l);
 }
+
 #endif
 
 #ifdef AE_HAVE_V8
 /* bce_logit on 8 lanes with AVX2: the same formulas as bce_logit16, 1 / (1 + e) by a division */
-static inline __m256 bce_logit8(const float *z, const float *t, __m256 scale, float *d, __m256 acc)
+static inline __m256 bce_logit8(__m256 vz, __m256 vt, __m256 scale, __m256 *dv)
 {
-    const __m256 vz = _mm256_loadu_ps(z), vt = _mm256_loadu_ps(t), zero = _mm256_setzero_ps();
+    const __m256 zero = _mm256_setzero_ps();
     __m256 e = ae_exp8(_mm256_or_ps(vz, _mm256_set1_ps(-0.0f))); /* exp(-|z|) */
-    if (d) {
+    if (dv) {
         __m256 r = ae_rcp8(_mm256_add_ps(e, _mm256_set1_ps(1.0f)));
         __m256 sig = _mm256_blendv_ps(_mm256_mul_ps(e, r), r, _mm256_cmp_ps(vz, zero, _CMP_GE_OQ));
-        _mm256_storeu_ps(d, _mm256_mul_ps(scale, _mm256_sub_ps(sig, vt)));
+        *dv = _mm256_mul_ps(scale, _mm256_sub_ps(sig, vt));
     }
     __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(LOG1P_Q8), e, _mm256_set1_ps(LOG1P_Q7));
     q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(LOG1P_Q6));
@@ -120,7 +121,27 @@ static inline __m256 bce_logit8(const float *z, const float *t, __m256 scale, fl
     q = _mm256_fmadd_ps(q, e, _mm256_set1_ps(LOG1P_Q0));
     /* max(z, 0) - z t + e q(e); NaN in z reaches the loss (vmaxps' second operand) */
     __m256 l = _mm256_fnmadd_ps(vz, vt, _mm256_max_ps(zero, vz));
-    return _mm256_add_ps(acc, _mm256_fmadd_ps(e, q, l));
+    return _mm256_fmadd_ps(e, q, l);
+}
+
+#endif
+
+#if defined(AE_HAVE_V16) || defined(AE_HAVE_V8)
+/* LANES elements (16) at z, t, d (d NULL: no gradient) into the lanes' running sums acc */
+static inline void bce_lanes(const float *z, const float *t, float scale, float *d, float *acc)
+{
+#ifdef AE_HAVE_V16
+    __m512 dv, l = bce_logit16(_mm512_loadu_ps(z), _mm512_loadu_ps(t), _mm512_set1_ps(scale), d ? &dv : NULL);
+    if (d) _mm512_storeu_ps(d, dv);
+    _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), l));
+#else
+    for (int h = 0; h < 2; h++) {
+        __m256 dv, l = bce_logit8(_mm256_loadu_ps(z + 8 * h), _mm256_loadu_ps(t + 8 * h), _mm256_set1_ps(scale),
+                                  d ? &dv : NULL);
+        if (d) _mm256_storeu_ps(d + 8 * h, dv);
+        _mm256_storeu_ps(acc + 8 * h, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * h), l));
+    }
+#endif
 }
 #endif
 
@@ -129,7 +150,9 @@ double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, fl
     /* one pass, in blocks of LANES running float sums (one running sum would serialize the pass),
      * each block's sums added in double; with AVX-512 the lanes are one register (bce_logit16: the
      * same formulas, its 1 / (1 + e) by vrcp14ps and a Newton step), with AVX2 two registers of 8
-     * (bce_logit8), else a loop GCC vectorizes */
+     * (bce_logit8), else a loop GCC vectorizes. The vector paths run a block's last partial group of
+     * LANES through the same code on a zero-padded copy, so every element's loss and gradient come
+     * from the same instructions wherever it falls in the batch (P ranks' slices cut it elsewhere). */
     enum { LANES = 16, BLOCK = 512 };
     double s = 0.0;
     size_t len = n * w;
@@ -138,17 +161,27 @@ double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, fl
         size_t m = len - i0 < BLOCK ? len - i0 : BLOCK, i = 0;
         const float *restrict zb = z + i0, *restrict tb = t + i0;
         float *restrict db = d ? d + i0 : NULL;
-        float acc[LANES] = {0};
+        float acc[LANES] __attribute__((aligned(64))) = {0};
 #ifdef AE_HAVE_V16
         __m512 vacc = _mm512_setzero_ps(), vscale = _mm512_set1_ps(scale);
-        for (; i + LANES <= m; i += LANES) vacc = bce_logit16(zb + i, tb + i, vscale, db ? db + i : NULL, vacc);
+        for (; i + LANES <= m; i += LANES) {
+            __m512 dv, l = bce_logit16(_mm512_loadu_ps(zb + i), _mm512_loadu_ps(tb + i), vscale, db ? &dv : NULL);
+            if (db) _mm512_storeu_ps(db + i, dv);
+            vacc = _mm512_add_ps(vacc, l);
+        }
         _mm512_storeu_ps(acc, vacc);
 #elif defined(AE_HAVE_V8)
         /* the 16 lanes as two registers: lanes j and j + 8 are acc[j] and acc[j + 8] as in the loop below */
         __m256 va = _mm256_setzero_ps(), vb = _mm256_setzero_ps(), vscale = _mm256_set1_ps(scale);
         for (; i + LANES <= m; i += LANES) {
-            va = bce_logit8(zb + i, tb + i, vscale, db ? db + i : NULL, va);
-            vb = bce_logit8(zb + i + 8, tb + i + 8, vscale, db ? db + i + 8 : NULL, vb);
+            __m256 da, dbv, la = bce_logit8(_mm256_loadu_ps(zb + i), _mm256_loadu_ps(tb + i), vscale, db ? &da : NULL);
+            __m256 lb = bce_logit8(_mm256_loadu_ps(zb + i + 8), _mm256_loadu_ps(tb + i + 8), vscale, db ? &dbv : NULL);
+            if (db) {
+                _mm256_storeu_ps(db + i, da);
+                _mm256_storeu_ps(db + i + 8, dbv);
+            }
+            va = _mm256_add_ps(va, la);
+            vb = _mm256_add_ps(vb, lb);
         }
         _mm256_storeu_ps(acc, va);
         _mm256_storeu_ps(acc + 8, vb);
@@ -159,6 +192,18 @@ double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, fl
         else
             for (; i + LANES <= m; i += LANES)
                 for (int j = 0; j < LANES; j++) acc[j] += bce_logit(zb[i + j], tb[i + j], scale, &dummy[j]);
+#endif
+#if defined(AE_HAVE_V16) || defined(AE_HAVE_V8)
+        if (i < m) {
+            float zp[LANES] = {0}, tp[LANES] = {0}, dp[LANES], lp[LANES] = {0};
+            size_t r = m - i;
+            memcpy(zp, zb + i, r * sizeof(float));
+            memcpy(tp, tb + i, r * sizeof(float));
+            bce_lanes(zp, tp, scale, db ? dp : NULL, lp);
+            if (db) memcpy(db + i, dp, r * sizeof(float));
+            for (size_t j = 0; j < r; j++) s += lp[j];
+            i = m;
+        }
 #endif
         for (; i < m; i++) s += bce_logit(zb[i], tb[i], scale, db ? &db[i] : &dummy[0]);
         for (int j = 0; j < LANES; j++) s += acc[j];

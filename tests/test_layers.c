@@ -215,8 +215,8 @@ static void test_layers_dense_forward_values(void)
 }
 
 /* The sigmoid over 1000 values in [-40, 40] with +-0, +-88.5, +-100 and a NaN (whole 16-lane registers
- * and a tail with AVX-512, 8-lane ones with AVX2): within 2e-7 of 1 / (1 + e^-x) in double, and the NaN
- * kept. */
+ * and a padded tail with AVX-512, 8-lane ones with AVX2): within 2e-7 of 1 / (1 + e^-x) in double, and
+ * the NaN kept. */
 static void test_layers_sigmoid_wide(void)
 {
     enum { N = 1000 };
@@ -230,6 +230,26 @@ static void test_layers_sigmoid_wide(void)
         if (i != 17) worst = fmax(worst, fabs(x[i] - 1.0 / (1.0 + exp(-(double)x0[i]))));
     CU_ASSERT(worst <= 2e-7);
     CU_ASSERT(isnan(x[17]));
+}
+
+/* Each element's sigmoid is bitwise the same wherever it falls: alone (a partial register), among 29
+ * (whole registers and a tail) and in whole registers of 64: the slices of P ranks cut a batch at
+ * other places than one rank does, and a sample's activations must not depend on that. */
+static void test_layers_sigmoid_position(void)
+{
+    enum { N = 29 };
+    float v[N], all[N], big[64], one[1];
+    for (int i = 0; i < N; i++) v[i] = all[i] = -12.0f + 0.83f * (float)i + 1e-3f * (float)(i * i);
+    ae_act_forward(AE_ACT_SIGMOID, all, 1, N);
+    int same = 1;
+    for (int i = 0; i < N; i++) {
+        one[0] = v[i];
+        ae_act_forward(AE_ACT_SIGMOID, one, 1, 1);
+        for (int j = 0; j < 64; j++) big[j] = v[i];
+        ae_act_forward(AE_ACT_SIGMOID, big, 4, 16);
+        same &= memcmp(&one[0], &all[i], sizeof(float)) == 0 && memcmp(&big[37], &all[i], sizeof(float)) == 0;
+    }
+    CU_ASSERT(same);
 }
 
 /* The tied decoder computes out_j = sum_k h_k W[j][k] + b_j from the linear code h above, with
@@ -399,6 +419,7 @@ void ae_test_register_layers(void)
     CU_add_test(s, "test_layers_relu_kink_skipped", test_layers_relu_kink_skipped);
     CU_add_test(s, "test_layers_dense_forward_values", test_layers_dense_forward_values);
     CU_add_test(s, "test_layers_sigmoid_wide", test_layers_sigmoid_wide);
+    CU_add_test(s, "test_layers_sigmoid_position", test_layers_sigmoid_position);
     CU_add_test(s, "test_layers_tied_forward_values", test_layers_tied_forward_values);
     CU_add_test(s, "test_layers_init_glorot_uniform", test_layers_init_glorot_uniform);
     CU_add_test(s, "test_layers_init_torch", test_layers_init_torch);

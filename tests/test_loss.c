@@ -178,6 +178,33 @@ static void test_loss_mse_wide(void)
     CU_ASSERT(isnan(d[700]));
 }
 
+/* Each logit's gradient is bitwise the same wherever it falls (alone, among 29: registers and a
+ * tail, and in whole registers of 64), and so is the loss of one element alone and in the tail. */
+static void test_loss_bce_logits_position(void)
+{
+    enum { N = 29 };
+    float z[N], t[N], d[N], z1[1], t1[1], d1[1], zb[64], tb[64], dbig[64];
+    for (int i = 0; i < N; i++) {
+        z[i] = -9.0f + 0.61f * (float)i + 1e-3f * (float)(i * i);
+        t[i] = (float)((i * 37) % 256) / 255.0f;
+    }
+    ae_loss_bce_logits(z, t, 1, N, 0.5f, d);
+    int same = 1;
+    for (int i = 0; i < N; i++) {
+        z1[0] = z[i];
+        t1[0] = t[i];
+        double l1 = ae_loss_bce_logits(z1, t1, 1, 1, 0.5f, d1);
+        for (int j = 0; j < 64; j++) {
+            zb[j] = z[i];
+            tb[j] = t[i];
+        }
+        double lb = ae_loss_bce_logits(zb, tb, 4, 16, 0.5f, dbig);
+        same &= memcmp(&d1[0], &d[i], sizeof(float)) == 0 && memcmp(&dbig[41], &d[i], sizeof(float)) == 0;
+        CU_ASSERT(fabs(lb - 64.0 * l1) <= 1e-6 * fabs(lb));
+    }
+    CU_ASSERT(same);
+}
+
 /* z = (0, 2, -3), t = (0.5, 1, 0): max(z,0) - z t + log(1 + e^-|z|) =
  *   ln 2 = 0.6931471805599453,  2 - 2 + log1p(e^-2) = 0.1269280110429725,  log1p(e^-3) = 0.04858735157374206
  * d = sigmoid(z) - t = (0, 0.8807970779778823 - 1, 0.04742587317756678). Large |z| stays finite. */
@@ -381,6 +408,7 @@ void ae_test_register_loss(void)
     CU_add_test(s, "test_loss_mse_values", test_loss_mse_values);
     CU_add_test(s, "test_loss_mse_wide", test_loss_mse_wide);
     CU_add_test(s, "test_loss_bce_logits_values", test_loss_bce_logits_values);
+    CU_add_test(s, "test_loss_bce_logits_position", test_loss_bce_logits_position);
     CU_add_test(s, "test_loss_bce_logits_wide", test_loss_bce_logits_wide);
     CU_add_test(s, "test_loss_bce_clamped_values", test_loss_bce_clamped_values);
     CU_add_test(s, "test_loss_ce_logits_values", test_loss_ce_logits_values);
