@@ -89,7 +89,8 @@ static inline __m512 ae_rcp16(__m512 d)
 static inline __m256 ae_exp8(__m256 x)
 {
     x = _mm256_min_ps(_mm256_set1_ps(AE_EXP_HI), _mm256_max_ps(_mm256_set1_ps(AE_EXP_LO), x));
-    __m256 t = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(AE_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 t = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(AE_LOG2E)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 f = _mm256_fnmadd_ps(t, _mm256_set1_ps(AE_LN2_HI), x);
     f = _mm256_fnmadd_ps(t, _mm256_set1_ps(AE_LN2_LO), f);
     __m256 y = _mm256_fmadd_ps(_mm256_set1_ps(AE_EXP_P0), f, _mm256_set1_ps(AE_EXP_P1));

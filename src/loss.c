@@ -97,7 +97,6 @@ static inline __m512 bce_logit16(__m512 vz, __m512 vt, __m512 scale, __m512 *dv)
     __m512 l = _mm512_fnmadd_ps(vz, vt, _mm512_max_ps(zero, vz));
     return _mm512_fmadd_ps(e, q, l);
 }
-
 #endif
 
 #ifdef AE_HAVE_V8
@@ -123,7 +122,6 @@ static inline __m256 bce_logit8(__m256 vz, __m256 vt, __m256 scale, __m256 *dv)
     __m256 l = _mm256_fnmadd_ps(vz, vt, _mm256_max_ps(zero, vz));
     return _mm256_fmadd_ps(e, q, l);
 }
-
 #endif
 
 #if defined(AE_HAVE_V16) || defined(AE_HAVE_V8)
@@ -161,7 +159,7 @@ double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, fl
         size_t m = len - i0 < BLOCK ? len - i0 : BLOCK, i = 0;
         const float *restrict zb = z + i0, *restrict tb = t + i0;
         float *restrict db = d ? d + i0 : NULL;
-        float acc[LANES] __attribute__((aligned(64))) = {0};
+        float acc[LANES] = {0};
 #ifdef AE_HAVE_V16
         __m512 vacc = _mm512_setzero_ps(), vscale = _mm512_set1_ps(scale);
         for (; i + LANES <= m; i += LANES) {
