@@ -67,6 +67,86 @@ void ae_cpu_fix_openblas(char **argv)
 
 const char *ae_cpu_note(void) { return note; }
 
+/* ---- the instruction sets this build was compiled for ------------------------------------ */
+
+#if defined(__x86_64__) || defined(__i386__)
+/* Compiled for the baseline x86-64 whatever the build's -march, so that it runs on any CPU: the
+ * check comes before any code of the build's instruction sets. */
+#define BASELINE __attribute__((target("arch=x86-64")))
+
+/* Is `feat` in AE_CPU_TEST_MISSING (names separated by commas or spaces; for the tests)? */
+BASELINE static int pretend_missing(const char *feat)
+{
+    const char *l = getenv("AE_CPU_TEST_MISSING");
+    size_t n = strlen(feat);
+    while (l && *l) {
+        size_t k = strcspn(l, ", ");
+        if (k == n && strncmp(l, feat, n) == 0) return 1;
+        l += k + (l[k] != '\0');
+    }
+    return 0;
+}
+
+BASELINE const char *ae_cpu_missing_isa(void)
+{
+    static char miss[160];
+    size_t len = 0;
+    miss[0] = '\0';
+    __builtin_cpu_init();
+#define AE_ISA(feat)                                                                                  \
+    if ((!__builtin_cpu_supports(feat) || pretend_missing(feat)) && len + sizeof feat + 1 < sizeof miss) { \
+        memcpy(miss + len, len ? " " feat : feat, sizeof feat + (len != 0));                          \
+        len += sizeof feat - 1 + (len != 0);                                                          \
+    }
+#ifdef __SSE2__
+    AE_ISA("sse2")
+#endif
+#ifdef __SSE4_2__
+    AE_ISA("sse4.2")
+#endif
+#ifdef __AVX__
+    AE_ISA("avx")
+#endif
+#ifdef __AVX2__
+    AE_ISA("avx2")
+#endif
+#ifdef __FMA__
+    AE_ISA("fma")
+#endif
+#ifdef __BMI2__
+    AE_ISA("bmi2")
+#endif
+#ifdef __AVX512F__
+    AE_ISA("avx512f")
+#endif
+#ifdef __AVX512VL__
+    AE_ISA("avx512vl")
+#endif
+#ifdef __AVX512BW__
+    AE_ISA("avx512bw")
+#endif
+#ifdef __AVX512DQ__
+    AE_ISA("avx512dq")
+#endif
+#ifdef __AVX512VNNI__
+    AE_ISA("avx512vnni")
+#endif
+#undef AE_ISA
+    return miss;
+}
+#else
+const char *ae_cpu_missing_isa(void) { return ""; }
+#endif
+
+const char *ae_cpu_build_host(void)
+{
+#ifdef AE_BUILD_CPU
+    return AE_BUILD_CPU;
+#else
+    return "";
+#endif
+}
+
 int ae_cpu_flush_denormals(int on)
 {
 #if defined(__SSE2__)

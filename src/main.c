@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ae/config.h"
 #include "ae/cpu.h"
@@ -50,7 +51,8 @@ static const char usage[] =
     "  --help, --version\n"
     "\n"
     "exit codes: 0 ok, 2 usage, 3 config, 4 I/O, 5 corrupt file, 6 shape, 7 memory, 8 NaN/Inf,\n"
-    "            9 MPI, 75 stopped by a signal after checkpointing (resume with --resume auto)\n";
+    "            9 MPI, 10 built for another CPU, 75 stopped by a signal after checkpointing (resume with\n"
+    "            --resume auto)\n";
 
 static int fail(const ae_error *err, ae_status st)
 {
@@ -148,6 +150,24 @@ static void join_args(int argc, char **argv, char *out, size_t cap)
         if (w > 0) len += (size_t)w;
     }
 }
+
+/* Before main, before any code of the build's instruction sets runs: a build made with
+ * -march=native on another CPU (a cluster's login node) stops with what is missing, not SIGILL. */
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((constructor, target("arch=x86-64"))) static void check_isa(void)
+{
+    const char *miss = ae_cpu_missing_isa();
+    if (!miss[0]) return;
+    const char *host = ae_cpu_build_host();
+    fprintf(stderr,
+            "aetrain: error: this build uses instructions this CPU lacks (%s): it was compiled %s%s%s. Build "
+            "aetrain on a node like this one, or for any x86-64 CPU with cmake -DAE_NATIVE=OFF "
+            "(docs/cluster.md)\n",
+            miss, host[0] ? "with -march=native for the CPU it was built on (" : "for another CPU", host,
+            host[0] ? ")" : "");
+    _exit(AE_EXIT_CPU);
+}
+#endif
 
 int main(int argc, char **argv)
 {

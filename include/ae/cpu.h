@@ -23,6 +23,15 @@ void ae_cpu_fix_openblas(char **argv);
  * "OPENBLAS_CORETYPE=SkylakeX set by aetrain: OpenBLAS had chosen Prescott"). */
 const char *ae_cpu_note(void);
 
+/* The instruction sets this build's code was compiled for (-march=native: the
+ * build host's) that this CPU lacks, as "avx512f avx512vl ..." ("" when it
+ * has them all: the build runs here). Compiled for baseline x86-64, so it may
+ * run first on any CPU; the CLI checks it before main. */
+const char *ae_cpu_missing_isa(void);
+
+/* The CPU the build was configured on with -march=native ("" otherwise). */
+const char *ae_cpu_build_host(void);
+
 /* Flush denormal floats to zero in the calling thread (x86: the FTZ and DAZ
  * bits of MXCSR) when on, or restore gradual underflow when off. An
  * operation on a denormal costs a microcode assist on Intel cores (~100

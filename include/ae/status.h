@@ -34,9 +34,10 @@ typedef struct ae_error {
 const char *ae_status_str(ae_status s);
 
 /* Process exit code for a status: 0 for AE_OK; distinct non-zero codes
- * otherwise (see docs/cli.md). AE_ERR_INTERRUPTED maps to AE_EXIT_RESUME. */
+ * otherwise (listed by aetrain --help). AE_ERR_INTERRUPTED maps to AE_EXIT_RESUME. */
 int ae_status_exit_code(ae_status s);
 #define AE_EXIT_RESUME 75 /* "checkpointed, resume me" (EX_TEMPFAIL) */
+#define AE_EXIT_CPU 10    /* the build's instruction sets are not this CPU's (checked before main) */
 
 /* Set *err (if err != NULL) to code and a printf-style message; returns code
  * so that callers can write `return ae_error_set(err, AE_ERR_IO, ...)`. */

@@ -28,6 +28,13 @@ printf 'include = ok.ini\n[model]\ndecoder = dense(500, sigmoid)\n' > "$WORK/bad
 expect_fail 6 "badshape.ini:3: .*500.*784" mpi 2 "$AETRAIN" train "$WORK/badshape.ini"
 expect_fail 2 "unknown option" "$AETRAIN" train "$WORK/ok.ini" --bogus
 
+# a build for another CPU (-march=native on a login node) stops before main on every rank with what
+# is missing, not SIGILL (AE_CPU_TEST_MISSING pretends this CPU lacks instruction sets it has)
+expect_fail 10 "instructions this CPU lacks \(sse2\).*AE_NATIVE=OFF" env AE_CPU_TEST_MISSING=sse2 "$AETRAIN" --version
+expect_fail 10 "lacks \(sse2\)" mpi 2 -x AE_CPU_TEST_MISSING=sse2 "$AETRAIN" train "$WORK/ok.ini"
+if out=$(AE_CPU_TEST_MISSING=bogus "$AETRAIN" --version 2>&1); then ok "a feature not in the build is not checked: $out"
+else bad "AE_CPU_TEST_MISSING=bogus: $out"; fi
+
 # data errors on every rank: missing file, truncated file, wrong magic
 mkdir -p "$WORK/missing"
 expect_fail 4 "t10k-images-idx3-ubyte" mpi 2 "$AETRAIN" train "$WORK/ok.ini" --set "data.dataset=$WORK/missing"
