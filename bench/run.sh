@@ -133,7 +133,9 @@ ae_pair() {
 core=$(ae_run coreprobe "$(config_of simple32)" 1 1 256 1 | cut -d' ' -f3)
 [ -n "$core" ] || exit 1
 note=$("$py" -c "import json, sys; print(json.load(open(sys.argv[1])).get('openblas_note', ''))" "$work/coreprobe.run.json")
-if [ -n "${OPENBLAS_CORETYPE:-}" ]; then why="OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE set by the user"
+if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+  why="OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE set by the user"
+  if [ -n "$note" ]; then echo "run.sh: warning: aetrain says: $note" >&2; fi
 elif [ -n "$note" ]; then why=$note
 else why="OpenBLAS' own choice, which aetrain keeps on this CPU"; fi
 echo "OpenBLAS core: aetrain runs with $core ($why); the roofline and PyTorch run with OPENBLAS_CORETYPE=$core"

@@ -41,6 +41,13 @@ const char *ae_cpu_best_coretype(void)
 }
 
 static char note[256];
+static char warning[384];
+
+static const char *tier_isa(int tier)
+{
+    static const char *const isa[] = {"SSE", "AVX", "AVX2", "AVX-512"};
+    return isa[tier];
+}
 
 void ae_cpu_fix_openblas(char **argv)
 {
@@ -51,10 +58,21 @@ void ae_cpu_fix_openblas(char **argv)
         unsetenv(REEXEC_ENV);
         return;
     }
-    if (getenv("OPENBLAS_CORETYPE") || getenv("AE_NO_CORETYPE_FIX")) return;
     const char *best = ae_cpu_best_coretype();
     /* AE_CORETYPE_TEST_FROM pretends OpenBLAS chose that core (for the tests) */
     const char *cur = getenv("AE_CORETYPE_TEST_FROM") ? getenv("AE_CORETYPE_TEST_FROM") : openblas_get_corename();
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    if (user) {
+        /* the user's choice stays, but a weaker one is said: such variables come from
+         * environment modules and container images made for other CPUs */
+        if (best && cur && core_tier(cur) < core_tier(best))
+            snprintf(warning, sizeof warning,
+                     "OPENBLAS_CORETYPE=%s from the environment: OpenBLAS runs its %s kernels (%s), weaker than this "
+                     "CPU's %s (%s); aetrain keeps the setting: unset it to let aetrain choose",
+                     user, cur, tier_isa(core_tier(cur)), tier_isa(core_tier(best)), best);
+        return;
+    }
+    if (getenv("AE_NO_CORETYPE_FIX")) return;
     if (!best || !cur || core_tier(cur) >= core_tier(best)) return;
     setenv("OPENBLAS_CORETYPE", best, 1);
     setenv(REEXEC_ENV, cur, 1);
@@ -66,6 +84,8 @@ void ae_cpu_fix_openblas(char **argv)
 }
 
 const char *ae_cpu_note(void) { return note; }
+
+const char *ae_cpu_warning(void) { return warning; }
 
 /* ---- the instruction sets this build was compiled for ------------------------------------ */
 

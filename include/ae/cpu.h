@@ -23,6 +23,12 @@ void ae_cpu_fix_openblas(char **argv);
  * "OPENBLAS_CORETYPE=SkylakeX set by aetrain: OpenBLAS had chosen Prescott"). */
 const char *ae_cpu_note(void);
 
+/* A warning for logs: "" normally, or, when the user's OPENBLAS_CORETYPE made
+ * OpenBLAS load kernels for fewer instruction sets than this CPU has (e.g.
+ * Haswell's AVX2 kernels on an AVX-512 CPU: half the sgemm speed), what it
+ * costs and how to undo it. The user's setting is kept either way. */
+const char *ae_cpu_warning(void);
+
 /* The instruction sets this build's code was compiled for (-march=native: the
  * build host's) that this CPU lacks, as "avx512f avx512vl ..." ("" when it
  * has them all: the build runs here). Compiled for baseline x86-64, so it may
