@@ -121,15 +121,13 @@ compare "bn sync P=3 accum 2 vs P=1 accum 2" b-p1-a2 b-p3-a2
 compare "bn sync P=3 accum 2 vs deterministic micro_shards 2 (P=1)" b-det2 b-p3-a2
 differ "bn sync accum 2 vs accum 1 (per micro-batch statistics)" b-p1-a1 b-p1-a2
 
-# ---- KL sparsity: the mean activations over the micro-batch. SGD with momentum, linear in the
-# gradients: Adam's first steps move every parameter by about lr whatever its gradient's size, so a
-# gradient near 0 turns float association into differences of up to lr (seen: 1e-6 to 1.2e-5 of the
-# largest parameter between P = 1 and 2 with seed 11, depending on the sigmoid's last bits)
-KL_OPT=(--set optim.kind=sgd --set optim.lr=0.5 --set optim.momentum=0.9)
-train kl 1 k-p1-a1 "${KL_OPT[@]}"
-train kl 1 k-p1-a2 --set train.accum=2 "${KL_OPT[@]}"
-train kl 2 k-p2-a2 --set train.accum=2 "${KL_OPT[@]}"
-train kl 1 k-det2 --set train.deterministic=true --set train.micro_shards=2 "${KL_OPT[@]}"
+# ---- KL sparsity: the mean activations over the micro-batch, with SGD_OPT (common.bash; with Adam:
+# 1e-6 to 1.2e-5 of the largest parameter between P = 1 and 2 with seed 11, depending on the
+# sigmoid's last bits)
+train kl 1 k-p1-a1 "${SGD_OPT[@]}"
+train kl 1 k-p1-a2 --set train.accum=2 "${SGD_OPT[@]}"
+train kl 2 k-p2-a2 --set train.accum=2 "${SGD_OPT[@]}"
+train kl 1 k-det2 --set train.deterministic=true --set train.micro_shards=2 "${SGD_OPT[@]}"
 compare "kl P=2 accum 2 vs P=1 accum 2" k-p1-a2 k-p2-a2
 compare "kl P=2 accum 2 vs deterministic micro_shards 2 (P=1)" k-det2 k-p2-a2
 differ "kl accum 2 vs accum 1 (per micro-batch means)" k-p1-a1 k-p1-a2

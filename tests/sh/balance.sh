@@ -5,10 +5,8 @@
 # synchronized batch norm over slices of unequal size); a rank sleeping in every step gets the
 # smallest share the clamp allows (3/4 of the equal one at P = 2) and the other the largest (5/4);
 # deterministic mode refuses it. train.step_times writes every rank's per-step times.
-# The runs use SGD with momentum, linear in the gradient: Adam's first steps are close to
-# lr * sign(g), so a near-zero gradient's rounding (P slices summed in another order) becomes a
-# step-sized difference (P = 3 with 9/8/8 of batch 25: 1.2e-5 with Adam, 1.4e-7 with SGD, on an
-# AVX-512 machine in the Debug build).
+# The runs use SGD_OPT (common.bash: with Adam, P = 3 with 9/8/8 of batch 25 differed by 1.2e-5
+# in the Debug build on an AVX-512 machine).
 . "$(dirname "$0")/common.bash"
 make_data "$WORK/data" 600 200 12
 TOL=1e-5
@@ -23,13 +21,12 @@ EOC
 # jv RUN KEY: KEY of RUN's result.json
 jv() { json_num "$WORK/runs/$1/result.json" "$2"; }
 
-SGD=(--set optim.kind=sgd --set optim.lr=0.5 --set optim.momentum=0.9)
-mpi 1 "$AETRAIN" train "$WORK/ae.ini" --run ae-p1 --quiet "${SGD[@]}"
-mpi 2 "$AETRAIN" train "$WORK/ae.ini" --run ae-p2b --quiet --set train.balance=true "${SGD[@]}"
+mpi 1 "$AETRAIN" train "$WORK/ae.ini" --run ae-p1 --quiet "${SGD_OPT[@]}"
+mpi 2 "$AETRAIN" train "$WORK/ae.ini" --run ae-p2b --quiet --set train.balance=true "${SGD_OPT[@]}"
 AE_FAULT=slow:1:30 mpi 2 -x AE_FAULT "$AETRAIN" train "$WORK/ae.ini" --run ae-p2slow --quiet --set train.balance=true \
-  --set train.step_times=true "${SGD[@]}"
+  --set train.step_times=true "${SGD_OPT[@]}"
 AE_FAULT=slow:2:30 mpi 3 -x AE_FAULT "$AETRAIN" train "$WORK/ae.ini" --run ae-p3slow --quiet --set train.balance=true \
-  "${SGD[@]}"
+  "${SGD_OPT[@]}"
 compare "balanced P = 2 vs P = 1" ae-p1 ae-p2b
 compare "balanced P = 2, rank 1 slower, vs P = 1" ae-p1 ae-p2slow
 compare "balanced P = 3, rank 2 slower, vs P = 1" ae-p1 ae-p3slow
@@ -66,9 +63,9 @@ fi
 
 write_tied_bnsync
 for cfg in tied bnsync; do
-  mpi 1 "$AETRAIN" train "$WORK/$cfg.ini" --run "$cfg-p1" --quiet "${SGD[@]}"
+  mpi 1 "$AETRAIN" train "$WORK/$cfg.ini" --run "$cfg-p1" --quiet "${SGD_OPT[@]}"
   AE_FAULT=slow:0:20 mpi 2 -x AE_FAULT "$AETRAIN" train "$WORK/$cfg.ini" --run "$cfg-p2slow" --quiet \
-    --set train.balance=true "${SGD[@]}"
+    --set train.balance=true "${SGD_OPT[@]}"
   compare "$cfg: balanced P = 2, rank 0 slower, vs P = 1" "$cfg-p1" "$cfg-p2slow"
 done
 

@@ -35,6 +35,12 @@ expect_fail() {
   fi
 }
 
+# For parameters compared across P: SGD with momentum, linear in the gradient. Adam's first steps
+# move every parameter by about lr * sign(g), so a gradient near 0 turns the float association of
+# P slices' sums into differences of up to lr (seen: 1.2e-5 of the largest parameter between P = 1
+# and 3 in balance.sh, and between P = 1 and 2 with KL sparsity in accum.sh; 1.4e-7 with SGD)
+SGD_OPT=(--set optim.kind=sgd --set optim.lr=0.5 --set optim.momentum=0.9)
+
 # json_num FILE KEY: the number after "KEY": in a one-line JSON file (result.json)
 json_num() { sed -nE "s/.*\"$2\": *([-0-9.eE+]+).*/\1/p" "$1"; }
 
