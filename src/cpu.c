@@ -40,8 +40,8 @@ const char *ae_cpu_best_coretype(void)
     return NULL;
 }
 
-static char note[256];
-static char warning[384];
+static char note[384];
+static int note_warns; /* note is a warning (the user's core type is weaker than the CPU's) */
 
 static const char *tier_isa(int tier)
 {
@@ -66,10 +66,11 @@ void ae_cpu_fix_openblas(char **argv)
         /* the user's choice stays, but a weaker one is said: such variables come from
          * environment modules and container images made for other CPUs */
         if (best && cur && core_tier(cur) < core_tier(best))
-            snprintf(warning, sizeof warning,
-                     "OPENBLAS_CORETYPE=%s from the environment: OpenBLAS runs its %s kernels (%s), weaker than this "
-                     "CPU's %s (%s); aetrain keeps the setting: unset it to let aetrain choose",
-                     user, cur, tier_isa(core_tier(cur)), tier_isa(core_tier(best)), best);
+            note_warns = snprintf(note, sizeof note,
+                                  "OPENBLAS_CORETYPE=%s from the environment: OpenBLAS runs its %s kernels (%s), "
+                                  "weaker than this CPU's %s (%s); aetrain keeps the setting: unset it to let "
+                                  "aetrain choose",
+                                  user, cur, tier_isa(core_tier(cur)), tier_isa(core_tier(best)), best) > 0;
         return;
     }
     if (getenv("AE_NO_CORETYPE_FIX")) return;
@@ -85,7 +86,7 @@ void ae_cpu_fix_openblas(char **argv)
 
 const char *ae_cpu_note(void) { return note; }
 
-const char *ae_cpu_warning(void) { return warning; }
+int ae_cpu_note_warns(void) { return note_warns; }
 
 /* ---- the instruction sets this build was compiled for ------------------------------------ */
 

@@ -963,7 +963,7 @@ static ae_status write_record(const char *dir, const ae_train_opts *opts, int th
     json_escape(hosts, host_esc, sizeof host_esc);
     json_escape(resume_path, res_esc, sizeof res_esc);
     char blas_esc[1024];
-    json_escape(ae_cpu_note()[0] ? ae_cpu_note() : ae_cpu_warning(), blas_esc, sizeof blas_esc);
+    json_escape(ae_cpu_note(), blas_esc, sizeof blas_esc);
     char text[16384];
     time_t now = time(NULL);
     char ts[64];
@@ -1587,8 +1587,8 @@ ae_status ae_train_run(ae_spec *spec, const ae_train_opts *opts, ae_train_result
 
     ae_report_log("aetrain %s (%s): %d rank%s x %d thread%s, OpenBLAS %s, hosts %s", AE_VERSION, AE_GIT_COMMIT, P,
                   P == 1 ? "" : "s", threads, threads == 1 ? "" : "s", openblas_get_corename(), hosts);
-    if (ae_cpu_note()[0]) ae_report_log("%s", ae_cpu_note());
-    if (ae_cpu_warning()[0]) ae_report_warn("%s", ae_cpu_warning());
+    if (ae_cpu_note_warns()) ae_report_warn("%s", ae_cpu_note());
+    else if (ae_cpu_note()[0]) ae_report_log("%s", ae_cpu_note());
     if (ftz_was >= 0) ae_report_log("denormal floats flushed to zero (train.flush_denormals)");
     ae_report_log("run folder %s", rc.dir);
 

@@ -19,15 +19,16 @@ const char *ae_cpu_best_coretype(void);
  * re-exec is needed or it failed. Call first in main, before MPI_Init. */
 void ae_cpu_fix_openblas(char **argv);
 
-/* A note for logs: "" normally, or what ae_cpu_fix_openblas changed (e.g.
- * "OPENBLAS_CORETYPE=SkylakeX set by aetrain: OpenBLAS had chosen Prescott"). */
+/* A note for logs and run.json: "" normally, or what ae_cpu_fix_openblas
+ * changed (e.g. "OPENBLAS_CORETYPE=SkylakeX set by aetrain: OpenBLAS had
+ * chosen Prescott"), or, when the user's OPENBLAS_CORETYPE made OpenBLAS load
+ * kernels for fewer instruction sets than this CPU has (e.g. Haswell's AVX2
+ * kernels on an AVX-512 CPU: half the sgemm speed), a warning that says so and
+ * how to undo it; the user's setting is kept either way. */
 const char *ae_cpu_note(void);
 
-/* A warning for logs: "" normally, or, when the user's OPENBLAS_CORETYPE made
- * OpenBLAS load kernels for fewer instruction sets than this CPU has (e.g.
- * Haswell's AVX2 kernels on an AVX-512 CPU: half the sgemm speed), what it
- * costs and how to undo it. The user's setting is kept either way. */
-const char *ae_cpu_warning(void);
+/* Is ae_cpu_note() that warning? */
+int ae_cpu_note_warns(void);
 
 /* The instruction sets this build's code was compiled for (-march=native: the
  * build host's) that this CPU lacks, as "avx512f avx512vl ..." ("" when it

@@ -65,6 +65,7 @@ out=$(env -u OPENBLAS_CORETYPE AE_CORETYPE_TEST_FROM=Prescott "$AETRAIN" train "
 check "weaker OpenBLAS kernels than the CPU's: OPENBLAS_CORETYPE set, re-exec, said in the log and run.json" \
   'grep -qE "OPENBLAS_CORETYPE=(SkylakeX|Haswell|Sandybridge) set by aetrain: OpenBLAS had chosen Prescott" <<<"$out" &&
    grep -q "OpenBLAS had chosen Prescott" "$WORK/runs/core/run.json"'
+best=$(sed -nE 's/.*OPENBLAS_CORETYPE=([A-Za-z]+) set by aetrain.*/\1/p' <<<"$out" | head -n 1)
 # a weaker core type from the environment is kept, and said: on stderr, in the log and in run.json
 out=$(OPENBLAS_CORETYPE=Prescott "$AETRAIN" train "$WORK/r.ini" --run usercore --set train.epochs=1 \
   --set train.probe=false --set train.knn=0 2>&1 >/dev/null)
@@ -73,13 +74,10 @@ check "a user's weaker OPENBLAS_CORETYPE: kept, with a warning" \
    grep -q "OpenBLAS Prescott" "$WORK/runs/usercore/log.txt" &&
    grep -q "^warning: OPENBLAS_CORETYPE=Prescott from the environment" "$WORK/runs/usercore/log.txt" &&
    grep -q "\"openblas_note\": \"OPENBLAS_CORETYPE=Prescott from the environment" "$WORK/runs/usercore/run.json"'
-flags=$(grep -m1 '^flags' /proc/cpuinfo)
-best=Prescott
-grep -qw avx2 <<<"$flags" && grep -qw fma <<<"$flags" && best=Haswell
-for f in avx512f avx512vl avx512bw avx512dq; do grep -qw $f <<<"$flags" || break; [ $f = avx512dq ] && best=SkylakeX; done
-out=$(OPENBLAS_CORETYPE=$best "$AETRAIN" train "$WORK/r.ini" --run usercore2 --set train.epochs=1 \
+# the CPU's best core, as the re-exec above chose it
+out=$(OPENBLAS_CORETYPE=${best:-none} "$AETRAIN" train "$WORK/r.ini" --run usercore2 --set train.epochs=1 \
   --set train.probe=false --set train.knn=0 2>&1)
-check "a user's OPENBLAS_CORETYPE=$best, the CPU's best: no warning" '! grep -q "OPENBLAS_CORETYPE" <<<"$out"'
+check "a user's OPENBLAS_CORETYPE=$best, the CPU's best: no warning" '[ -n "$best" ] && ! grep -q "OPENBLAS_CORETYPE" <<<"$out"'
 check "--version" '"$AETRAIN" --version | grep -q "^aetrain "'
 check "--help lists the commands" '"$AETRAIN" --help | grep -q "encode CKPT" && "$AETRAIN" --help | grep -q "exit codes"'
 finish
