@@ -48,7 +48,8 @@ static double gap_s; /* -g: compute between the calls */
 static volatile double gap_sink;
 static ae_dist_nodesum *node; /* -N: the node sum of the current size (its window is the buffer) */
 
-/* The sum of n floats: MPI_Allreduce, or (-N) the node sum with its agreement and barrier. */
+/* The sum of n floats: MPI_Allreduce, or (-N) the node sum with its agreement (which the trainer's
+ * sharded step also takes as its barrier: the step runs between the two). */
 static void sum_op(float *buf, size_t n)
 {
     if (!node) {
@@ -57,8 +58,7 @@ static void sum_op(float *buf, size_t n)
     }
     ae_error err = {0};
     int flag = 0;
-    if (ae_dist_nodesum_run(node, 1, &err) || ae_dist_nodesum_agree(node, &flag, &err) ||
-        ae_dist_nodesum_barrier(node, &err)) {
+    if (ae_dist_nodesum_run(node, 1, &err) || ae_dist_nodesum_agree(node, &flag, &err)) {
         fprintf(stderr, "allreduce: %s\n", err.msg);
         MPI_Abort(MPI_COMM_WORLD, 3);
     }

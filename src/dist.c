@@ -908,11 +908,6 @@ ae_status ae_dist_nodesum_agree(ae_dist_nodesum *s, int *flag, ae_error *err)
     return st;
 }
 
-ae_status ae_dist_nodesum_barrier(ae_dist_nodesum *s, ae_error *err)
-{
-    return s ? node_barrier(s->shm, "MPI_Barrier(node optimizer step)", err) : AE_OK;
-}
-
 void ae_dist_nodesum_gather(ae_dist_nodesum *s)
 {
     if (!s) return;

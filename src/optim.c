@@ -4,6 +4,8 @@
 #include "ae/optim.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 /* The update loops walk the buffer in blocks of OPTIM_BLOCK floats plus one
  * tail. GCC's -O2 vectorizer (the "very cheap" cost model) only takes loops
@@ -54,6 +56,38 @@ OPTIM_INLINE void run_blocked(optim_span_fn span, const optim_pass *k, size_t n)
     size_t i = 0;
     for (; i + OPTIM_BLOCK <= n; i += OPTIM_BLOCK) span(k, i, OPTIM_BLOCK);
     span(k, i, n - i);
+}
+
+#define EXP_BITS 0x7f800000u /* a float's exponent field: all ones in Inf and NaN */
+
+/* The largest exponent field of g[0, len): EXP_BITS when one of them is Inf or NaN. An integer max,
+ * which GCC vectorizes (a float reduction it may not reorder). */
+OPTIM_INLINE uint32_t span_max_exp(const float *restrict g, size_t len)
+{
+    uint32_t mx = 0;
+    for (size_t j = 0; j < len; j++) {
+        uint32_t b;
+        memcpy(&b, g + j, sizeof b);
+        b &= EXP_BITS;
+        mx = b > mx ? b : mx;
+    }
+    return mx;
+}
+
+/* run_blocked with the finite check of the gradient fused in: each block of k->g is checked just
+ * before the update reads it again from L1, so the check costs no pass of its own over the
+ * gradients. Returns 1 at the first block with an Inf or a NaN, which is not updated, nor any
+ * after it; 0 when every block was. */
+OPTIM_INLINE int run_blocked_checked(optim_span_fn span, const optim_pass *k, size_t n)
+{
+    size_t i = 0;
+    for (; i + OPTIM_BLOCK <= n; i += OPTIM_BLOCK) {
+        if (span_max_exp(k->g + i, OPTIM_BLOCK) == EXP_BITS) return 1;
+        span(k, i, OPTIM_BLOCK);
+    }
+    if (span_max_exp(k->g + i, n - i) == EXP_BITS) return 1;
+    span(k, i, n - i);
+    return 0;
 }
 
 /* p -= lr * g */
@@ -173,14 +207,14 @@ size_t ae_optim_state_floats(ae_opt_kind kind, size_t n)
     return 0;
 }
 
-void ae_optim_step(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
-                   size_t n)
+int ae_optim_step(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
+                  size_t n)
 {
-    ae_optim_step_range(c, lr, t, p, g, state, n, 0, n);
+    return ae_optim_step_range(c, lr, t, p, g, state, n, 0, n);
 }
 
-void ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
-                         size_t n_all, size_t off, size_t n)
+int ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
+                        size_t n_all, size_t off, size_t n)
 {
     optim_pass k = {.p = p + off,
                     .g = g + off,
@@ -191,15 +225,13 @@ void ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, 
     switch (c->kind) {
     case AE_OPT_SGD:
         k.a = c->momentum;
-        if (c->momentum == 0.0f) run_blocked(span_sgd, &k, n);
-        else if (c->nesterov) run_blocked(span_nesterov, &k, n);
-        else run_blocked(span_momentum, &k, n);
-        break;
+        if (c->momentum == 0.0f) return run_blocked_checked(span_sgd, &k, n);
+        if (c->nesterov) return run_blocked_checked(span_nesterov, &k, n);
+        return run_blocked_checked(span_momentum, &k, n);
     case AE_OPT_RMSPROP:
         k.a = c->rho;
         k.one_minus_a = 1.0f - c->rho;
-        run_blocked(span_rmsprop, &k, n);
-        break;
+        return run_blocked_checked(span_rmsprop, &k, n);
     case AE_OPT_ADAM: {
         /* Bias corrections in double, once; t < 1 is taken as the first step. */
         double tt = t < 1 ? 1.0 : (double)t;
@@ -211,15 +243,14 @@ void ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, 
         k.one_minus_a = 1.0f - c->beta1;
         k.b = c->beta2;
         k.one_minus_b = 1.0f - c->beta2;
-        run_blocked(span_adam, &k, n);
-        break;
+        return run_blocked_checked(span_adam, &k, n);
     }
     case AE_OPT_ADADELTA:
         k.a = c->rho;
         k.one_minus_a = 1.0f - c->rho;
-        run_blocked(span_adadelta, &k, n);
-        break;
+        return run_blocked_checked(span_adadelta, &k, n);
     }
+    return 0;
 }
 
 double ae_optim_grad_norm(const float *g, size_t n)

@@ -585,10 +585,8 @@ static double bucket_steps(loop *L, int *bad)
         double t0 = ae_dist_time();
         ae_model_add_l2_grad_range(m, b->off, b->off + b->n);
         ae_model_zero_frozen_range(m, b->off, b->off + b->n);
-        if (!isfinite(ae_optim_grad_norm(m->grads + b->off, b->n))) *bad = 1;
-        else
-            ae_optim_step_range(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params,
-                                b->off, b->n);
+        *bad = ae_optim_step_range(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params,
+                                   b->off, b->n);
         busy += ae_dist_time() - t0;
     }
     return busy;
@@ -628,7 +626,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     float *extra = m->extra;
     float stop_req = stop_signal ? 1.0f : 0.0f;
     ae_status st;
-    double t1, t2, t_exit, t_opt = 0.0; /* t_opt: the per-bucket steps' time inside [t1, t2] */
+    double t1, t2, t_exit, t_opt = 0.0; /* t_opt: the optimizer steps' time inside [t1, t2] (buckets, chunk) */
     const int64_t *W = L->bal_ready ? L->bal_use : NULL; /* train.balance: the ranks' weights */
     size_t n_local = 0;
     int stepped = 0, bad = 0;
@@ -677,14 +675,20 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         } else if (L->ns) {
             if ((st = ae_dist_nodesum_run(L->ns, L->shard, err))) return st;
             if (L->shard) {
-                /* this rank's chunk: L2 gradient, frozen layers and finite check; the node agrees on the
-                 * check (and may then read the step's scalars, which every buffer has) */
+                /* this rank's chunk: L2 gradient, frozen layers, and the step with its finite check;
+                 * the node agrees on the check, which is also the barrier that every chunk is stepped
+                 * before the next forward reads the parameters (and after which the step's scalars,
+                 * which every buffer has, may be read) */
+                double ts = ae_dist_time();
                 ae_dist_nodesum_chunk(L->ns, &c_lo, &c_hi);
                 if (c_hi > m->n_params) c_hi = m->n_params;
                 if (c_lo > c_hi) c_lo = c_hi;
                 ae_model_add_l2_grad_range(m, c_lo, c_hi);
                 ae_model_zero_frozen_range(m, c_lo, c_hi);
-                bad = !isfinite(ae_optim_grad_norm(m->grads + c_lo, c_hi - c_lo));
+                L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
+                bad = ae_optim_step_range(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt,
+                                          m->n_params, c_lo, c_hi - c_lo);
+                t_opt = ae_dist_time() - ts;
                 if ((st = ae_dist_nodesum_agree(L->ns, &bad, err))) return st;
                 if (bad) ae_dist_nodesum_gather(L->ns); /* the whole sum, for the report of the layer */
                 stepped = 1;
@@ -722,29 +726,21 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     }
     double norm = bad ? NAN : 0.0;
     if (!stepped) {
+        /* the finite check is part of the optimizer's pass; clipping needs the norm first. No step
+         * on a non-finite loss, nor on a non-finite norm */
         ae_model_add_l2_grad(m);
         ae_model_zero_frozen(m);
-        norm = ae_optim_grad_norm(m->grads, m->n_params);
+        L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
+        if (L->clip > 0.0f) norm = ae_optim_clip(m->grads, m->n_params, L->clip);
+        if (isfinite(norm) && isfinite(extra[EX_LOSS]) &&
+            ae_optim_step(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params))
+            norm = NAN;
     }
     if (!isfinite(norm) || !isfinite(extra[EX_LOSS])) {
         const char *where = nonfinite_layer(m);
         return ae_error_set(err, AE_ERR_NUMERIC, "non-finite %s at epoch %lld, step %lld%s%s (lr %.3g)",
                             isfinite(extra[EX_LOSS]) ? "gradient" : "loss", (long long)L->epoch + 1,
                             (long long)L->step + 1, where ? ", first in layer " : "", where ? where : "", L->lr);
-    }
-    if (!stepped) {
-        if (L->clip > 0.0f) ae_optim_clip(m->grads, m->n_params, L->clip);
-        L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
-        ae_optim_step(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params);
-    } else if (L->shard) {
-        L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
-        ae_optim_step_range(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params, c_lo,
-                            c_hi - c_lo);
-        /* every chunk is stepped before the next forward reads the parameters */
-        double tb = ae_dist_time();
-        if ((st = ae_dist_nodesum_barrier(L->ns, err))) return st;
-        t_exit = ae_dist_time();
-        L->t_allreduce += t_exit - tb;
     }
     L->run_sum += (double)extra[EX_LOSS] * (double)nb;
     L->run_cnt += (double)nb;
@@ -755,8 +751,8 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     L->bal_tail = t3 - t_exit;
     L->bal_have_tail = 1;
     if (L->steps_f)
-        fprintf(L->steps_f, "%lld,%zu,%.7f,%.7f,%.7f,%.7f\n", (long long)L->step, n_local, t1 - t0, t2 - t1,
-                t3 - t2, t3 - t0);
+        fprintf(L->steps_f, "%lld,%zu,%.7f,%.7f,%.7f,%.7f\n", (long long)L->step, n_local, t1 - t0,
+                t2 - t1 - t_opt, t3 - t2 + t_opt, t3 - t0);
     L->t_steps += t3 - t0;
     L->t_allreduce += t2 - t1 - t_opt;
     return AE_OK;

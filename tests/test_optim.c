@@ -319,6 +319,45 @@ static void test_optim_ranges_match_whole(void)
     }
 }
 
+/* The finite check inside the step: all finite returns 0 and steps everything; an Inf or a NaN
+ * (gradient at 100 in the second block of 64; at 200, in the tail; at 0, the first element) returns 1,
+ * and the blocks before its block are stepped exactly as by a whole step, its block and those after
+ * it not at all, parameters and state; a finite gradient with a huge exponent (3e38) is no Inf. */
+static void test_optim_step_checks_finite(void)
+{
+    const size_t bad_at[] = {100, 200, 0};
+    const float bad_val[] = {NAN, INFINITY, -INFINITY};
+    float p0[LONG_N], g[LONG_N], pa[LONG_N], pb[LONG_N], sa[2 * LONG_N], sb[2 * LONG_N];
+    for (size_t i = 0; i < LONG_N; i++) {
+        p0[i] = 0.01f * (float)i - 1.0f;
+        g[i] = sinf(0.37f * (float)(i + 1));
+    }
+    for (size_t k = 0; k < N_CONFS; k++) {
+        memcpy(pa, p0, sizeof pa);
+        memset(sa, 0, sizeof sa);
+        g[7] = 3e38f;
+        CU_ASSERT_EQUAL(ae_optim_step(&ALL_CONFS[k], 1e-40f, 1, pa, g, sa, LONG_N), 0);
+        g[7] = sinf(0.37f * 8.0f);
+        for (size_t b = 0; b < sizeof bad_at / sizeof bad_at[0]; b++) {
+            memcpy(pa, p0, sizeof pa);
+            memcpy(pb, p0, sizeof pb);
+            memset(sa, 0, sizeof sa);
+            memset(sb, 0, sizeof sb);
+            CU_ASSERT_EQUAL(ae_optim_step(&ALL_CONFS[k], 0.01f, 1, pa, g, sa, LONG_N), 0);
+            g[bad_at[b]] = bad_val[b];
+            CU_ASSERT_EQUAL(ae_optim_step(&ALL_CONFS[k], 0.01f, 1, pb, g, sb, LONG_N), 1);
+            g[bad_at[b]] = sinf(0.37f * (float)(bad_at[b] + 1));
+            size_t cut = bad_at[b] / 64 * 64; /* the bad block's start */
+            size_t ns = ALL_CONFS[k].kind == AE_OPT_SGD && ALL_CONFS[k].momentum == 0.0f ? 0 : 1;
+            CU_ASSERT_EQUAL(memcmp(pa, pb, cut * sizeof(float)), 0);
+            CU_ASSERT_EQUAL(memcmp(pb + cut, p0 + cut, (LONG_N - cut) * sizeof(float)), 0);
+            CU_ASSERT(cut == 0 || pa[cut - 1] != p0[cut - 1]);
+            for (size_t i = cut; ns && i < LONG_N; i++) CU_ASSERT_EQUAL_FATAL(sb[i], 0.0f);
+            CU_ASSERT(!ns || cut == 0 || sb[cut - 1] != 0.0f);
+        }
+    }
+}
+
 /* Adam on f(x) = sum 0.5 a_i (x_i - c_i)^2 with curvatures 100x apart: from
  * x = 0 it must end near c (|x - c| < 1e-2) with f down by > 1e6. */
 static void test_optim_adam_converges_on_quadratic(void)
@@ -555,6 +594,7 @@ void ae_test_register_optim(void)
     CU_add_test(s, "test_optim_adadelta", test_optim_adadelta);
     CU_add_test(s, "test_optim_blocks_match_tail", test_optim_blocks_match_tail);
     CU_add_test(s, "test_optim_ranges_match_whole", test_optim_ranges_match_whole);
+    CU_add_test(s, "test_optim_step_checks_finite", test_optim_step_checks_finite);
     CU_add_test(s, "test_optim_adam_converges_on_quadratic", test_optim_adam_converges_on_quadratic);
     CU_add_test(s, "test_optim_zero_length", test_optim_zero_length);
     CU_add_test(s, "test_optim_grad_norm", test_optim_grad_norm);

@@ -150,9 +150,6 @@ void ae_dist_nodesum_chunk(const ae_dist_nodesum *s, size_t *lo, size_t *hi);
 /* Over the node's ranks: *flag = the maximum of every rank's *flag, and a
  * barrier (stores before it on any rank are seen by loads after it). */
 ae_status ae_dist_nodesum_agree(ae_dist_nodesum *s, int *flag, ae_error *err);
-/* A barrier over the node's ranks (after the sharded step, before the next
- * forward reads the parameters). */
-ae_status ae_dist_nodesum_barrier(ae_dist_nodesum *s, ae_error *err);
 /* After an owned sum and the agreement: copy every other rank's chunk into
  * this rank's buffer, which then holds the whole sum (an error's report). */
 void ae_dist_nodesum_gather(ae_dist_nodesum *s);

@@ -35,15 +35,21 @@ size_t ae_optim_state_floats(ae_opt_kind kind, size_t n);
  *             p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)
  *   Adadelta: s = rho*s + (1-rho)*g^2;  d = sqrt(u+eps)/sqrt(s+eps)*g;
  *             u = rho*u + (1-rho)*d^2;  p -= lr * d
- * state blocks: SGD [v], RMSProp [s], Adam [m, v], Adadelta [s, u]. */
-void ae_optim_step(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
-                   size_t n);
+ * state blocks: SGD [v], RMSProp [s], Adam [m, v], Adadelta [s, u].
+ * The finite check of g is part of the pass: the buffers go in blocks of 64
+ * floats, each block's gradients checked just before its update. Returns 0
+ * when every gradient was finite and every parameter stepped; 1 when one was
+ * Inf or NaN: the update stopped at its block (the blocks before it are
+ * stepped, that one and the rest are not), which the caller must treat as a
+ * failed step (the trainer ends the run with the error and saves none of it). */
+int ae_optim_step(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
+                  size_t n);
 
 /* The same step over elements [off, off + len) only of buffers of n parameters (the state blocks
- * are n long each). Elementwise: the steps of disjoint ranges that cover [0, n) give the bits of
- * one ae_optim_step. */
-void ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
-                         size_t n, size_t off, size_t len);
+ * are n long each), with the same check and result. Elementwise: the steps of disjoint ranges
+ * that cover [0, n) give the bits of one ae_optim_step. */
+int ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
+                        size_t n, size_t off, size_t len);
 
 typedef enum { AE_SCHED_CONSTANT = 0, AE_SCHED_STEP, AE_SCHED_COSINE } ae_sched_kind;
 
