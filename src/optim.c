@@ -46,6 +46,7 @@ typedef struct optim_pass {
     float one_minus_b;
     float eps;
     float inv_sqrt_bc2; /* Adam: 1 / sqrt(1 - beta2^t) */
+    float *g_zero;      /* g again, writable, when each stepped block of it is then set to 0; else NULL */
 } optim_pass;
 
 typedef void (*optim_span_fn)(const optim_pass *k, size_t off, size_t len);
@@ -84,9 +85,11 @@ OPTIM_INLINE int run_blocked_checked(optim_span_fn span, const optim_pass *k, si
     for (; i + OPTIM_BLOCK <= n; i += OPTIM_BLOCK) {
         if (span_max_exp(k->g + i, OPTIM_BLOCK) == EXP_BITS) return 1;
         span(k, i, OPTIM_BLOCK);
+        if (k->g_zero) memset(k->g_zero + i, 0, OPTIM_BLOCK * sizeof(float));
     }
     if (span_max_exp(k->g + i, n - i) == EXP_BITS) return 1;
     span(k, i, n - i);
+    if (k->g_zero) memset(k->g_zero + i, 0, (n - i) * sizeof(float));
     return 0;
 }
 
@@ -213,15 +216,17 @@ int ae_optim_step(const ae_optim_conf *c, float lr, int64_t t, float *p, const f
     return ae_optim_step_range(c, lr, t, p, g, state, n, 0, n);
 }
 
-int ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
-                        size_t n_all, size_t off, size_t n)
+/* The step of [off, off + n); g_zero: g, to be zeroed block by block as it is stepped, or NULL. */
+static int step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *g_zero,
+                      float *state, size_t n_all, size_t off, size_t n)
 {
     optim_pass k = {.p = p + off,
                     .g = g + off,
                     .s0 = state ? state + off : NULL,
                     .s1 = state ? state + n_all + off : NULL,
                     .lr = lr,
-                    .eps = c->eps};
+                    .eps = c->eps,
+                    .g_zero = g_zero ? g_zero + off : NULL};
     switch (c->kind) {
     case AE_OPT_SGD:
         k.a = c->momentum;
@@ -251,6 +256,18 @@ int ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, c
         return run_blocked_checked(span_adadelta, &k, n);
     }
     return 0;
+}
+
+int ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
+                        size_t n_all, size_t off, size_t n)
+{
+    return step_range(c, lr, t, p, g, NULL, state, n_all, off, n);
+}
+
+int ae_optim_step_range_zero(const ae_optim_conf *c, float lr, int64_t t, float *p, float *g, float *state,
+                             size_t n_all, size_t off, size_t n)
+{
+    return step_range(c, lr, t, p, g, g, state, n_all, off, n);
 }
 
 double ae_optim_grad_norm(const float *g, size_t n)

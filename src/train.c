@@ -246,6 +246,9 @@ typedef struct loop {
     double bal_share_hi, bal_share_lo; /* sums over the balanced steps of the largest and smallest share */
     int64_t bal_steps;
     FILE *steps_f; /* train.step_times: this rank's steps/rank-R.csv, one row a step (NULL = off) */
+    /* [z_lo, z_hi): the gradients the last step's optimizer set to 0 as it went (default mode), which
+     * the next step's zeroing skips */
+    size_t z_lo, z_hi;
 } loop;
 
 /* train.shard_optimizer: auto, true, false (the config's order); auto shards from this size on,
@@ -519,6 +522,16 @@ static ae_status balance_update(loop *L, size_t nb, size_t n_local, double busy,
 /* Zero the gradients, aux sums and step scalars the passes of a step add into. */
 static void zero_grads(ae_model *m) { memset(m->grads, 0, sizeof(float) * (m->n_params + m->n_aux + AE_GRAD_EXTRA)); }
 
+/* zero_grads but for [L->z_lo, L->z_hi), which the last step's optimizer left at 0. */
+static void zero_grads_rest(loop *L)
+{
+    ae_model *m = L->m;
+    size_t ntot = m->n_params + m->n_aux + AE_GRAD_EXTRA;
+    memset(m->grads, 0, sizeof(float) * L->z_lo);
+    memset(m->grads + L->z_hi, 0, sizeof(float) * (ntot - L->z_hi));
+    L->z_lo = L->z_hi = 0;
+}
+
 /* Collective: the epoch's breakdown of the step time, as means over the ranks (metrics.csv):
  * allreduce_frac, the time in the gradient allreduce's calls (during backward and after it);
  * allreduce_exposed_frac, the wait after backward; wait_frac, the part of that spent waiting for a
@@ -579,15 +592,20 @@ static double bucket_steps(loop *L, int *bad)
     ae_model *m = L->m;
     double busy = 0.0;
     L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
-    for (int k = 0; k < L->n_bkt && !*bad; k++) {
+    int k = 0;
+    for (; k < L->n_bkt && !*bad; k++) {
         const struct bucket *b = &L->bkt[k];
         if (ae_dist_wait_first(L->reqs, b->mark, &L->bkt_err)) break;
         double t0 = ae_dist_time();
         ae_model_add_l2_grad_range(m, b->off, b->off + b->n);
         ae_model_zero_frozen_range(m, b->off, b->off + b->n);
-        *bad = ae_optim_step_range(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params,
-                                   b->off, b->n);
+        *bad = ae_optim_step_range_zero(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt,
+                                        m->n_params, b->off, b->n);
         busy += ae_dist_time() - t0;
+    }
+    if (k == L->n_bkt && !*bad && L->n_bkt) { /* every bucket stepped (and zeroed): [first's off, n_params) */
+        L->z_lo = L->bkt[L->n_bkt - 1].off;
+        L->z_hi = m->n_params;
     }
     return busy;
 }
@@ -633,7 +651,7 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
     size_t c_lo = 0, c_hi = 0; /* train.shard_optimizer: this rank's chunk of the parameters */
     if (!L->det) {
         L->next_bkt = 0;
-        zero_grads(m);
+        zero_grads_rest(L);
         /* every rank runs every pass, an empty slice too: synchronized layers reduce in them */
         for (int j = 0; j < L->passes; j++) {
             ae_train_pass pr, nx = {0};
@@ -686,8 +704,9 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
                 ae_model_add_l2_grad_range(m, c_lo, c_hi);
                 ae_model_zero_frozen_range(m, c_lo, c_hi);
                 L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
-                bad = ae_optim_step_range(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt,
-                                          m->n_params, c_lo, c_hi - c_lo);
+                bad = ae_optim_step_range_zero(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads,
+                                               L->opt, m->n_params, c_lo, c_hi - c_lo);
+                if (!bad) L->z_lo = c_lo, L->z_hi = c_hi;
                 t_opt = ae_dist_time() - ts;
                 if ((st = ae_dist_nodesum_agree(L->ns, &bad, err))) return st;
                 if (bad) ae_dist_nodesum_gather(L->ns); /* the whole sum, for the report of the layer */
@@ -732,9 +751,14 @@ static ae_status loop_step(loop *L, int *stop, ae_error *err)
         ae_model_zero_frozen(m);
         L->lr = ae_sched_lr(&L->sc, L->step, L->steps_per_epoch, L->total_steps);
         if (L->clip > 0.0f) norm = ae_optim_clip(m->grads, m->n_params, L->clip);
-        if (isfinite(norm) && isfinite(extra[EX_LOSS]) &&
-            ae_optim_step(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params))
-            norm = NAN;
+        if (isfinite(norm) && isfinite(extra[EX_LOSS])) {
+            /* default mode: the next step adds into this buffer again, so the step zeroes as it goes */
+            if (L->det ? ae_optim_step(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt, m->n_params)
+                       : ae_optim_step_range_zero(&L->oc, (float)L->lr, L->step + 1, m->params, m->grads, L->opt,
+                                                  m->n_params, 0, m->n_params))
+                norm = NAN;
+            else if (!L->det) L->z_hi = m->n_params;
+        }
     }
     if (!isfinite(norm) || !isfinite(extra[EX_LOSS])) {
         const char *where = nonfinite_layer(m);

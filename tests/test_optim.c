@@ -358,6 +358,47 @@ static void test_optim_step_checks_finite(void)
     }
 }
 
+/* ae_optim_step_range_zero steps [off, off + len) bitwise as ae_optim_step_range does and sets
+ * exactly those gradients to 0; at a NaN the blocks before its block (blocks of 64 from off) are
+ * stepped and zeroed, its block and the rest keep their parameters and gradients. */
+static void test_optim_step_range_zero(void)
+{
+    const size_t off = 37, len = LONG_N - 37 - 11, bad = off + 64 * 2 + 5;
+    float p0[LONG_N], g0[LONG_N], g[LONG_N], pa[LONG_N], pb[LONG_N], sa[2 * LONG_N], sb[2 * LONG_N];
+    for (size_t i = 0; i < LONG_N; i++) {
+        p0[i] = 0.01f * (float)i - 1.0f;
+        g0[i] = sinf(0.37f * (float)(i + 1));
+    }
+    for (size_t k = 0; k < N_CONFS; k++) {
+        memcpy(pa, p0, sizeof pa);
+        memcpy(pb, p0, sizeof pb);
+        memcpy(g, g0, sizeof g);
+        memset(sa, 0, sizeof sa);
+        memset(sb, 0, sizeof sb);
+        CU_ASSERT_EQUAL(ae_optim_step_range(&ALL_CONFS[k], 0.01f, 3, pa, g0, sa, LONG_N, off, len), 0);
+        CU_ASSERT_EQUAL(ae_optim_step_range_zero(&ALL_CONFS[k], 0.01f, 3, pb, g, sb, LONG_N, off, len), 0);
+        CU_ASSERT_EQUAL(memcmp(pa, pb, sizeof pa), 0);
+        CU_ASSERT_EQUAL(memcmp(sa, sb, sizeof sa), 0);
+        CU_ASSERT(pb[off] != p0[off] && pb[off + len - 1] != p0[off + len - 1]);
+        CU_ASSERT_EQUAL(memcmp(g, g0, off * sizeof(float)), 0);
+        CU_ASSERT_EQUAL(memcmp(g + off + len, g0 + off + len, (LONG_N - off - len) * sizeof(float)), 0);
+        for (size_t i = off; i < off + len; i++) CU_ASSERT_EQUAL_FATAL(g[i], 0.0f);
+
+        memcpy(pb, p0, sizeof pb);
+        memcpy(g, g0, sizeof g);
+        memset(sb, 0, sizeof sb);
+        g[bad] = NAN;
+        CU_ASSERT_EQUAL(ae_optim_step_range_zero(&ALL_CONFS[k], 0.01f, 3, pb, g, sb, LONG_N, off, len), 1);
+        size_t cut = off + (bad - off) / 64 * 64;
+        CU_ASSERT_EQUAL(memcmp(pa, pb, cut * sizeof(float)), 0);
+        CU_ASSERT_EQUAL(memcmp(pb + cut, p0 + cut, (LONG_N - cut) * sizeof(float)), 0);
+        for (size_t i = off; i < cut; i++) CU_ASSERT_EQUAL_FATAL(g[i], 0.0f);
+        CU_ASSERT(isnan(g[bad]));
+        g[bad] = g0[bad];
+        CU_ASSERT_EQUAL(memcmp(g + cut, g0 + cut, (LONG_N - cut) * sizeof(float)), 0);
+    }
+}
+
 /* Adam on f(x) = sum 0.5 a_i (x_i - c_i)^2 with curvatures 100x apart: from
  * x = 0 it must end near c (|x - c| < 1e-2) with f down by > 1e6. */
 static void test_optim_adam_converges_on_quadratic(void)
@@ -595,6 +636,7 @@ void ae_test_register_optim(void)
     CU_add_test(s, "test_optim_blocks_match_tail", test_optim_blocks_match_tail);
     CU_add_test(s, "test_optim_ranges_match_whole", test_optim_ranges_match_whole);
     CU_add_test(s, "test_optim_step_checks_finite", test_optim_step_checks_finite);
+    CU_add_test(s, "test_optim_step_range_zero", test_optim_step_range_zero);
     CU_add_test(s, "test_optim_adam_converges_on_quadratic", test_optim_adam_converges_on_quadratic);
     CU_add_test(s, "test_optim_zero_length", test_optim_zero_length);
     CU_add_test(s, "test_optim_grad_norm", test_optim_grad_norm);

@@ -51,6 +51,12 @@ int ae_optim_step(const ae_optim_conf *c, float lr, int64_t t, float *p, const f
 int ae_optim_step_range(const ae_optim_conf *c, float lr, int64_t t, float *p, const float *g, float *state,
                         size_t n, size_t off, size_t len);
 
+/* ae_optim_step_range that also sets the gradients it stepped to 0, each block just after its
+ * update (in L1 still): the trainer's next step then needs no zeroing pass over them. At a
+ * non-finite gradient (1) the blocks before its block are stepped and zeroed, the rest untouched. */
+int ae_optim_step_range_zero(const ae_optim_conf *c, float lr, int64_t t, float *p, float *g, float *state,
+                             size_t n, size_t off, size_t len);
+
 typedef enum { AE_SCHED_CONSTANT = 0, AE_SCHED_STEP, AE_SCHED_COSINE } ae_sched_kind;
 
 typedef struct ae_sched_conf {
