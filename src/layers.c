@@ -245,14 +245,12 @@ static void dense_init(ae_layer *l, ae_rng *rng)
     if (l->use_bias) ae_layer_init_bias(l->b, (size_t)l->units, (double)l->in_size, l->init, rng);
 }
 
-static void add_bias_rows(const ae_layer *l, float *out, int n)
+/* Every row of out (n x units) set to the bias: the sgemm then adds into it (beta = 1), which replaces
+ * OpenBLAS' own zeroing of C (beta = 0) and a pass of its own that added the bias. */
+static void fill_bias_rows(const ae_layer *l, float *out, int n)
 {
     size_t u = (size_t)l->units;
-    if (!l->use_bias) return;
-    for (int r = 0; r < n; r++) {
-        float *row = out + (size_t)r * u;
-        for (size_t j = 0; j < u; j++) row[j] += l->b[j];
-    }
+    for (int r = 0; r < n; r++) memcpy(out + (size_t)r * u, l->b, sizeof(float) * u);
 }
 
 static void dense_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float *out, int n)
@@ -262,13 +260,14 @@ static void dense_forward(ae_layer *l, const ae_ctx *ctx, const float *in, float
     /* a training step's fused output: the logits go straight to l->z, the output is not needed */
     int logits_only = ae_layer_logits_only(l, ctx);
     float *dst = logits_only ? l->z : out;
+    float beta = l->use_bias ? 1.0f : 0.0f;
+    if (l->use_bias) fill_bias_rows(l, dst, n);
     if (l->tied) /* dst = in . Wsrc^T, Wsrc is (u x in_sz) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, u, in_sz, 1.0f, in, in_sz, l->tied->W, in_sz,
-                    0.0f, dst, u);
+                    beta, dst, u);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, u, in_sz, 1.0f, in, in_sz, l->W, u, 0.0f,
-                    dst, u);
-    add_bias_rows(l, dst, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, u, in_sz, 1.0f, in, in_sz, l->W, u, beta, dst,
+                    u);
     if (logits_only) return;
     if (l->z) memcpy(l->z, out, sizeof(float) * (size_t)n * (size_t)u);
     ae_act_forward(l->act, out, (size_t)n, (size_t)u);
@@ -280,13 +279,14 @@ static void dense_backward(ae_layer *l, const ae_ctx *ctx, const float *in, cons
     (void)ctx;
     if (n <= 0) return;
     int in_sz = (int)l->in_size, u = l->units;
-    if (!l->fused_out) ae_act_backward(l->act, out, dout, (size_t)n, (size_t)u);
-    if (l->use_bias) {
+    if (l->use_bias) { /* the activation's derivative and the bias' sum in one pass, row by row (in L1) */
         for (int r = 0; r < n; r++) {
-            const float *row = dout + (size_t)r * u;
+            float *row = dout + (size_t)r * u;
+            if (!l->fused_out) ae_act_backward(l->act, out + (size_t)r * u, row, 1, (size_t)u);
             for (int j = 0; j < u; j++) l->db[j] += row[j];
         }
-    }
+    } else if (!l->fused_out)
+        ae_act_backward(l->act, out, dout, (size_t)n, (size_t)u);
     if (l->tied) {
         /* dWsrc (u x in_sz) += dout^T . in */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, u, in_sz, n, 1.0f, dout, u, in, in_sz, 1.0f,
