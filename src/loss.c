@@ -157,8 +157,8 @@ double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, fl
     float dummy[LANES];
     for (size_t i0 = 0; i0 < len; i0 += BLOCK) {
         size_t m = len - i0 < BLOCK ? len - i0 : BLOCK, i = 0;
-        const float *restrict zb = z + i0, *restrict tb = t + i0;
-        float *restrict db = d ? d + i0 : NULL;
+        const float *zb = z + i0, *tb = t + i0; /* no restrict: d may be z */
+        float *db = d ? d + i0 : NULL;
         float acc[LANES] = {0};
 #ifdef AE_HAVE_V16
         __m512 vacc = _mm512_setzero_ps(), vscale = _mm512_set1_ps(scale);

@@ -356,7 +356,9 @@ void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *
     if (n <= 0 && !backward) return;
     int L = m->n_layers;
     const float *y = m->act[L - 1];
-    float *d = backward ? m->scratch[0] : NULL;
+    /* the BCE's gradient replaces the logits (which nothing reads after it), so a step touches one
+     * buffer of the output's size fewer */
+    float *d = !backward ? NULL : m->loss == AE_LOSS_BCE ? m->z_last : m->scratch[0];
     size_t w = m->out_size;
     switch (m->loss) {
     case AE_LOSS_MSE: out->loss = ae_loss_mse(y, target, (size_t)n, w, scale, d); break;
@@ -368,14 +370,16 @@ void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *
     if (!backward) return;
     /* the penalty is per sample: scale it by 1/N where the data loss is per element 1/(N w) */
     float per_sample = (m->loss == AE_LOSS_CE || m->loss_sum) ? scale : scale * (float)w;
-    int cur = 0;
+    int cur = 0; /* the layers' input gradients alternate between the two scratch buffers */
+    float *dout = d;
     for (int i = L - 1; i >= 0; i--) {
         ae_layer *l = &m->layers[i];
-        if (i == m->l1_layer) out->penalty += activity_penalty(m, ctx, n, per_sample, m->scratch[cur]);
+        if (i == m->l1_layer) out->penalty += activity_penalty(m, ctx, n, per_sample, dout);
         float *din = i > 0 ? m->scratch[1 - cur] : NULL;
-        l->kind->backward(l, ctx, i > 0 ? m->act[i - 1] : x, m->act[i], m->scratch[cur], din, n);
+        l->kind->backward(l, ctx, i > 0 ? m->act[i - 1] : x, m->act[i], dout, din, n);
         if (ctx->layer_done) ctx->layer_done(i, ctx->layer_done_user);
         cur = 1 - cur;
+        dout = din;
     }
 }
 

@@ -16,7 +16,8 @@
 double ae_loss_mse(const float *y, const float *t, size_t n, size_t w, float scale, float *d);
 
 /* Binary cross-entropy of sigmoid(z) against t in [0,1], from the logits:
- * max(z,0) - z t + log(1 + exp(-|z|)); d = scale * (sigmoid(z) - t) w.r.t. z. */
+ * max(z,0) - z t + log(1 + exp(-|z|)); d = scale * (sigmoid(z) - t) w.r.t. z. d may be z itself (each
+ * element's gradient replaces its logit). */
 double ae_loss_bce_logits(const float *z, const float *t, size_t n, size_t w, float scale, float *d);
 
 /* Binary cross-entropy of outputs y (clamped to [AE_BCE_EPS, 1-AE_BCE_EPS]);

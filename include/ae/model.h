@@ -77,7 +77,8 @@ typedef struct ae_loss_out {
  * m->grads (accumulating), N the global batch (scale x out_size for a
  * per-element mean, scale otherwise: see ae_model_loss_scale). Typical scale: 1 / (global batch x out_size) for
  * reconstruction, 1 / global batch for ce. Backward calls ctx->layer_done
- * (when set) after each layer, last layer first. */
+ * (when set) after each layer, last layer first. With backward and the bce
+ * loss the output's gradient is written over the logits (m->z_last). */
 void ae_model_loss(ae_model *m, const ae_ctx *ctx, const float *x, const float *target, const uint8_t *labels,
                    int n, float scale, int backward, ae_loss_out *out);
 
